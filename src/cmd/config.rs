@@ -1,0 +1,187 @@
+//! `CONFIG`.
+
+use bytes::Bytes;
+
+use super::{Args, is};
+use crate::config::Fsync;
+use crate::protocol::Reply;
+use crate::server::Shared;
+use crate::{Error, Result};
+
+/// Reads and changes configuration.
+///
+/// # Format
+///
+/// ```text
+/// CONFIG GET parameter [parameter ...]
+/// CONFIG SET parameter value [parameter value ...]
+/// CONFIG RESETSTAT
+/// ```
+///
+/// `GET` takes glob patterns and replies with a map (a flat array in RESP2)
+/// of the effective values. `SET` changes `maxclients`, `appendfsync` and
+/// `requirepass` at run time; the rest are fixed at start.
+#[derive(Debug)]
+pub enum ConfigCmd {
+    Get(Vec<Bytes>),
+    Set(Vec<(String, String)>),
+    ResetStat,
+}
+
+/// Parameters that exist only for Redis tools' sake, with fixed values.
+const FIXED: &[(&str, &str)] = &[
+    ("save", ""),
+    ("appendonly", "yes"),
+    ("databases", "1"),
+    ("timeout", "0"),
+    ("maxmemory", "0"),
+    ("cluster-enabled", "no"),
+];
+
+/// The effective value of every parameter, in CONFIG GET order.
+fn all_params(shared: &Shared) -> Vec<(&'static str, String)> {
+    let c = &shared.config;
+    let rt = shared.runtime();
+    let mut v: Vec<(&'static str, String)> = vec![
+        (
+            "port",
+            shared
+                .port
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .to_string(),
+        ),
+        ("bind", c.bind.clone()),
+        ("dir", c.dir.display().to_string()),
+        ("appendfsync", shared.engine.fsync().name().to_string()),
+        ("requirepass", rt.requirepass.unwrap_or_default()),
+        ("maxclients", rt.maxclients.to_string()),
+        ("horizon-ms", c.horizon_ms.to_string()),
+        ("proto-max-bulk-len", c.proto_max_bulk_len.to_string()),
+        (
+            "client-query-buffer-limit",
+            c.client_query_buffer_limit.to_string(),
+        ),
+        ("io-threads", c.io_threads.to_string()),
+        ("loglevel", c.loglevel.clone()),
+    ];
+    v.extend(FIXED.iter().map(|(k, val)| (*k, (*val).to_string())));
+    v
+}
+
+impl ConfigCmd {
+    /// Parses the arguments after the command name.
+    ///
+    /// # Errors
+    ///
+    /// Unknown subcommands and wrong arity, with Redis's texts.
+    pub fn parse(args: &mut Args) -> Result<ConfigCmd> {
+        let sub = args.next_bytes()?;
+        if is(&sub, "GET") {
+            if args.remaining() == 0 {
+                return Err(Error::msg(
+                    "wrong number of arguments for 'config|get' command",
+                ));
+            }
+            Ok(ConfigCmd::Get(args.rest()))
+        } else if is(&sub, "SET") {
+            let rest = args.rest();
+            if rest.is_empty() || rest.len() % 2 != 0 {
+                return Err(Error::msg(
+                    "wrong number of arguments for 'config|set' command",
+                ));
+            }
+            Ok(ConfigCmd::Set(
+                rest.chunks_exact(2)
+                    .map(|p| {
+                        (
+                            String::from_utf8_lossy(&p[0]).to_ascii_lowercase(),
+                            String::from_utf8_lossy(&p[1]).into_owned(),
+                        )
+                    })
+                    .collect(),
+            ))
+        } else if is(&sub, "RESETSTAT") {
+            Ok(ConfigCmd::ResetStat)
+        } else {
+            Err(Error::UnknownSubcommand {
+                command: "CONFIG".into(),
+                sub: String::from_utf8_lossy(&sub).into_owned(),
+            })
+        }
+    }
+
+    /// Applies the subcommand.
+    pub fn apply(&self, shared: &Shared) -> Reply {
+        match self {
+            ConfigCmd::Get(patterns) => {
+                let pairs = all_params(shared)
+                    .into_iter()
+                    .filter(|(k, _)| {
+                        patterns
+                            .iter()
+                            .any(|p| crate::glob::matches(p, k.as_bytes(), true))
+                    })
+                    .map(|(k, v)| (Reply::bulk_static(k), Reply::bulk(v)))
+                    .collect();
+                Reply::Map(pairs)
+            }
+            ConfigCmd::Set(pairs) => match set(shared, pairs) {
+                Ok(()) => Reply::OK,
+                Err(e) => Reply::from(e),
+            },
+            ConfigCmd::ResetStat => Reply::OK,
+        }
+    }
+}
+
+fn set(shared: &Shared, pairs: &[(String, String)]) -> Result<()> {
+    let failed = |name: &str, why: &str| {
+        Error::msg(format!(
+            "CONFIG SET failed (possibly related to argument '{name}') - {why}"
+        ))
+    };
+    // Validate everything first so a bad pair changes nothing.
+    let mut fsync = None;
+    let mut maxclients = None;
+    let mut requirepass = None;
+    for (name, value) in pairs {
+        match name.as_str() {
+            "appendfsync" => {
+                fsync = Some(Fsync::parse(value).ok_or_else(|| {
+                    failed(
+                        name,
+                        "argument(s) must be one of the following: always, everysec, no",
+                    )
+                })?);
+            }
+            "maxclients" => {
+                let n = super::parse_int(value.as_bytes())
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| failed(name, "argument must be a positive integer"))?;
+                maxclients = Some(n as usize);
+            }
+            "requirepass" => requirepass = Some(value.clone()),
+            other if all_params(shared).iter().any(|(k, _)| *k == other) => {
+                return Err(failed(name, "can't set immutable config"));
+            }
+            other => {
+                return Err(Error::msg(format!(
+                    "Unknown option or number of arguments for CONFIG SET - '{other}'"
+                )));
+            }
+        }
+    }
+    if let Some(f) = fsync {
+        shared.engine.set_fsync(f);
+    }
+    if let Ok(mut rt) = shared.runtime.write() {
+        if let Some(n) = maxclients {
+            rt.maxclients = n;
+        }
+        if let Some(p) = requirepass {
+            rt.requirepass = (!p.is_empty()).then_some(p);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,169 @@
+//! `DELAYPOP`: take due members.
+
+use bytes::Bytes;
+
+use super::{Args, is};
+use crate::engine::core::{Core, MAX_DUE_MS, PopShape, pop_reply};
+use crate::protocol::Reply;
+use crate::{Error, Result};
+
+/// Removes and returns up to `count` members whose due time has come,
+/// earliest due first, ties in insertion order.
+///
+/// # Format
+///
+/// ```text
+/// DELAYPOP key [COUNT count] [LEASE ms] [BLOCK ms]
+/// ```
+///
+/// Replies with an array of members (empty when nothing is due). With
+/// `LEASE ms` the members are not removed but hidden for `ms` and handed out
+/// again unless acknowledged with `DELAYACK` (at-least-once delivery). With
+/// `BLOCK ms` the client waits up to `ms` (0: forever) for a member to come
+/// due, and gets a null array on timeout.
+#[derive(Debug)]
+pub struct DelayPop {
+    pub key: Bytes,
+    pub count: usize,
+    pub lease: Option<u64>,
+    /// Milliseconds to wait; 0 waits forever.
+    pub block: Option<u64>,
+}
+
+/// Redis's reply for a count or duration that must be positive.
+pub fn positive(v: i64) -> Result<u64> {
+    if v <= 0 {
+        Err(Error::msg("value is out of range, must be positive"))
+    } else {
+        Ok(v as u64)
+    }
+}
+
+impl DelayPop {
+    /// Parses the arguments after the command name.
+    ///
+    /// # Errors
+    ///
+    /// Syntax errors, non-integer or non-positive counts and leases, and
+    /// negative timeouts.
+    pub fn parse(args: &mut Args) -> Result<DelayPop> {
+        let key = args.next_key()?;
+        let mut c = DelayPop {
+            key,
+            count: 1,
+            lease: None,
+            block: None,
+        };
+        while let Some(opt) = args.try_next() {
+            if is(&opt, "COUNT") {
+                c.count = positive(args.next_int()?)?.min(1 << 20) as usize;
+            } else if is(&opt, "LEASE") {
+                c.lease = Some(positive(args.next_int()?)?.min(MAX_DUE_MS));
+            } else if is(&opt, "BLOCK") {
+                let ms = args.next_int()?;
+                if ms < 0 {
+                    return Err(Error::NegativeTimeout);
+                }
+                c.block = Some(ms as u64);
+            } else {
+                return Err(Error::Syntax);
+            }
+        }
+        Ok(c)
+    }
+
+    /// Pops what is due now. Inside MULTI a `BLOCK` pop does not wait, as
+    /// Redis's blocking commands do not: nothing due gives the timeout reply.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn apply(&self, core: &mut Core) -> Result<Reply> {
+        let popped = core.pop(&self.key, self.count, self.lease)?;
+        if popped.is_empty() && self.block.is_some() {
+            return Ok(Reply::NullArray);
+        }
+        Ok(pop_reply(&popped, PopShape::Members))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmd::testing::*;
+
+    #[test]
+    fn parse_errors() {
+        assert_eq!(
+            err(DelayPop::parse(&mut args(&["q", "COUNT", "0"]))),
+            "ERR value is out of range, must be positive"
+        );
+        assert_eq!(
+            err(DelayPop::parse(&mut args(&["q", "BLOCK", "-1"]))),
+            "ERR timeout is negative"
+        );
+        assert_eq!(
+            err(DelayPop::parse(&mut args(&["q", "LEASE"]))),
+            "ERR syntax error"
+        );
+        assert_eq!(
+            err(DelayPop::parse(&mut args(&["q", "BOGUS"]))),
+            "ERR syntax error"
+        );
+        assert_eq!(
+            err(DelayPop::parse(&mut args(&["q", "COUNT", "x"]))),
+            "ERR value is not an integer or out of range"
+        );
+    }
+
+    #[test]
+    fn pops_only_what_is_due_in_order() {
+        let (mut core, clock, _dir) = core_at(10_000);
+        exec(
+            &mut core,
+            &[
+                "DELAYADD", "q", "30", "c", "10", "a", "10", "b", "500", "late",
+            ],
+        );
+        let pop = |core: &mut Core, a: &[&str]| {
+            DelayPop::parse(&mut args(a)).unwrap().apply(core).unwrap()
+        };
+        assert_eq!(pop(&mut core, &["q"]), Reply::Array(vec![]));
+        clock.advance_ms(9);
+        core.tick().unwrap();
+        assert_eq!(pop(&mut core, &["q", "COUNT", "5"]), Reply::Array(vec![]));
+        clock.advance_ms(21);
+        core.tick().unwrap();
+        assert_eq!(
+            pop(&mut core, &["q", "COUNT", "5"]),
+            bulks(&["a", "b", "c"])
+        );
+        assert_eq!(core.card(b"q"), 1);
+    }
+
+    #[test]
+    fn lease_hides_then_redelivers_until_acked() {
+        let (mut core, clock, _dir) = core_at(10_000);
+        exec(&mut core, &["DELAYADD", "q", "0", "job"]);
+        core.tick().unwrap();
+        let pop = |core: &mut Core| {
+            DelayPop::parse(&mut args(&["q", "LEASE", "100"]))
+                .unwrap()
+                .apply(core)
+                .unwrap()
+        };
+        assert_eq!(pop(&mut core), bulks(&["job"]));
+        assert_eq!(pop(&mut core), bulks(&[]));
+        assert_eq!(core.card(b"q"), 1, "a leased member stays in the queue");
+        clock.advance_ms(100);
+        core.tick().unwrap();
+        assert_eq!(
+            pop(&mut core),
+            bulks(&["job"]),
+            "redelivered after the lease expired"
+        );
+        assert_eq!(core.score(b"q", b"job").unwrap().unwrap().deliveries, 2);
+        assert_eq!(exec(&mut core, &["DELAYACK", "q", "job"]), Reply::Int(1));
+        assert_eq!(core.card(b"q"), 0);
+    }
+}

@@ -1,0 +1,138 @@
+//! `HELLO`.
+
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+
+use super::{Args, is};
+use crate::protocol::{Protocol, Reply};
+use crate::session::Session;
+use crate::{Error, Result};
+
+/// The Redis version delayd reports: clients gate features on it, and
+/// delayd speaks the Redis 7 protocol (RESP3, HELLO, CLIENT SETINFO).
+pub const REDIS_VERSION: &str = "7.2.0";
+
+/// Handshake: switches the protocol (2 or 3), optionally authenticates and
+/// names the client, and replies with a map describing the server.
+///
+/// # Format
+///
+/// ```text
+/// HELLO [protover [AUTH username password] [SETNAME clientname]]
+/// ```
+#[derive(Debug)]
+pub struct Hello {
+    pub proto: Option<Protocol>,
+    pub auth: Option<(Bytes, Bytes)>,
+    pub setname: Option<Bytes>,
+}
+
+impl Hello {
+    /// Parses the arguments after the command name.
+    ///
+    /// # Errors
+    ///
+    /// `NOPROTO` for a version other than 2 or 3, syntax errors.
+    pub fn parse(args: &mut Args) -> Result<Hello> {
+        let mut h = Hello {
+            proto: None,
+            auth: None,
+            setname: None,
+        };
+        let Some(v) = args.try_next() else {
+            return Ok(h);
+        };
+        let v = super::parse_int(&v)
+            .map_err(|_| Error::msg("Protocol version is not an integer or out of range"))?;
+        h.proto = Some(match v {
+            2 => Protocol::Resp2,
+            3 => Protocol::Resp3,
+            _ => {
+                return Err(Error::Coded(
+                    "NOPROTO",
+                    "unsupported protocol version".into(),
+                ));
+            }
+        });
+        while let Some(opt) = args.try_next() {
+            if is(&opt, "AUTH") && args.remaining() >= 2 {
+                let user = args.next_bytes()?;
+                h.auth = Some((user, args.next_bytes()?));
+            } else if is(&opt, "SETNAME") && args.remaining() >= 1 {
+                h.setname = Some(args.next_bytes()?);
+            } else {
+                return Err(Error::msg(format!(
+                    "Syntax error in HELLO option '{}'",
+                    String::from_utf8_lossy(&opt)
+                )));
+            }
+        }
+        Ok(h)
+    }
+
+    /// Applies the handshake to the session.
+    pub fn apply(&self, session: &mut Session) -> Reply {
+        if let Some((user, pass)) = &self.auth {
+            if let Err(e) = super::auth::check(session, Some(user), pass) {
+                return Reply::from(e);
+            }
+            session.set_authenticated(true);
+        }
+        if !session.authenticated {
+            return Reply::from(Error::Coded(
+                "NOAUTH",
+                "HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time".into(),
+            ));
+        }
+        if let Some(name) = &self.setname {
+            if let Err(e) = super::client::set_name(session, name) {
+                return Reply::from(e);
+            }
+        }
+        if let Some(p) = self.proto {
+            session.proto = p;
+            session
+                .info
+                .resp
+                .store(p.version() as u64, Ordering::Relaxed);
+        }
+        let field = |k: &'static str, v: Reply| (Reply::bulk_static(k), v);
+        Reply::Map(vec![
+            field("server", Reply::bulk_static("redis")),
+            field("version", Reply::bulk_static(REDIS_VERSION)),
+            field("proto", Reply::Int(session.proto.version())),
+            field("id", Reply::Int(session.info.id as i64)),
+            field("mode", Reply::bulk_static("standalone")),
+            field("role", Reply::bulk_static("master")),
+            field("modules", Reply::Array(Vec::new())),
+        ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmd::testing::{args, err};
+
+    #[test]
+    fn bad_versions() {
+        assert_eq!(
+            err(Hello::parse(&mut args(&["4"]))),
+            "NOPROTO unsupported protocol version"
+        );
+        assert_eq!(
+            err(Hello::parse(&mut args(&["1"]))),
+            "NOPROTO unsupported protocol version"
+        );
+        assert_eq!(
+            err(Hello::parse(&mut args(&["x"]))),
+            "ERR Protocol version is not an integer or out of range"
+        );
+        assert_eq!(
+            err(Hello::parse(&mut args(&["3", "AUTH", "u"]))),
+            "ERR Syntax error in HELLO option 'AUTH'"
+        );
+        assert!(Hello::parse(&mut args(&["3", "AUTH", "default", "pw", "SETNAME", "x"])).is_ok());
+    }
+}

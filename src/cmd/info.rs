@@ -1,0 +1,219 @@
+//! `INFO`.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+use super::Args;
+use crate::Result;
+use crate::protocol::Reply;
+use crate::server::Shared;
+
+/// Returns server information as `field:value` lines in sections, the text
+/// `redis-cli --stat`, ioredis's ready check and exporters parse.
+///
+/// # Format
+///
+/// ```text
+/// INFO [section [section ...]]
+/// ```
+///
+/// Sections: `server`, `clients`, `memory`, `persistence`, `stats`,
+/// `keyspace`, `delay`; `all`, `default` or none for every one.
+#[derive(Debug)]
+pub struct Info {
+    pub sections: Vec<String>,
+}
+
+const SECTIONS: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "keyspace",
+    "delay",
+];
+
+/// Resident set size of this process, from /proc.
+pub fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+fn human(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b >= 1024.0 * 1024.0 * 1024.0 {
+        format!("{:.2}G", b / (1024.0 * 1024.0 * 1024.0))
+    } else if b >= 1024.0 * 1024.0 {
+        format!("{:.2}M", b / (1024.0 * 1024.0))
+    } else if b >= 1024.0 {
+        format!("{:.2}K", b / 1024.0)
+    } else {
+        format!("{bytes}B")
+    }
+}
+
+impl Info {
+    /// Parses the arguments after the command name.
+    ///
+    /// # Errors
+    ///
+    /// None: unknown sections are simply empty, as in Redis.
+    pub fn parse(args: &mut Args) -> Result<Info> {
+        Ok(Info {
+            sections: args
+                .rest()
+                .iter()
+                .map(|s| String::from_utf8_lossy(s).to_ascii_lowercase())
+                .collect(),
+        })
+    }
+
+    fn wants(&self, section: &str) -> bool {
+        self.sections.is_empty()
+            || self
+                .sections
+                .iter()
+                .any(|s| s == section || s == "all" || s == "default" || s == "everything")
+    }
+
+    /// Builds the text.
+    pub async fn apply(&self, shared: &Shared) -> Reply {
+        let totals = shared.engine.totals().await.unwrap_or_default();
+        let es = &shared.engine.stats;
+        let mut out = String::new();
+        for &section in SECTIONS {
+            if !self.wants(section) {
+                continue;
+            }
+            if !out.is_empty() {
+                out.push_str("\r\n");
+            }
+            let _ = write!(out, "# {}\r\n", capitalize(section));
+            let mut kv = |k: &str, v: &dyn std::fmt::Display| {
+                let _ = write!(out, "{k}:{v}\r\n");
+            };
+            match section {
+                "server" => {
+                    let up = shared.started.elapsed().as_secs();
+                    kv("redis_version", &super::hello::REDIS_VERSION);
+                    kv("delayd_version", &env!("CARGO_PKG_VERSION"));
+                    kv("redis_mode", &"standalone");
+                    kv("os", &std::env::consts::OS);
+                    kv("arch_bits", &64);
+                    kv("process_id", &std::process::id());
+                    kv("tcp_port", &shared.port.load(Ordering::Relaxed));
+                    kv("uptime_in_seconds", &up);
+                    kv("uptime_in_days", &(up / 86400));
+                    kv(
+                        "executable",
+                        &std::env::current_exe()
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_default(),
+                    );
+                    kv("config_file", &"");
+                }
+                "clients" => {
+                    kv(
+                        "connected_clients",
+                        &shared.connected.load(Ordering::Relaxed),
+                    );
+                    kv("blocked_clients", &totals.blocked);
+                    kv("maxclients", &shared.runtime().maxclients);
+                }
+                "memory" => {
+                    let rss = rss_bytes();
+                    kv("used_memory", &rss);
+                    kv("used_memory_human", &human(rss));
+                    kv("used_memory_rss", &rss);
+                    kv("used_memory_rss_human", &human(rss));
+                    kv("maxmemory", &0);
+                    kv("mem_allocator", &"mimalloc");
+                }
+                "persistence" => {
+                    let failure = es.failure();
+                    kv("loading", &0);
+                    kv("aof_enabled", &1);
+                    kv("appendfsync", &shared.engine.fsync().name());
+                    kv(
+                        "aof_last_write_status",
+                        &if failure.is_some() { "err" } else { "ok" },
+                    );
+                    kv("aof_last_bgrewrite_status", &"ok");
+                    kv("rdb_changes_since_last_save", &0);
+                    kv(
+                        "last_fsync_unix",
+                        &es.last_fsync_unix.load(Ordering::Relaxed),
+                    );
+                    kv(
+                        "last_fsync_status",
+                        &if es.last_fsync_ok.load(Ordering::Relaxed) {
+                            "ok"
+                        } else {
+                            "err"
+                        },
+                    );
+                    kv("fsyncs", &es.fsyncs.load(Ordering::Relaxed));
+                    kv("commits", &es.commits.load(Ordering::Relaxed));
+                    kv(
+                        "recovery_duration_ms",
+                        &es.recovery_ms.load(Ordering::Relaxed),
+                    );
+                    kv(
+                        "recovered_members",
+                        &es.recovered_members.load(Ordering::Relaxed),
+                    );
+                    kv("storage_error", &failure.unwrap_or_default());
+                }
+                "stats" => {
+                    let s = &shared.stats;
+                    kv(
+                        "total_connections_received",
+                        &s.connections_received.load(Ordering::Relaxed),
+                    );
+                    kv(
+                        "total_commands_processed",
+                        &s.commands_processed.load(Ordering::Relaxed),
+                    );
+                    kv("instantaneous_ops_per_sec", &shared.ops_per_sec());
+                    kv(
+                        "rejected_connections",
+                        &s.rejected_connections.load(Ordering::Relaxed),
+                    );
+                    kv("expired_keys", &0);
+                    kv("evicted_keys", &0);
+                }
+                "keyspace" => {
+                    if totals.queues > 0 {
+                        kv(
+                            "db0",
+                            &format!("keys={},expires=0,avg_ttl=0", totals.queues),
+                        );
+                    }
+                }
+                "delay" => {
+                    kv("delay_queues", &totals.queues);
+                    kv("delay_pending", &totals.members);
+                    kv("delay_ready", &totals.ready);
+                    kv("delay_leased", &totals.leased);
+                    kv("delay_in_memory", &totals.hot);
+                    kv("delay_wheel_entries", &totals.wheel);
+                    kv("delay_horizon_ms", &shared.config.horizon_ms);
+                    kv("delay_hot_until_ms", &totals.hot_until);
+                    kv("delay_expired_leases", &totals.expired_leases);
+                }
+                _ => {}
+            }
+        }
+        Reply::bulk(out)
+    }
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+        .unwrap_or_default()
+}

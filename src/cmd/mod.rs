@@ -1,0 +1,447 @@
+//! Commands: parsing arguments into typed commands, and applying them.
+//!
+//! Each command lives in its own file as a struct with `parse` (arguments
+//! to struct, with Redis's error texts) and `apply`. Commands on queues are
+//! [`EngineCmd`]s: `apply` is a function of the engine [`Core`] and the
+//! parsed arguments returning a [`Reply`], with no socket I/O, so it is unit
+//! tested without a server. Commands about the connection (HELLO, CLIENT,
+//! ...) apply to the [`Session`](crate::server::Session).
+
+pub mod auth;
+pub mod bdelaypop;
+pub mod client;
+pub mod command;
+pub mod config;
+pub mod delayack;
+pub mod delayadd;
+pub mod delaycard;
+pub mod delayinfo;
+pub mod delaypop;
+pub mod delayrange;
+pub mod delayrem;
+pub mod delayscore;
+pub mod echo;
+pub mod hello;
+pub mod info;
+pub mod keyspace;
+pub mod ping;
+pub mod select;
+pub mod shutdown;
+pub mod table;
+pub mod time;
+
+use bytes::Bytes;
+
+use crate::engine::core::Core;
+use crate::protocol::Reply;
+use crate::{Error, Result};
+
+/// A parsed command.
+#[derive(Debug)]
+pub enum Command {
+    Ping(ping::Ping),
+    Echo(echo::Echo),
+    Hello(hello::Hello),
+    Auth(auth::Auth),
+    Select(select::Select),
+    Quit,
+    Reset,
+    Readonly,
+    Client(client::Client),
+    Command(command::CommandCmd),
+    Config(config::ConfigCmd),
+    Info(info::Info),
+    Time,
+    Multi,
+    Exec,
+    Discard,
+    Watch,
+    Unwatch,
+    Shutdown(shutdown::Shutdown),
+    /// `DELAYPOP ... BLOCK`: waits in the engine.
+    BlockingPop(delaypop::DelayPop),
+    /// `BDELAYPOP`: waits in the engine.
+    BDelayPop(bdelaypop::BDelayPop),
+    /// Anything answered by the engine alone.
+    Engine(EngineCmd),
+}
+
+/// A command answered by the engine from its state alone.
+#[derive(Debug)]
+pub enum EngineCmd {
+    DelayAdd(delayadd::DelayAdd),
+    DelayPop(delaypop::DelayPop),
+    DelayAck(delayack::DelayAck),
+    DelayRem(delayrem::DelayRem),
+    DelayScore(delayscore::DelayScore),
+    DelayCard(delaycard::DelayCard),
+    DelayRange(delayrange::DelayRange),
+    DelayInfo(delayinfo::DelayInfo),
+    Keyspace(keyspace::Keyspace),
+    /// `BDELAYPOP` inside MULTI: pops without waiting.
+    BDelayPopNow(bdelaypop::BDelayPop),
+    /// An error found while queuing in MULTI is replied by EXEC in order.
+    Error(String),
+    /// A reply computed outside the engine, kept in order inside EXEC.
+    Ready(Reply),
+}
+
+impl EngineCmd {
+    /// Executes the command against the engine state.
+    pub fn apply(&self, core: &mut Core) -> Reply {
+        let r = match self {
+            EngineCmd::DelayAdd(c) => c.apply(core),
+            EngineCmd::DelayPop(c) => c.apply(core),
+            EngineCmd::DelayAck(c) => c.apply(core),
+            EngineCmd::DelayRem(c) => c.apply(core),
+            EngineCmd::DelayScore(c) => c.apply(core),
+            EngineCmd::DelayCard(c) => Ok(c.apply(core)),
+            EngineCmd::DelayRange(c) => c.apply(core),
+            EngineCmd::DelayInfo(c) => Ok(c.apply(core)),
+            EngineCmd::Keyspace(c) => c.apply(core),
+            EngineCmd::BDelayPopNow(c) => c.apply_now(core),
+            EngineCmd::Error(e) => Ok(Reply::Error(e.clone())),
+            EngineCmd::Ready(r) => Ok(r.clone()),
+        };
+        r.unwrap_or_else(Reply::from)
+    }
+}
+
+/// Parses a request into a command: looks the name up in the command table,
+/// checks the arity, then lets the command parse its arguments.
+///
+/// # Errors
+///
+/// Unknown command, wrong arity, or the command's own argument errors.
+pub fn parse(args: Vec<Bytes>) -> Result<Command> {
+    let spec = lookup_checked(&args)?;
+    parse_spec(spec, args)
+}
+
+/// Finds the command named by the first argument and checks its arity (what
+/// Redis checks before authentication).
+///
+/// # Errors
+///
+/// Unknown command or wrong number of arguments.
+pub fn lookup_checked(args: &[Bytes]) -> Result<&'static table::CommandSpec> {
+    let Some(name) = args.first() else {
+        return Err(Error::Syntax);
+    };
+    let lower = String::from_utf8_lossy(name).to_ascii_lowercase();
+    let Some(spec) = table::lookup(&lower) else {
+        return Err(unknown_command(args));
+    };
+    if !spec.arity_ok(args.len()) {
+        return Err(Error::WrongArity(lower));
+    }
+    Ok(spec)
+}
+
+/// Parses the arguments of a command already looked up.
+///
+/// # Errors
+///
+/// The command's own argument errors.
+pub fn parse_spec(spec: &'static table::CommandSpec, args: Vec<Bytes>) -> Result<Command> {
+    let mut p = Args::new(args);
+    p.next_bytes()?; // the name
+    Ok(match spec.name {
+        "ping" => Command::Ping(ping::Ping::parse(&mut p)?),
+        "echo" => Command::Echo(echo::Echo::parse(&mut p)?),
+        "hello" => Command::Hello(hello::Hello::parse(&mut p)?),
+        "auth" => Command::Auth(auth::Auth::parse(&mut p)?),
+        "select" => Command::Select(select::Select::parse(&mut p)?),
+        "quit" => Command::Quit,
+        "reset" => Command::Reset,
+        "readonly" | "readwrite" => Command::Readonly,
+        "client" => Command::Client(client::Client::parse(&mut p)?),
+        "command" => Command::Command(command::CommandCmd::parse(&mut p)?),
+        "config" => Command::Config(config::ConfigCmd::parse(&mut p)?),
+        "info" => Command::Info(info::Info::parse(&mut p)?),
+        "time" => Command::Time,
+        "multi" => Command::Multi,
+        "exec" => Command::Exec,
+        "discard" => Command::Discard,
+        "watch" => Command::Watch,
+        "unwatch" => Command::Unwatch,
+        "shutdown" => Command::Shutdown(shutdown::Shutdown::parse(&mut p)?),
+        "delayadd" => Command::Engine(EngineCmd::DelayAdd(delayadd::DelayAdd::parse(&mut p)?)),
+        "delaypop" => {
+            let c = delaypop::DelayPop::parse(&mut p)?;
+            if c.block.is_some() {
+                Command::BlockingPop(c)
+            } else {
+                Command::Engine(EngineCmd::DelayPop(c))
+            }
+        }
+        "bdelaypop" => Command::BDelayPop(bdelaypop::BDelayPop::parse(&mut p)?),
+        "delayack" => Command::Engine(EngineCmd::DelayAck(delayack::DelayAck::parse(&mut p)?)),
+        "delayrem" => Command::Engine(EngineCmd::DelayRem(delayrem::DelayRem::parse(&mut p)?)),
+        "delayscore" => Command::Engine(EngineCmd::DelayScore(delayscore::DelayScore::parse(
+            &mut p,
+        )?)),
+        "delaycard" => Command::Engine(EngineCmd::DelayCard(delaycard::DelayCard::parse(&mut p)?)),
+        "delayrange" => Command::Engine(EngineCmd::DelayRange(delayrange::DelayRange::parse(
+            &mut p,
+        )?)),
+        "delayinfo" => Command::Engine(EngineCmd::DelayInfo(delayinfo::DelayInfo::parse(&mut p)?)),
+        other => Command::Engine(EngineCmd::Keyspace(keyspace::Keyspace::parse(
+            other, &mut p,
+        )?)),
+    })
+}
+
+/// Redis's text for an unknown command: the name and the first arguments,
+/// each quoted and followed by a space, cut at 128 characters in all.
+pub fn unknown_command(args: &[Bytes]) -> Error {
+    let name = String::from_utf8_lossy(&args[0]).into_owned();
+    let mut shown = Vec::new();
+    let mut budget = 128usize;
+    for a in &args[1..] {
+        if budget == 0 {
+            break;
+        }
+        let s: String = String::from_utf8_lossy(a).chars().take(budget).collect();
+        budget = budget.saturating_sub(s.len());
+        shown.push(s);
+    }
+    Error::UnknownCommand { name, args: shown }
+}
+
+/// A cursor over a command's arguments.
+#[derive(Debug)]
+pub struct Args {
+    items: std::vec::IntoIter<Bytes>,
+}
+
+impl Args {
+    /// Wraps the arguments.
+    pub fn new(args: Vec<Bytes>) -> Args {
+        Args {
+            items: args.into_iter(),
+        }
+    }
+
+    /// Arguments left.
+    pub fn remaining(&self) -> usize {
+        self.items.len()
+    }
+
+    /// The next argument.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Syntax`] if there is none.
+    pub fn next_bytes(&mut self) -> Result<Bytes> {
+        self.items.next().ok_or(Error::Syntax)
+    }
+
+    /// The next argument, if any.
+    pub fn try_next(&mut self) -> Option<Bytes> {
+        self.items.next()
+    }
+
+    /// The next argument as a queue name.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Syntax`] if there is none; an error if it is too long.
+    pub fn next_key(&mut self) -> Result<Bytes> {
+        check_key(self.next_bytes()?)
+    }
+
+    /// The next argument as an integer.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotInteger`] if it is not one.
+    pub fn next_int(&mut self) -> Result<i64> {
+        parse_int(&self.next_bytes()?)
+    }
+
+    /// The next argument as text (lossy).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Syntax`] if there is none.
+    pub fn next_string(&mut self) -> Result<String> {
+        Ok(String::from_utf8_lossy(&self.next_bytes()?).into_owned())
+    }
+
+    /// Fails if arguments are left over.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Syntax`].
+    pub fn finish(&self) -> Result<()> {
+        if self.items.len() == 0 {
+            Ok(())
+        } else {
+            Err(Error::Syntax)
+        }
+    }
+
+    /// The rest of the arguments.
+    pub fn rest(&mut self) -> Vec<Bytes> {
+        self.items.by_ref().collect()
+    }
+}
+
+/// Longest queue name: the store prefixes keys with a 16-bit length.
+pub const MAX_KEY_LEN: usize = u16::MAX as usize;
+
+/// Checks that a queue name fits the store's key layout.
+///
+/// # Errors
+///
+/// A name longer than [`MAX_KEY_LEN`].
+pub fn check_key(key: Bytes) -> Result<Bytes> {
+    if key.len() > MAX_KEY_LEN {
+        return Err(Error::msg(format!(
+            "queue name is too long ({} bytes, the limit is {MAX_KEY_LEN})",
+            key.len()
+        )));
+    }
+    Ok(key)
+}
+
+/// Parses a signed 64-bit integer. Unlike Redis's strict parser, leading
+/// zeros are accepted: redis-benchmark's `__rand_int__` sends `000000054321`.
+///
+/// # Errors
+///
+/// [`Error::NotInteger`] for anything that is not an integer in range.
+pub fn parse_int(b: &[u8]) -> Result<i64> {
+    let (neg, digits) = match b.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
+        _ => (false, b),
+    };
+    if digits.is_empty() || digits.len() > 64 {
+        return Err(Error::NotInteger);
+    }
+    let mut v: i128 = 0;
+    for &c in digits {
+        if !c.is_ascii_digit() {
+            return Err(Error::NotInteger);
+        }
+        v = v * 10 + i128::from(c - b'0');
+        if v > i128::from(i64::MAX) + 1 {
+            return Err(Error::NotInteger);
+        }
+    }
+    let v = if neg { -v } else { v };
+    i64::try_from(v).map_err(|_| Error::NotInteger)
+}
+
+/// Case-insensitive comparison of an argument with a keyword.
+pub fn is(arg: &[u8], keyword: &str) -> bool {
+    arg.eq_ignore_ascii_case(keyword.as_bytes())
+}
+
+/// Helpers for the commands' unit tests.
+#[cfg(test)]
+pub mod testing {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+
+    use super::{Args, Command, parse};
+    use crate::engine::clock::ManualClock;
+    use crate::engine::core::Core;
+    use crate::engine::store::Store;
+    use crate::protocol::Reply;
+
+    /// Arguments from strings.
+    pub fn args(a: &[&str]) -> Args {
+        Args::new(
+            a.iter()
+                .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+                .collect(),
+        )
+    }
+
+    /// The reply text of an error result.
+    pub fn err<T: std::fmt::Debug>(r: crate::Result<T>) -> String {
+        r.unwrap_err().reply_text()
+    }
+
+    /// An engine over a fresh store, with a manual clock at `ms`.
+    pub fn core_at(ms: u64) -> (Core, Arc<ManualClock>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(ms));
+        let store = Store::open(dir.path()).unwrap();
+        let mut core = Core::load(store, clock.clone(), 60_000).unwrap();
+        core.tick().unwrap();
+        (core, clock, dir)
+    }
+
+    /// Parses and applies an engine command.
+    pub fn exec(core: &mut Core, a: &[&str]) -> Reply {
+        let args = a
+            .iter()
+            .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+            .collect();
+        match parse(args) {
+            Ok(Command::Engine(c)) => c.apply(core),
+            Ok(other) => panic!("not an engine command: {other:?}"),
+            Err(e) => Reply::from(e),
+        }
+    }
+
+    /// An array of bulk strings.
+    pub fn bulks(items: &[&str]) -> Reply {
+        Reply::Array(items.iter().map(|s| Reply::bulk(s)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &[&str]) -> Vec<Bytes> {
+        s.iter()
+            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+            .collect()
+    }
+
+    #[test]
+    fn integers_accept_leading_zeros_and_reject_junk() {
+        assert_eq!(parse_int(b"000000054321").unwrap(), 54321);
+        assert_eq!(parse_int(b"-7").unwrap(), -7);
+        assert_eq!(parse_int(b"9223372036854775807").unwrap(), i64::MAX);
+        assert_eq!(parse_int(b"-9223372036854775808").unwrap(), i64::MIN);
+        for bad in ["", "-", "1.5", "12a", "9223372036854775808", " 1"] {
+            assert!(parse_int(bad.as_bytes()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn unknown_command_text_matches_redis() {
+        let e = parse(args(&["FOO", "a", "b"])).unwrap_err();
+        assert_eq!(
+            e.reply_text(),
+            "ERR unknown command 'FOO', with args beginning with: 'a' 'b' "
+        );
+        let e = parse(args(&["nope"])).unwrap_err();
+        assert_eq!(
+            e.reply_text(),
+            "ERR unknown command 'nope', with args beginning with: "
+        );
+    }
+
+    #[test]
+    fn arity_errors_name_the_command_in_lower_case() {
+        let e = parse(args(&["PING", "a", "b"])).unwrap_err();
+        assert_eq!(
+            e.reply_text(),
+            "ERR wrong number of arguments for 'ping' command"
+        );
+        let e = parse(args(&["DELAYADD", "q"])).unwrap_err();
+        assert_eq!(
+            e.reply_text(),
+            "ERR wrong number of arguments for 'delayadd' command"
+        );
+    }
+}

@@ -1,0 +1,575 @@
+//! The command table: every command's name, arity, flags, key positions and
+//! documentation. Dispatch checks arity from here, and `COMMAND`,
+//! `COMMAND INFO` and `COMMAND DOCS` are generated from it, so interactive
+//! redis-cli shows argument hints for the delay commands and cluster-aware
+//! clients can find their keys.
+
+/// The type of a documented argument, as `COMMAND DOCS` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArgType {
+    String,
+    Integer,
+    Double,
+    Key,
+    Pattern,
+    UnixTime,
+    PureToken,
+    Oneof,
+    Block,
+}
+
+impl ArgType {
+    /// The name used in `COMMAND DOCS`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ArgType::String => "string",
+            ArgType::Integer => "integer",
+            ArgType::Double => "double",
+            ArgType::Key => "key",
+            ArgType::Pattern => "pattern",
+            ArgType::UnixTime => "unix-time",
+            ArgType::PureToken => "pure-token",
+            ArgType::Oneof => "oneof",
+            ArgType::Block => "block",
+        }
+    }
+}
+
+/// One documented argument.
+#[derive(Debug)]
+pub struct Arg {
+    pub name: &'static str,
+    pub kind: ArgType,
+    /// The keyword that introduces it, if any (`COUNT`, `NX`, ...).
+    pub token: Option<&'static str>,
+    pub optional: bool,
+    pub multiple: bool,
+    /// Members of a `oneof` or `block`.
+    pub args: &'static [Arg],
+}
+
+impl Arg {
+    const fn new(name: &'static str, kind: ArgType) -> Arg {
+        Arg {
+            name,
+            kind,
+            token: None,
+            optional: false,
+            multiple: false,
+            args: &[],
+        }
+    }
+    const fn token(mut self, t: &'static str) -> Arg {
+        self.token = Some(t);
+        self
+    }
+    const fn optional(mut self) -> Arg {
+        self.optional = true;
+        self
+    }
+    const fn multiple(mut self) -> Arg {
+        self.multiple = true;
+        self
+    }
+    const fn with(mut self, args: &'static [Arg]) -> Arg {
+        self.args = args;
+        self
+    }
+}
+
+/// One command.
+#[derive(Debug)]
+pub struct CommandSpec {
+    /// Lower-case name.
+    pub name: &'static str,
+    /// Redis arity: `n` exactly n arguments (name included), `-n` at least n.
+    pub arity: i64,
+    /// Command flags (`write`, `readonly`, `fast`, ...).
+    pub flags: &'static [&'static str],
+    /// Position of the first key (0: none).
+    pub first_key: i64,
+    /// Position of the last key (-1: the last argument, -2: the one before).
+    pub last_key: i64,
+    /// Step between keys.
+    pub step: i64,
+    /// ACL categories, without the `@`.
+    pub acl: &'static [&'static str],
+    pub summary: &'static str,
+    pub since: &'static str,
+    pub group: &'static str,
+    pub complexity: &'static str,
+    pub args: &'static [Arg],
+}
+
+impl CommandSpec {
+    /// Whether `n` arguments (name included) fit the arity.
+    pub fn arity_ok(&self, n: usize) -> bool {
+        let n = n as i64;
+        if self.arity >= 0 {
+            n == self.arity
+        } else {
+            n >= -self.arity
+        }
+    }
+}
+
+/// Looks a command up by lower-case name.
+pub fn lookup(name: &str) -> Option<&'static CommandSpec> {
+    COMMANDS.iter().find(|c| c.name == name)
+}
+
+use ArgType as T;
+
+const fn spec(name: &'static str, arity: i64) -> CommandSpec {
+    CommandSpec {
+        name,
+        arity,
+        flags: &[],
+        first_key: 0,
+        last_key: 0,
+        step: 0,
+        acl: &[],
+        summary: "",
+        since: "1.0.0",
+        group: "connection",
+        complexity: "O(1)",
+        args: &[],
+    }
+}
+
+const DELAY: &str = "sortedset";
+
+/// Every command delayd knows.
+pub static COMMANDS: &[CommandSpec] = &[
+    CommandSpec {
+        flags: &["write", "denyoom", "fast"],
+        first_key: 1,
+        last_key: 1,
+        step: 1,
+        acl: &["write", "sortedset", "fast"],
+        summary: "Schedules members to become due after a delay in ms (or at a Unix time in ms with AT); reschedules existing ones.",
+        group: DELAY,
+        complexity: "O(log(N)) for each member added, where N is the number of members in the queue.",
+        args: &[
+            Arg::new("key", T::Key),
+            Arg::new("condition", T::Oneof).optional().with(&[
+                Arg::new("nx", T::PureToken).token("NX"),
+                Arg::new("xx", T::PureToken).token("XX"),
+            ]),
+            Arg::new("change", T::PureToken).token("CH").optional(),
+            Arg::new("at", T::PureToken).token("AT").optional(),
+            Arg::new("data", T::Block)
+                .multiple()
+                .with(&[Arg::new("delay", T::Integer), Arg::new("member", T::String)]),
+        ],
+        ..spec("delayadd", -4)
+    },
+    CommandSpec {
+        flags: &["write", "fast"],
+        first_key: 1,
+        last_key: 1,
+        step: 1,
+        acl: &["write", "sortedset", "fast", "blocking"],
+        summary: "Removes and returns due members, earliest first; LEASE hides them for ms instead of removing; BLOCK waits for one.",
+        group: DELAY,
+        complexity: "O(log(N)*M) with M the number of members returned.",
+        args: &[
+            Arg::new("key", T::Key),
+            Arg::new("count", T::Integer).token("COUNT").optional(),
+            Arg::new("lease", T::Integer).token("LEASE").optional(),
+            Arg::new("retries", T::Integer).token("RETRIES").optional(),
+            Arg::new("deadletter", T::Key)
+                .token("DEADLETTER")
+                .optional(),
+            Arg::new("timeout", T::Integer).token("BLOCK").optional(),
+            Arg::new("withcounts", T::PureToken)
+                .token("WITHCOUNTS")
+                .optional(),
+        ],
+        ..spec("delaypop", -2)
+    },
+    CommandSpec {
+        flags: &["write", "blocking"],
+        first_key: 1,
+        last_key: -2,
+        step: 1,
+        acl: &["write", "sortedset", "slow", "blocking"],
+        summary: "Blocks until a member of one of the queues is due, then removes it and returns [key, member, due-ms].",
+        group: DELAY,
+        complexity: "O(log(N)) with N the number of members in the queue.",
+        args: &[
+            Arg::new("key", T::Key).multiple(),
+            Arg::new("timeout", T::Double),
+        ],
+        ..spec("bdelaypop", -3)
+    },
+    CommandSpec {
+        flags: &["write", "fast"],
+        first_key: 1,
+        last_key: 1,
+        step: 1,
+        acl: &["write", "sortedset", "fast"],
+        summary: "Acknowledges leased members: removes them for good.",
+        group: DELAY,
+        complexity: "O(M*log(N)) with M the number of members acknowledged.",
+        args: &[
+            Arg::new("key", T::Key),
+            Arg::new("member", T::String).multiple(),
+        ],
+        ..spec("delayack", -3)
+    },
+    CommandSpec {
+        flags: &["write", "fast"],
+        first_key: 1,
+        last_key: 1,
+        step: 1,
+        acl: &["write", "sortedset", "fast"],
+        summary: "Cancels scheduled members.",
+        group: DELAY,
+        complexity: "O(M*log(N)) with M the number of members removed.",
+        args: &[
+            Arg::new("key", T::Key),
+            Arg::new("member", T::String).multiple(),
+        ],
+        ..spec("delayrem", -3)
+    },
+    CommandSpec {
+        flags: &["readonly", "fast"],
+        first_key: 1,
+        last_key: 1,
+        step: 1,
+        acl: &["read", "sortedset", "fast"],
+        summary: "Returns a member's due time in Unix ms.",
+        group: DELAY,
+        args: &[Arg::new("key", T::Key), Arg::new("member", T::String)],
+        ..spec("delayscore", 3)
+    },
+    CommandSpec {
+        flags: &["readonly", "fast"],
+        first_key: 1,
+        last_key: 1,
+        step: 1,
+        acl: &["read", "sortedset", "fast"],
+        summary: "Returns the number of members in a queue, leased ones included.",
+        group: DELAY,
+        args: &[Arg::new("key", T::Key)],
+        ..spec("delaycard", 2)
+    },
+    CommandSpec {
+        flags: &["readonly"],
+        first_key: 1,
+        last_key: 1,
+        step: 1,
+        acl: &["read", "sortedset", "slow"],
+        summary: "Returns members by rank in due order, like ZRANGE.",
+        group: DELAY,
+        complexity: "O(log(N)+M) with M the number of members returned.",
+        args: &[
+            Arg::new("key", T::Key),
+            Arg::new("start", T::Integer),
+            Arg::new("stop", T::Integer),
+            Arg::new("withscores", T::PureToken)
+                .token("WITHSCORES")
+                .optional(),
+        ],
+        ..spec("delayrange", -4)
+    },
+    CommandSpec {
+        flags: &["readonly"],
+        first_key: 1,
+        last_key: 1,
+        step: 1,
+        acl: &["read", "sortedset", "slow"],
+        summary: "Returns a queue's backlog figures: pending, ready, leased, next due, oldest ready age and counters.",
+        group: DELAY,
+        args: &[Arg::new("key", T::Key)],
+        ..spec("delayinfo", 2)
+    },
+    CommandSpec {
+        flags: &["fast", "stale"],
+        acl: &["fast", "connection"],
+        summary: "Returns the server's liveliness response.",
+        args: &[Arg::new("message", T::String).optional()],
+        ..spec("ping", -1)
+    },
+    CommandSpec {
+        flags: &["fast", "stale"],
+        acl: &["fast", "connection"],
+        summary: "Returns the given string.",
+        args: &[Arg::new("message", T::String)],
+        ..spec("echo", 2)
+    },
+    CommandSpec {
+        flags: &["noscript", "loading", "stale", "fast", "no_auth"],
+        acl: &["fast", "connection"],
+        summary: "Handshakes with the server: protocol version, authentication, client name.",
+        since: "6.0.0",
+        args: &[Arg::new("arguments", T::Block).optional().with(&[
+            Arg::new("protover", T::Integer),
+            Arg::new("auth", T::Block).token("AUTH").optional().with(&[
+                Arg::new("username", T::String),
+                Arg::new("password", T::String),
+            ]),
+            Arg::new("clientname", T::String)
+                .token("SETNAME")
+                .optional(),
+        ])],
+        ..spec("hello", -1)
+    },
+    CommandSpec {
+        flags: &["noscript", "loading", "stale", "fast", "no_auth"],
+        acl: &["fast", "connection"],
+        summary: "Authenticates the connection.",
+        args: &[
+            Arg::new("username", T::String).optional(),
+            Arg::new("password", T::String),
+        ],
+        ..spec("auth", -2)
+    },
+    CommandSpec {
+        flags: &["loading", "stale", "fast"],
+        acl: &["fast", "connection"],
+        summary: "Changes the selected database (only 0 exists).",
+        args: &[Arg::new("index", T::Integer)],
+        ..spec("select", 2)
+    },
+    CommandSpec {
+        flags: &["noscript", "loading", "stale", "fast", "no_auth"],
+        acl: &["fast", "connection"],
+        summary: "Closes the connection.",
+        ..spec("quit", -1)
+    },
+    CommandSpec {
+        flags: &["noscript", "loading", "stale", "fast", "no_auth"],
+        acl: &["fast", "connection"],
+        summary: "Resets the connection.",
+        since: "6.2.0",
+        ..spec("reset", 1)
+    },
+    CommandSpec {
+        flags: &["loading", "stale", "fast"],
+        acl: &["fast", "connection"],
+        summary: "Enables read-only queries for a connection to a cluster replica (accepted, no effect).",
+        group: "cluster",
+        ..spec("readonly", 1)
+    },
+    CommandSpec {
+        flags: &["loading", "stale", "fast"],
+        acl: &["fast", "connection"],
+        summary: "Enables read-write queries for a connection to a cluster replica (accepted, no effect).",
+        group: "cluster",
+        ..spec("readwrite", 1)
+    },
+    CommandSpec {
+        flags: &["noscript", "loading", "stale"],
+        acl: &["slow", "connection"],
+        summary: "A container for client connection commands.",
+        args: &[Arg::new("subcommand", T::String)],
+        ..spec("client", -2)
+    },
+    CommandSpec {
+        flags: &["loading", "stale"],
+        acl: &["slow", "connection"],
+        summary: "Returns detailed information about all commands.",
+        group: "server",
+        complexity: "O(N) where N is the total number of commands",
+        ..spec("command", -1)
+    },
+    CommandSpec {
+        flags: &["admin", "noscript", "loading", "stale"],
+        acl: &["admin", "slow", "dangerous"],
+        summary: "A container for server configuration commands.",
+        group: "server",
+        args: &[Arg::new("subcommand", T::String)],
+        ..spec("config", -2)
+    },
+    CommandSpec {
+        flags: &["loading", "stale"],
+        acl: &["slow", "dangerous"],
+        summary: "Returns information and statistics about the server.",
+        group: "server",
+        args: &[Arg::new("section", T::String).optional().multiple()],
+        ..spec("info", -1)
+    },
+    CommandSpec {
+        flags: &["loading", "stale", "fast"],
+        acl: &["fast"],
+        summary: "Returns the server time.",
+        group: "server",
+        ..spec("time", 1)
+    },
+    CommandSpec {
+        flags: &["noscript", "loading", "stale", "fast", "allow_busy"],
+        acl: &["fast", "transaction"],
+        summary: "Starts a transaction.",
+        group: "transactions",
+        ..spec("multi", 1)
+    },
+    CommandSpec {
+        flags: &["noscript", "loading", "stale", "skip_slowlog"],
+        acl: &["slow", "transaction"],
+        summary: "Executes all commands in a transaction.",
+        group: "transactions",
+        ..spec("exec", 1)
+    },
+    CommandSpec {
+        flags: &["noscript", "loading", "stale", "fast", "allow_busy"],
+        acl: &["fast", "transaction"],
+        summary: "Discards a transaction.",
+        group: "transactions",
+        ..spec("discard", 1)
+    },
+    CommandSpec {
+        flags: &["noscript", "loading", "stale", "fast", "allow_busy"],
+        first_key: 1,
+        last_key: -1,
+        step: 1,
+        acl: &["fast", "transaction"],
+        summary: "Monitors changes to keys to determine the execution of a transaction (not supported).",
+        group: "transactions",
+        args: &[Arg::new("key", T::Key).multiple()],
+        ..spec("watch", -2)
+    },
+    CommandSpec {
+        flags: &["noscript", "loading", "stale", "fast", "allow_busy"],
+        acl: &["fast", "transaction"],
+        summary: "Forgets about watched keys of a transaction.",
+        group: "transactions",
+        ..spec("unwatch", 1)
+    },
+    CommandSpec {
+        flags: &[
+            "admin",
+            "noscript",
+            "loading",
+            "stale",
+            "no_multi",
+            "allow_busy",
+        ],
+        acl: &["admin", "slow", "dangerous"],
+        summary: "Persists everything, wakes blocked clients and shuts the server down.",
+        group: "server",
+        args: &[Arg::new("save-selector", T::Oneof).optional().with(&[
+            Arg::new("nosave", T::PureToken).token("NOSAVE"),
+            Arg::new("save", T::PureToken).token("SAVE"),
+        ])],
+        ..spec("shutdown", -1)
+    },
+    CommandSpec {
+        flags: &["write"],
+        first_key: 1,
+        last_key: -1,
+        step: 1,
+        acl: &["keyspace", "write", "slow"],
+        summary: "Deletes whole queues.",
+        group: "generic",
+        complexity: "O(N) where N is the number of members removed.",
+        args: &[Arg::new("key", T::Key).multiple()],
+        ..spec("del", -2)
+    },
+    CommandSpec {
+        flags: &["write", "fast"],
+        first_key: 1,
+        last_key: -1,
+        step: 1,
+        acl: &["keyspace", "write", "fast"],
+        summary: "Deletes whole queues.",
+        group: "generic",
+        since: "4.0.0",
+        complexity: "O(N) where N is the number of members removed.",
+        args: &[Arg::new("key", T::Key).multiple()],
+        ..spec("unlink", -2)
+    },
+    CommandSpec {
+        flags: &["readonly", "fast"],
+        first_key: 1,
+        last_key: -1,
+        step: 1,
+        acl: &["keyspace", "read", "fast"],
+        summary: "Counts how many of the given queues exist.",
+        group: "generic",
+        args: &[Arg::new("key", T::Key).multiple()],
+        ..spec("exists", -2)
+    },
+    CommandSpec {
+        flags: &["readonly", "fast"],
+        first_key: 1,
+        last_key: 1,
+        step: 1,
+        acl: &["keyspace", "read", "fast"],
+        summary: "Returns the type of a key (delayqueue or none).",
+        group: "generic",
+        args: &[Arg::new("key", T::Key)],
+        ..spec("type", 2)
+    },
+    CommandSpec {
+        flags: &["readonly"],
+        acl: &["keyspace", "read", "slow", "dangerous"],
+        summary: "Returns the queue names that match a glob pattern.",
+        group: "generic",
+        complexity: "O(N) with N the number of queues.",
+        args: &[Arg::new("pattern", T::Pattern)],
+        ..spec("keys", 2)
+    },
+    CommandSpec {
+        flags: &["readonly"],
+        acl: &["keyspace", "read", "slow"],
+        summary: "Iterates over the queue names.",
+        group: "generic",
+        since: "2.8.0",
+        complexity: "O(1) for every call.",
+        args: &[
+            Arg::new("cursor", T::Integer),
+            Arg::new("pattern", T::Pattern).token("MATCH").optional(),
+            Arg::new("count", T::Integer).token("COUNT").optional(),
+            Arg::new("type", T::String).token("TYPE").optional(),
+        ],
+        ..spec("scan", -2)
+    },
+    CommandSpec {
+        flags: &["readonly", "fast"],
+        acl: &["keyspace", "read", "fast"],
+        summary: "Returns the number of queues.",
+        group: "server",
+        ..spec("dbsize", 1)
+    },
+    CommandSpec {
+        flags: &["write"],
+        acl: &["keyspace", "write", "slow", "dangerous"],
+        summary: "Removes every queue.",
+        group: "server",
+        complexity: "O(N) where N is the total number of members.",
+        args: &[Arg::new("flush-type", T::Oneof).optional().with(&[
+            Arg::new("async", T::PureToken).token("ASYNC"),
+            Arg::new("sync", T::PureToken).token("SYNC"),
+        ])],
+        ..spec("flushdb", -1)
+    },
+    CommandSpec {
+        flags: &["write"],
+        acl: &["keyspace", "write", "slow", "dangerous"],
+        summary: "Removes every queue.",
+        group: "server",
+        complexity: "O(N) where N is the total number of members.",
+        args: &[Arg::new("flush-type", T::Oneof).optional().with(&[
+            Arg::new("async", T::PureToken).token("ASYNC"),
+            Arg::new("sync", T::PureToken).token("SYNC"),
+        ])],
+        ..spec("flushall", -1)
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_has_a_summary_and_unique_lower_case_name() {
+        let mut seen = std::collections::HashSet::new();
+        for c in COMMANDS {
+            assert!(!c.summary.is_empty(), "{} has no summary", c.name);
+            assert_eq!(c.name, c.name.to_ascii_lowercase());
+            assert!(seen.insert(c.name), "{} twice", c.name);
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! Framing over one TCP socket: requests in, encoded replies out.
+//!
+//! Reads go into one growing buffer and are framed by the protocol
+//! [`Decoder`]; everything complete in the buffer is returned at once so a
+//! pipeline is answered with one write. Replies are encoded into an output
+//! buffer and written when the batch is done.
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::protocol::{Decoder, Limits, Protocol, Reply};
+use crate::{Error, Result};
+
+/// Most requests taken from the buffer before they are executed and their
+/// replies written, so one huge pipeline cannot make the output unbounded.
+const MAX_BATCH: usize = 1024;
+
+/// One client connection.
+pub struct Connection {
+    stream: TcpStream,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    decoder: Decoder,
+    /// Framing limits (tightened until the client authenticates).
+    pub limits: Limits,
+    max_query: usize,
+}
+
+impl Connection {
+    /// Wraps an accepted socket.
+    pub fn new(stream: TcpStream, limits: Limits, max_query: usize) -> Connection {
+        // Small replies should leave at once, not wait for Nagle.
+        let _ = stream.set_nodelay(true);
+        Connection {
+            stream,
+            rbuf: BytesMut::with_capacity(16 * 1024),
+            wbuf: BytesMut::with_capacity(16 * 1024),
+            decoder: Decoder::new(),
+            limits,
+            max_query,
+        }
+    }
+
+    /// Reads until at least one request is complete, then returns every
+    /// complete request in the buffer (up to a batch limit). A protocol error
+    /// ends the batch as its last element. Returns `false` at end of stream.
+    ///
+    /// # Errors
+    ///
+    /// A socket error, or the query buffer limit being exceeded.
+    pub async fn read_requests(&mut self, out: &mut Vec<Result<Vec<Bytes>>>) -> Result<bool> {
+        loop {
+            while out.len() < MAX_BATCH {
+                match self.decoder.decode(&mut self.rbuf, &self.limits) {
+                    Ok(Some(req)) => out.push(Ok(req)),
+                    Ok(None) => break,
+                    Err(e) => {
+                        out.push(Err(e));
+                        return Ok(true);
+                    }
+                }
+            }
+            if !out.is_empty() {
+                return Ok(true);
+            }
+            if self.rbuf.len() + self.decoder.pending_bytes() > self.max_query {
+                return Err(Error::msg("client query buffer limit exceeded"));
+            }
+            if self.read_more().await? == 0 {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// Reads whatever arrives into the input buffer (used while a client is
+    /// blocked, to notice that it went away). Returns 0 at end of stream.
+    ///
+    /// # Errors
+    ///
+    /// A socket error.
+    pub async fn read_more(&mut self) -> Result<usize> {
+        if self.rbuf.capacity() - self.rbuf.len() < 4096 {
+            self.rbuf.reserve(16 * 1024);
+        }
+        Ok(self.stream.read_buf(&mut self.rbuf).await?)
+    }
+
+    /// Bytes of input buffered but not yet executed.
+    pub fn buffered(&self) -> usize {
+        self.rbuf.len() + self.decoder.pending_bytes()
+    }
+
+    /// Appends a reply to the output buffer.
+    pub fn push(&mut self, reply: &Reply, proto: Protocol) {
+        reply.encode(proto, &mut self.wbuf);
+    }
+
+    /// Bytes waiting in the output buffer.
+    pub fn pending_output(&self) -> usize {
+        self.wbuf.len()
+    }
+
+    /// Writes the output buffer to the socket.
+    ///
+    /// # Errors
+    ///
+    /// A socket error.
+    pub async fn flush(&mut self) -> Result<()> {
+        if !self.wbuf.is_empty() {
+            self.stream.write_all(&self.wbuf).await?;
+            self.wbuf.clear();
+            // Give back memory after an unusually large reply.
+            if self.wbuf.capacity() > 1024 * 1024 {
+                self.wbuf = BytesMut::with_capacity(16 * 1024);
+            }
+        }
+        Ok(())
+    }
+
+    /// The peer's address, for CLIENT LIST.
+    pub fn peer(&self) -> String {
+        self.stream
+            .peer_addr()
+            .map_or_else(|_| "?".into(), |a| a.to_string())
+    }
+
+    /// The local address, for CLIENT LIST.
+    pub fn local(&self) -> String {
+        self.stream
+            .local_addr()
+            .map_or_else(|_| "?".into(), |a| a.to_string())
+    }
+}

@@ -1,0 +1,1067 @@
+//! The engine's state machine: queues in memory over the store.
+//!
+//! [`Core`] is single-threaded and does no socket I/O: the engine thread
+//! feeds it commands and ticks, tests call it directly with a manual clock.
+//! Every mutation is applied to memory and added to the store's batch in the
+//! same call, so memory and store never disagree once the round commits.
+//!
+//! # Two tiers
+//! A member whose due time is at or before `hot_until` (about `now + horizon`)
+//! is *hot*: it is in memory, in the timing wheel (or in its queue's ready
+//! list once due). Members further out are *cold*: only in the store's time
+//! index. The pager raises `hot_until` as time passes and pages cold members
+//! in, in due order, well before they are due. Each queue counts its cold
+//! members, so commands only read the store when a queue has some.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::clock::Clock;
+use super::store::{FLAG_LEASED, MemberMeta, Scheduled, Store};
+use super::wheel::{TimerKey, Wheel};
+use crate::protocol::Reply;
+use crate::{Error, Result};
+
+/// Latest due time accepted: the last millisecond of year 9999.
+pub const MAX_DUE_MS: u64 = 253_402_300_799_999;
+
+/// Index of a queue in the engine's slab.
+pub type QueueId = u32;
+
+/// Identifies a blocked client.
+pub type WaiterId = u64;
+
+/// What the wheel carries: which member of which queue comes due.
+#[derive(Debug)]
+struct Fire {
+    queue: QueueId,
+    member: Bytes,
+}
+
+/// Where a hot member is.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    /// In the timing wheel, not yet due.
+    Wheel(TimerKey),
+    /// Due: in the queue's ready list.
+    Ready,
+    /// Due by the monotonic clock but not yet by the wall clock (the wall
+    /// clock stepped back): held until the wall clock catches up.
+    Parked,
+}
+
+#[derive(Debug)]
+struct Hot {
+    meta: MemberMeta,
+    slot: Slot,
+}
+
+/// Counters kept per queue since start (reported by DELAYINFO).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct QueueCounters {
+    pub added: u64,
+    pub popped: u64,
+    pub acked: u64,
+    pub expired_leases: u64,
+}
+
+/// One delay queue in memory.
+#[derive(Debug)]
+pub struct Queue {
+    name: Bytes,
+    /// All members, hot and cold, leased included.
+    card: u64,
+    /// Members only on disk.
+    cold: u64,
+    /// Lower bound of the earliest cold due time (may be stale-low).
+    next_cold_due: Option<u64>,
+    hot: HashMap<Bytes, Hot>,
+    ready: BTreeMap<(u64, u64), Bytes>,
+    leased: u64,
+    counters: QueueCounters,
+}
+
+/// A snapshot of one queue for DELAYINFO.
+#[derive(Debug, Clone, Default)]
+pub struct QueueInfo {
+    pub pending: u64,
+    pub ready: u64,
+    pub leased: u64,
+    pub next_due: Option<u64>,
+    pub oldest_ready_due: Option<u64>,
+    pub counters: QueueCounters,
+}
+
+/// How a popped member is reported to a blocked client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PopShape {
+    /// `DELAYPOP ... BLOCK`: an array of members.
+    Members,
+    /// `BDELAYPOP`: `[key, member, due-ms]`.
+    KeyMemberDue,
+}
+
+/// A client blocked in `DELAYPOP ... BLOCK` or `BDELAYPOP`.
+#[derive(Debug)]
+pub struct Waiter {
+    pub keys: Vec<Bytes>,
+    pub count: usize,
+    pub lease: Option<u64>,
+    pub shape: PopShape,
+    pub tx: tokio::sync::oneshot::Sender<(Reply, Vec<Popped>)>,
+}
+
+/// A member handed out by a pop, with what is needed to put it back if the
+/// client that should receive it has gone.
+#[derive(Debug, Clone)]
+pub struct Popped {
+    pub queue: Bytes,
+    pub member: Bytes,
+    /// The record before the pop.
+    pub before: MemberMeta,
+    /// The record after a leased pop (`None`: the member was removed).
+    pub after: Option<MemberMeta>,
+}
+
+/// A reply to a blocked client, released once the round is durable.
+#[derive(Debug)]
+pub struct WaiterReply {
+    pub tx: tokio::sync::oneshot::Sender<(Reply, Vec<Popped>)>,
+    pub reply: Reply,
+    pub popped: Vec<Popped>,
+}
+
+/// Engine-wide totals (for INFO).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Totals {
+    pub queues: u64,
+    pub members: u64,
+    pub hot: u64,
+    pub ready: u64,
+    pub leased: u64,
+    pub blocked: u64,
+    pub wheel: u64,
+    pub hot_until: u64,
+    pub expired_leases: u64,
+}
+
+/// Options of `DELAYADD`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AddFlags {
+    pub nx: bool,
+    pub xx: bool,
+    pub ch: bool,
+}
+
+/// The engine state.
+pub struct Core {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    wheel: Wheel<Fire>,
+    queues: Vec<Option<Queue>>,
+    free_ids: Vec<QueueId>,
+    /// Queues by (stable hash of name, name): the order SCAN cursors walk.
+    index: BTreeMap<(u64, Bytes), QueueId>,
+    horizon_ms: u64,
+    hot_until: u64,
+    /// Queues with cold members, by a lower bound of their next cold due time.
+    cold_heap: BinaryHeap<Reverse<(u64, QueueId)>>,
+    parked: BTreeMap<(u64, u64), (QueueId, Bytes)>,
+    waiters: HashMap<Bytes, VecDeque<WaiterId>>,
+    blocked: HashMap<WaiterId, Waiter>,
+    signaled: Vec<QueueId>,
+    outgoing: Vec<WaiterReply>,
+    now: u64,
+    failed: Option<String>,
+    members_total: u64,
+    expired_leases: u64,
+    leased_total: u64,
+    fired: Vec<(u64, Fire)>,
+}
+
+/// A hash of a queue name that is the same in every process, so SCAN
+/// cursors stay meaningful; 0 is reserved for "start" and "done".
+fn name_hash(name: &[u8]) -> u64 {
+    let mut h =
+        std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+            .build_hasher();
+    name.hash(&mut h);
+    (h.finish() >> 1).max(1)
+}
+
+impl Core {
+    /// Loads the engine state from `store`: each queue's cardinality and
+    /// the members due within the horizon. The backlog beyond it stays on
+    /// disk, so this costs one seek per queue plus the near-term members.
+    ///
+    /// # Errors
+    ///
+    /// A storage error while reading.
+    pub fn load(store: Store, clock: Arc<dyn Clock>, horizon_ms: u64) -> Result<Core> {
+        let now = clock.now_ms();
+        let horizon_ms = horizon_ms.max(1);
+        let mut core = Core {
+            store,
+            clock,
+            wheel: Wheel::new(now),
+            queues: Vec::new(),
+            free_ids: Vec::new(),
+            index: BTreeMap::new(),
+            horizon_ms,
+            hot_until: now,
+            cold_heap: BinaryHeap::new(),
+            parked: BTreeMap::new(),
+            waiters: HashMap::new(),
+            blocked: HashMap::new(),
+            signaled: Vec::new(),
+            outgoing: Vec::new(),
+            now,
+            failed: None,
+            members_total: 0,
+            expired_leases: 0,
+            leased_total: 0,
+            fired: Vec::new(),
+        };
+        core.load_from_store()?;
+        Ok(core)
+    }
+
+    /// Clears the in-memory queues and rebuilds them from the store.
+    fn load_from_store(&mut self) -> Result<()> {
+        self.now = self.clock.now_ms();
+        self.wheel = Wheel::new(self.now);
+        self.queues.clear();
+        self.free_ids.clear();
+        self.index.clear();
+        self.cold_heap.clear();
+        self.parked.clear();
+        self.members_total = 0;
+        self.leased_total = 0;
+        self.hot_until = self.now.saturating_add(self.horizon_ms);
+        for (name, card) in self.store.queues()? {
+            let id = self.queue_or_create(&name);
+            let hot = self.store.due_range(&name, 0, self.hot_until, usize::MAX)?;
+            let hot_count = hot.len() as u64;
+            for s in hot {
+                self.set_leased(id, false, s.meta.leased());
+                self.place_hot(id, s.member, s.meta);
+            }
+            let q = self.queue_mut(id);
+            q.card = card;
+            q.cold = card.saturating_sub(hot_count);
+            self.members_total += card;
+            if card > hot_count {
+                self.refresh_next_cold(id, self.hot_until)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The round's current time (Unix ms).
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    /// The clock the engine reads.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The store (for commit and sync by the engine loop).
+    pub fn store_mut(&mut self) -> &mut Store {
+        &mut self.store
+    }
+
+    /// Why writes are refused, if the store has failed.
+    pub fn failure(&self) -> Option<&str> {
+        self.failed.as_deref()
+    }
+
+    /// Records a storage failure: from now on writes are refused.
+    pub fn fail(&mut self, why: String) {
+        tracing::error!("storage failed, refusing writes from now on: {why}");
+        self.failed = Some(why);
+    }
+
+    /// Refuses writes after a storage failure.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Storage`] once the store has failed.
+    pub fn check_writable(&self) -> Result<()> {
+        match &self.failed {
+            Some(why) => Err(Error::Storage(format!(
+                "{why}; writes are refused until restart"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Engine-wide totals.
+    pub fn totals(&self) -> Totals {
+        let mut t = Totals {
+            queues: self.index.len() as u64,
+            members: self.members_total,
+            leased: self.leased_total,
+            blocked: self.blocked.len() as u64,
+            wheel: self.wheel.len() as u64,
+            hot_until: self.hot_until,
+            expired_leases: self.expired_leases,
+            ..Totals::default()
+        };
+        for q in self.queues.iter().flatten() {
+            t.hot += q.hot.len() as u64;
+            t.ready += q.ready.len() as u64;
+        }
+        t
+    }
+
+    /// When the engine next has timed work: the wheel's next slot, a parked
+    /// member, or the pager. `None` when idle.
+    pub fn next_wakeup_ms(&self) -> Option<u64> {
+        let pager = self.hot_until.saturating_sub(self.horizon_ms / 2);
+        let mut next = self.wheel.next_deadline();
+        if let Some(((due, _), _)) = self.parked.first_key_value() {
+            next = Some(next.map_or(*due, |n| n.min(*due)));
+        }
+        if !self.cold_heap.is_empty() {
+            next = Some(next.map_or(pager, |n| n.min(pager)));
+        }
+        next
+    }
+
+    /// Advances time: fires the wheel, releases parked members, runs the
+    /// pager. Call at the start of every round.
+    ///
+    /// # Errors
+    ///
+    /// A storage error while paging in.
+    pub fn tick(&mut self) -> Result<()> {
+        let now = self.clock.now_ms();
+        self.now = now;
+        let mut fired = std::mem::take(&mut self.fired);
+        // The wheel never runs backwards; if the wall clock stepped back it
+        // simply waits, and members are re-checked against the wall clock.
+        self.wheel
+            .advance(now.max(self.wheel.elapsed()), &mut fired);
+        for (_, fire) in fired.drain(..) {
+            self.on_fire(fire);
+        }
+        self.fired = fired;
+        while let Some(entry) = self.parked.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let ((due, seq), (id, member)) = entry.remove_entry();
+            if let Some(q) = self.queues.get_mut(id as usize).and_then(Option::as_mut) {
+                if let Some(h) = q.hot.get_mut(&member) {
+                    h.slot = Slot::Ready;
+                    q.ready.insert((due, seq), member);
+                    self.signaled.push(id);
+                }
+            }
+        }
+        if now.saturating_add(self.horizon_ms / 2) >= self.hot_until {
+            self.page_in(now.saturating_add(self.horizon_ms))?;
+        }
+        Ok(())
+    }
+
+    fn on_fire(&mut self, fire: Fire) {
+        let now = self.now;
+        let Some(q) = self
+            .queues
+            .get_mut(fire.queue as usize)
+            .and_then(Option::as_mut)
+        else {
+            return;
+        };
+        let Some(h) = q.hot.get_mut(&fire.member) else {
+            return;
+        };
+        let key = (h.meta.due, h.meta.seq);
+        if h.meta.leased() {
+            q.counters.expired_leases += 1;
+            self.expired_leases += 1;
+        }
+        if h.meta.due > now {
+            h.slot = Slot::Parked;
+            self.parked.insert(key, (fire.queue, fire.member));
+        } else {
+            h.slot = Slot::Ready;
+            q.ready.insert(key, fire.member);
+            self.signaled.push(fire.queue);
+        }
+    }
+
+    /// Raises `hot_until` to `until`, paging in cold members due by then.
+    fn page_in(&mut self, until: u64) -> Result<()> {
+        let from = self.hot_until.saturating_add(1);
+        self.hot_until = self.hot_until.max(until);
+        while let Some(&Reverse((due, id))) = self.cold_heap.peek() {
+            if due > self.hot_until {
+                break;
+            }
+            self.cold_heap.pop();
+            let Some(q) = self.queues.get(id as usize).and_then(Option::as_ref) else {
+                continue;
+            };
+            if q.next_cold_due != Some(due) || q.cold == 0 {
+                continue;
+            }
+            let name = q.name.clone();
+            let batch = self
+                .store
+                .due_range(&name, from.min(due), self.hot_until, usize::MAX)?;
+            let q = self.queue_mut(id);
+            q.next_cold_due = None;
+            q.cold = q.cold.saturating_sub(batch.len() as u64);
+            for s in batch {
+                self.place_hot(id, s.member, s.meta);
+            }
+            if self.queue_mut(id).cold > 0 {
+                self.refresh_next_cold(id, self.hot_until)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn refresh_next_cold(&mut self, id: QueueId, after: u64) -> Result<()> {
+        let name = self.queue_mut(id).name.clone();
+        let next = self
+            .store
+            .due_range(&name, after.saturating_add(1), u64::MAX, 1)?
+            .first()
+            .map(|s| s.meta.due);
+        self.queue_mut(id).next_cold_due = next;
+        if let Some(due) = next {
+            self.cold_heap.push(Reverse((due, id)));
+        }
+        Ok(())
+    }
+
+    fn queue_mut(&mut self, id: QueueId) -> &mut Queue {
+        // Ids come from the index or the wheel, which only name live queues.
+        self.queues[id as usize]
+            .as_mut()
+            .expect("queue id names a live queue")
+    }
+
+    fn queue_id(&self, name: &[u8]) -> Option<QueueId> {
+        self.index
+            .get(&(name_hash(name), Bytes::copy_from_slice(name)))
+            .copied()
+    }
+
+    fn queue_or_create(&mut self, name: &Bytes) -> QueueId {
+        if let Some(id) = self.queue_id(name) {
+            return id;
+        }
+        let q = Queue {
+            name: name.clone(),
+            card: 0,
+            cold: 0,
+            next_cold_due: None,
+            hot: HashMap::new(),
+            ready: BTreeMap::new(),
+            leased: 0,
+            counters: QueueCounters::default(),
+        };
+        let id = match self.free_ids.pop() {
+            Some(id) => {
+                self.queues[id as usize] = Some(q);
+                id
+            }
+            None => {
+                self.queues.push(Some(q));
+                (self.queues.len() - 1) as QueueId
+            }
+        };
+        self.index.insert((name_hash(name), name.clone()), id);
+        id
+    }
+
+    /// Drops a queue that has no members left (an empty queue does not
+    /// exist, as an empty sorted set does not in Redis).
+    fn drop_if_empty(&mut self, id: QueueId) {
+        let Some(q) = self.queues.get(id as usize).and_then(Option::as_ref) else {
+            return;
+        };
+        if q.card > 0 {
+            return;
+        }
+        let name = q.name.clone();
+        self.index.remove(&(name_hash(&name), name));
+        self.queues[id as usize] = None;
+        self.free_ids.push(id);
+    }
+
+    /// Puts a member in memory at its due time.
+    fn place_hot(&mut self, id: QueueId, member: Bytes, meta: MemberMeta) {
+        let slot = if meta.due <= self.now {
+            self.signaled.push(id);
+            Slot::Ready
+        } else {
+            match self.wheel.insert(
+                meta.due,
+                Fire {
+                    queue: id,
+                    member: member.clone(),
+                },
+            ) {
+                Ok(key) => Slot::Wheel(key),
+                // The wheel is ahead of the wall clock (it stepped back).
+                Err(_) => Slot::Parked,
+            }
+        };
+        let q = self.queue_mut(id);
+        match slot {
+            Slot::Ready => {
+                q.ready.insert((meta.due, meta.seq), member.clone());
+            }
+            Slot::Parked => {
+                self.parked
+                    .insert((meta.due, meta.seq), (id, member.clone()));
+            }
+            Slot::Wheel(_) => {}
+        }
+        self.queue_mut(id).hot.insert(member, Hot { meta, slot });
+    }
+
+    /// Places a member on the tier its due time belongs to.
+    fn place(&mut self, id: QueueId, member: Bytes, meta: MemberMeta) {
+        if meta.due <= self.hot_until {
+            self.place_hot(id, member, meta);
+        } else {
+            let q = self.queue_mut(id);
+            q.cold += 1;
+            if q.next_cold_due.is_none_or(|n| meta.due < n) {
+                q.next_cold_due = Some(meta.due);
+                self.cold_heap.push(Reverse((meta.due, id)));
+            }
+        }
+    }
+
+    /// Takes a member out of memory (or out of the cold count).
+    fn unplace(&mut self, id: QueueId, member: &[u8], hot: bool) {
+        if !hot {
+            let q = self.queue_mut(id);
+            q.cold = q.cold.saturating_sub(1);
+            return;
+        }
+        let Some(h) = self.queue_mut(id).hot.remove(member) else {
+            return;
+        };
+        let key = (h.meta.due, h.meta.seq);
+        match h.slot {
+            Slot::Wheel(k) => {
+                self.wheel.remove(k);
+            }
+            Slot::Ready => {
+                self.queue_mut(id).ready.remove(&key);
+            }
+            Slot::Parked => {
+                self.parked.remove(&key);
+            }
+        }
+    }
+
+    /// Finds a member on either tier: `(record, is_hot)`.
+    fn lookup(&mut self, id: QueueId, member: &[u8]) -> Result<Option<(MemberMeta, bool)>> {
+        let q = self.queue_mut(id);
+        if let Some(h) = q.hot.get(member) {
+            return Ok(Some((h.meta, true)));
+        }
+        if q.cold == 0 {
+            return Ok(None);
+        }
+        let name = q.name.clone();
+        Ok(self.store.get(&name, member)?.map(|m| (m, false)))
+    }
+
+    fn set_leased(&mut self, id: QueueId, was: bool, is: bool) {
+        if was != is {
+            let q = self.queue_mut(id);
+            if is {
+                q.leased += 1;
+                self.leased_total += 1;
+            } else {
+                q.leased = q.leased.saturating_sub(1);
+                self.leased_total = self.leased_total.saturating_sub(1);
+            }
+        }
+    }
+
+    fn remove_member(&mut self, id: QueueId, member: &[u8], meta: MemberMeta, hot: bool) {
+        self.unplace(id, member, hot);
+        self.set_leased(id, meta.leased(), false);
+        let q = self.queue_mut(id);
+        q.card -= 1;
+        let (name, card) = (q.name.clone(), q.card);
+        self.members_total -= 1;
+        self.store.delete(&name, member, meta);
+        self.store.set_card(&name, card);
+        self.drop_if_empty(id);
+    }
+
+    /// Writes a member's new record and moves it to its new place.
+    fn reschedule(
+        &mut self,
+        id: QueueId,
+        member: Bytes,
+        old: MemberMeta,
+        hot: bool,
+        new: MemberMeta,
+    ) {
+        self.unplace(id, &member, hot);
+        self.set_leased(id, old.leased(), new.leased());
+        let name = self.queue_mut(id).name.clone();
+        self.store.put(&name, &member, new, Some(old));
+        self.place(id, member, new);
+    }
+
+    /// `DELAYADD`: schedules each `(due, member)`. Returns the reply count:
+    /// members added, plus members rescheduled with `ch`.
+    ///
+    /// # Errors
+    ///
+    /// A storage error (then nothing of the round is acknowledged).
+    pub fn add(&mut self, key: &Bytes, items: &[(u64, Bytes)], flags: AddFlags) -> Result<i64> {
+        self.check_writable()?;
+        let id = self.queue_or_create(key);
+        let mut count = 0;
+        for (due, member) in items {
+            let due = *due;
+            match self.lookup(id, member)? {
+                None if flags.xx => {}
+                None => {
+                    let meta = MemberMeta {
+                        due,
+                        seq: self.store.next_seq(),
+                        deliveries: 0,
+                        flags: 0,
+                    };
+                    // Own the bytes: the argument may point into a large read buffer.
+                    let member = Bytes::copy_from_slice(member);
+                    let q = self.queue_mut(id);
+                    q.card += 1;
+                    q.counters.added += 1;
+                    let card = q.card;
+                    self.members_total += 1;
+                    self.store.put(key, &member, meta, None);
+                    self.store.set_card(key, card);
+                    self.place(id, member, meta);
+                    count += 1;
+                }
+                Some(_) if flags.nx => {}
+                Some((old, hot)) => {
+                    if old.due == due && !old.leased() {
+                        continue;
+                    }
+                    let new = MemberMeta {
+                        due,
+                        seq: self.store.next_seq(),
+                        deliveries: old.deliveries,
+                        flags: old.flags & !FLAG_LEASED,
+                    };
+                    let member = self
+                        .queue_mut(id)
+                        .hot
+                        .get_key_value(member.as_ref())
+                        .map_or_else(|| Bytes::copy_from_slice(member), |(k, _)| k.clone());
+                    self.reschedule(id, member, old, hot, new);
+                    if flags.ch {
+                        count += 1;
+                    }
+                }
+            }
+        }
+        self.drop_if_empty(id);
+        Ok(count)
+    }
+
+    /// Pops up to `count` due members of `key`, earliest first. With a lease
+    /// the members stay, invisible until `now + lease`.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn pop(&mut self, key: &[u8], count: usize, lease: Option<u64>) -> Result<Vec<Popped>> {
+        self.check_writable()?;
+        let Some(id) = self.queue_id(key) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        while out.len() < count {
+            let q = self.queue_mut(id);
+            let Some((_, member)) = q.ready.pop_first() else {
+                break;
+            };
+            let Some(before) = q.hot.get(&member).map(|h| h.meta) else {
+                continue;
+            };
+            let queue = q.name.clone();
+            q.counters.popped += 1;
+            let after = match lease {
+                Some(ms) => {
+                    let new = MemberMeta {
+                        due: self.now.saturating_add(ms).min(MAX_DUE_MS),
+                        seq: self.store.next_seq(),
+                        deliveries: before.deliveries.saturating_add(1),
+                        flags: before.flags | FLAG_LEASED,
+                    };
+                    self.queue_mut(id).hot.remove(&member);
+                    self.set_leased(id, before.leased(), true);
+                    self.store.put(&queue, &member, new, Some(before));
+                    self.place(id, member.clone(), new);
+                    Some(new)
+                }
+                None => {
+                    self.queue_mut(id).hot.remove(&member);
+                    self.set_leased(id, before.leased(), false);
+                    let q = self.queue_mut(id);
+                    q.card -= 1;
+                    let card = q.card;
+                    self.members_total -= 1;
+                    self.store.delete(&queue, &member, before);
+                    self.store.set_card(&queue, card);
+                    None
+                }
+            };
+            out.push(Popped {
+                queue,
+                member,
+                before,
+                after,
+            });
+        }
+        self.drop_if_empty(id);
+        Ok(out)
+    }
+
+    /// `DELAYREM` (any member) and `DELAYACK` (`only_leased`): removes
+    /// members, returning how many were removed.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn remove(&mut self, key: &[u8], members: &[Bytes], only_leased: bool) -> Result<i64> {
+        self.check_writable()?;
+        let Some(id) = self.queue_id(key) else {
+            return Ok(0);
+        };
+        let mut n = 0;
+        for m in members {
+            if self.queues.get(id as usize).is_none_or(Option::is_none) {
+                break;
+            }
+            if let Some((meta, hot)) = self.lookup(id, m)? {
+                if only_leased && !meta.leased() {
+                    continue;
+                }
+                if only_leased {
+                    self.queue_mut(id).counters.acked += 1;
+                }
+                self.remove_member(id, m, meta, hot);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// `DELAYSCORE`: a member's due time.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn score(&mut self, key: &[u8], member: &[u8]) -> Result<Option<MemberMeta>> {
+        let Some(id) = self.queue_id(key) else {
+            return Ok(None);
+        };
+        Ok(self.lookup(id, member)?.map(|(m, _)| m))
+    }
+
+    /// `DELAYCARD`: number of members, O(1).
+    pub fn card(&self, key: &[u8]) -> u64 {
+        self.queue_id(key)
+            .and_then(|id| self.queues[id as usize].as_ref())
+            .map_or(0, |q| q.card)
+    }
+
+    /// `DELAYRANGE`: members by rank in due order (ZRANGE's index rules).
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn range(&mut self, key: &[u8], start: i64, stop: i64) -> Result<Vec<Scheduled>> {
+        let card = self.card(key) as i64;
+        let start = if start < 0 {
+            (card + start).max(0)
+        } else {
+            start
+        };
+        let stop = if stop < 0 {
+            card + stop
+        } else {
+            stop.min(card - 1)
+        };
+        if card == 0 || start > stop || start >= card {
+            return Ok(Vec::new());
+        }
+        self.store
+            .rank_range(key, start as usize, (stop - start + 1) as usize)
+    }
+
+    /// `DELAYINFO`: a queue's figures.
+    pub fn info(&self, key: &[u8]) -> Option<QueueInfo> {
+        let q = self.queues[self.queue_id(key)? as usize].as_ref()?;
+        let next_due = q
+            .hot
+            .values()
+            .filter(|h| !matches!(h.slot, Slot::Ready))
+            .map(|h| h.meta.due)
+            .min()
+            .or(q.next_cold_due);
+        Some(QueueInfo {
+            pending: q.card,
+            ready: q.ready.len() as u64,
+            leased: q.leased,
+            next_due,
+            oldest_ready_due: q.ready.first_key_value().map(|((due, _), _)| *due),
+            counters: q.counters,
+        })
+    }
+
+    /// `DEL`: deletes whole queues, returning how many existed.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn delete_queues(&mut self, keys: &[Bytes]) -> Result<i64> {
+        self.check_writable()?;
+        let mut n = 0;
+        for key in keys {
+            let Some(id) = self.queue_id(key) else {
+                continue;
+            };
+            let members: Vec<Bytes> = self.queue_mut(id).hot.keys().cloned().collect();
+            for m in members {
+                self.unplace(id, &m, true);
+            }
+            let q = self.queue_mut(id);
+            let (name, card, leased) = (q.name.clone(), q.card, q.leased);
+            self.store.delete_queue(&name)?;
+            self.members_total -= card;
+            self.leased_total = self.leased_total.saturating_sub(leased);
+            let q = self.queue_mut(id);
+            q.card = 0;
+            q.cold = 0;
+            self.drop_if_empty(id);
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// `FLUSHALL` / `FLUSHDB`: removes every queue.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn flush(&mut self) -> Result<()> {
+        self.check_writable()?;
+        self.store.clear()?;
+        self.queues.clear();
+        self.free_ids.clear();
+        self.index.clear();
+        self.cold_heap.clear();
+        self.parked.clear();
+        self.wheel = Wheel::new(self.wheel.elapsed());
+        self.members_total = 0;
+        self.leased_total = 0;
+        Ok(())
+    }
+
+    /// Whether a queue exists.
+    pub fn exists(&self, key: &[u8]) -> bool {
+        self.queue_id(key).is_some()
+    }
+
+    /// Number of queues.
+    pub fn queue_count(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Queue names in SCAN order from `cursor`, at most about `count`
+    /// (all names sharing a hash are returned together). Returns the next
+    /// cursor (0 when done) and the names.
+    pub fn scan(&self, cursor: u64, count: usize) -> (u64, Vec<Bytes>) {
+        let mut out = Vec::new();
+        let mut last = None;
+        for ((h, name), _) in self.index.range((cursor, Bytes::new())..) {
+            if out.len() >= count.max(1) && last != Some(*h) {
+                return (*h, out);
+            }
+            last = Some(*h);
+            out.push(name.clone());
+        }
+        (0, out)
+    }
+
+    /// Registers a blocked client, or serves it at once if a member is due.
+    pub fn block(&mut self, id: WaiterId, waiter: Waiter) {
+        for key in &waiter.keys {
+            self.waiters.entry(key.clone()).or_default().push_back(id);
+        }
+        let keys = waiter.keys.clone();
+        self.blocked.insert(id, waiter);
+        for key in keys {
+            if let Some(qid) = self.queue_id(&key) {
+                self.signaled.push(qid);
+            }
+        }
+        self.serve_waiters();
+    }
+
+    /// Forgets a blocked client (timed out or disconnected).
+    pub fn unblock(&mut self, id: WaiterId) {
+        if let Some(w) = self.blocked.remove(&id) {
+            self.forget_waiter(id, &w.keys);
+        }
+    }
+
+    fn forget_waiter(&mut self, id: WaiterId, keys: &[Bytes]) {
+        for key in keys {
+            if let Some(list) = self.waiters.get_mut(key) {
+                list.retain(|&w| w != id);
+                if list.is_empty() {
+                    self.waiters.remove(key);
+                }
+            }
+        }
+    }
+
+    /// Hands due members to blocked clients, first come first served.
+    pub fn serve_waiters(&mut self) {
+        while let Some(qid) = self.signaled.pop() {
+            let Some(q) = self.queues.get(qid as usize).and_then(Option::as_ref) else {
+                continue;
+            };
+            let name = q.name.clone();
+            loop {
+                let has_ready = self
+                    .queues
+                    .get(qid as usize)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|q| !q.ready.is_empty());
+                if !has_ready {
+                    break;
+                }
+                let Some(wid) = self.waiters.get_mut(&name).and_then(VecDeque::pop_front) else {
+                    break;
+                };
+                let Some(w) = self.blocked.remove(&wid) else {
+                    continue;
+                };
+                self.forget_waiter(wid, &w.keys);
+                if w.tx.is_closed() {
+                    continue;
+                }
+                match self.pop(&name, w.count, w.lease) {
+                    Ok(popped) => {
+                        let reply = pop_reply(&popped, w.shape);
+                        self.outgoing.push(WaiterReply {
+                            tx: w.tx,
+                            reply,
+                            popped,
+                        });
+                    }
+                    Err(e) => {
+                        self.outgoing.push(WaiterReply {
+                            tx: w.tx,
+                            reply: e.into(),
+                            popped: Vec::new(),
+                        });
+                    }
+                }
+            }
+        }
+        self.waiters.retain(|_, l| !l.is_empty());
+    }
+
+    /// Answers every blocked client with `reply` (at shutdown).
+    pub fn wake_all_blocked(&mut self, reply: Reply) {
+        for (_, w) in self.blocked.drain() {
+            let _ = w.tx.send((reply.clone(), Vec::new()));
+        }
+        self.waiters.clear();
+    }
+
+    /// Replies for blocked clients produced since the last call.
+    pub fn take_waiter_replies(&mut self) -> Vec<WaiterReply> {
+        std::mem::take(&mut self.outgoing)
+    }
+
+    /// Puts back members whose pop reached no client (it disconnected).
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn restore(&mut self, popped: &[Popped]) -> Result<()> {
+        self.check_writable()?;
+        for p in popped {
+            let id = self.queue_or_create(&p.queue);
+            match (self.lookup(id, &p.member)?, p.after) {
+                (None, None) => {
+                    let q = self.queue_mut(id);
+                    q.card += 1;
+                    let card = q.card;
+                    self.members_total += 1;
+                    self.store.put(&p.queue, &p.member, p.before, None);
+                    self.store.set_card(&p.queue, card);
+                    self.place(id, p.member.clone(), p.before);
+                }
+                (Some((cur, hot)), Some(after)) if cur == after => {
+                    self.reschedule(id, p.member.clone(), cur, hot, p.before);
+                }
+                _ => {}
+            }
+            self.drop_if_empty(id);
+        }
+        Ok(())
+    }
+
+    /// Replaces the in-memory state with what the store holds (after a
+    /// failed commit left memory ahead of it). Blocked clients stay blocked.
+    ///
+    /// # Errors
+    ///
+    /// A storage error while reading.
+    pub fn reload(&mut self) -> Result<()> {
+        self.store.discard();
+        self.load_from_store()
+    }
+}
+
+/// The reply for a pop, in the shape the command asked for.
+pub fn pop_reply(popped: &[Popped], shape: PopShape) -> Reply {
+    match shape {
+        PopShape::Members => Reply::Array(
+            popped
+                .iter()
+                .map(|p| Reply::Bulk(p.member.clone()))
+                .collect(),
+        ),
+        PopShape::KeyMemberDue => match popped.first() {
+            Some(p) => Reply::Array(vec![
+                Reply::Bulk(p.queue.clone()),
+                Reply::Bulk(p.member.clone()),
+                Reply::Int(p.before.due as i64),
+            ]),
+            None => Reply::NullArray,
+        },
+    }
+}

@@ -1,0 +1,457 @@
+//! The on-disk layout in fjall, the source of truth.
+//!
+//! Four keyspaces, all written through one [`fjall::OwnedWriteBatch`] per
+//! engine round (atomic across keyspaces):
+//!
+//! | keyspace   | key                                   | value                                   |
+//! |------------|---------------------------------------|-----------------------------------------|
+//! | `members`  | `qlen:u16 q m`                        | `due:u64 seq:u64 deliveries:u32 flags:u8` |
+//! | `schedule` | `qlen:u16 q due:u64 seq:u64`          | `deliveries:u32 flags:u8 m`             |
+//! | `queues`   | `q`                                   | `card:u64`                              |
+//! | `meta`     | `"seq"`                               | next sequence number `u64`              |
+//!
+//! All integers are big-endian so byte order is numeric order: `schedule` is
+//! each queue's time-ordered index (due time, then insertion sequence), read
+//! in order for paging the near future into memory, for ZRANGE-style rank
+//! queries and on recovery. `members` answers "is this member scheduled, and
+//! when" in one point read. `queues` keeps each queue's cardinality so a
+//! restart does not count the backlog, and `meta` keeps the sequence counter
+//! so insertion order survives restarts. The queue name is length-prefixed so
+//! a prefix scan of one queue never strays into another whose name extends it.
+
+use std::path::Path;
+
+use bytes::Bytes;
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, PersistMode};
+
+use crate::Result;
+
+/// Set while a member is handed out under a lease and not yet acknowledged
+/// or rescheduled.
+pub const FLAG_LEASED: u8 = 1;
+
+/// What the store keeps about a scheduled member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberMeta {
+    /// Due time, Unix ms.
+    pub due: u64,
+    /// Insertion sequence: orders members with the same due time.
+    pub seq: u64,
+    /// How many times the member was handed out under a lease.
+    pub deliveries: u32,
+    /// [`FLAG_LEASED`] and future flags.
+    pub flags: u8,
+}
+
+impl MemberMeta {
+    /// Whether the member is currently leased.
+    pub fn leased(&self) -> bool {
+        self.flags & FLAG_LEASED != 0
+    }
+
+    fn encode(&self) -> [u8; 21] {
+        let mut v = [0u8; 21];
+        v[..8].copy_from_slice(&self.due.to_be_bytes());
+        v[8..16].copy_from_slice(&self.seq.to_be_bytes());
+        v[16..20].copy_from_slice(&self.deliveries.to_be_bytes());
+        v[20] = self.flags;
+        v
+    }
+
+    fn decode(v: &[u8]) -> Option<MemberMeta> {
+        Some(MemberMeta {
+            due: u64::from_be_bytes(v.get(..8)?.try_into().ok()?),
+            seq: u64::from_be_bytes(v.get(8..16)?.try_into().ok()?),
+            deliveries: u32::from_be_bytes(v.get(16..20)?.try_into().ok()?),
+            flags: *v.get(20)?,
+        })
+    }
+}
+
+/// One entry of a queue's time index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scheduled {
+    pub member: Bytes,
+    pub meta: MemberMeta,
+}
+
+fn queue_prefix(q: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + q.len() + 16);
+    // Queue names are limited well below 64 KiB by the command layer.
+    k.extend_from_slice(&(q.len() as u16).to_be_bytes());
+    k.extend_from_slice(q);
+    k
+}
+
+fn member_key(q: &[u8], m: &[u8]) -> Vec<u8> {
+    let mut k = queue_prefix(q);
+    k.extend_from_slice(m);
+    k
+}
+
+fn schedule_key(q: &[u8], due: u64, seq: u64) -> Vec<u8> {
+    let mut k = queue_prefix(q);
+    k.extend_from_slice(&due.to_be_bytes());
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn corrupt(what: &str) -> crate::Error {
+    crate::Error::Storage(format!("corrupt {what} record"))
+}
+
+fn decode_scheduled(prefix_len: usize, key: &[u8], value: &[u8]) -> Result<Scheduled> {
+    let tail = key.get(prefix_len..).ok_or_else(|| corrupt("schedule"))?;
+    if tail.len() != 16 || value.len() < 5 {
+        return Err(corrupt("schedule"));
+    }
+    Ok(Scheduled {
+        member: Bytes::copy_from_slice(&value[5..]),
+        meta: MemberMeta {
+            due: u64::from_be_bytes(tail[..8].try_into().map_err(|_| corrupt("schedule"))?),
+            seq: u64::from_be_bytes(tail[8..].try_into().map_err(|_| corrupt("schedule"))?),
+            deliveries: u32::from_be_bytes(value[..4].try_into().map_err(|_| corrupt("schedule"))?),
+            flags: value[4],
+        },
+    })
+}
+
+/// The fjall database and the write batch of the current round.
+pub struct Store {
+    db: Database,
+    members: Keyspace,
+    schedule: Keyspace,
+    queues: Keyspace,
+    meta: Keyspace,
+    batch: Option<OwnedWriteBatch>,
+    /// Cardinalities changed in the current batch, written at commit.
+    cards: Vec<(Bytes, u64)>,
+    next_seq: u64,
+    seq_dirty: bool,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the directory cannot be created or the store cannot be
+    /// recovered.
+    pub fn open(dir: &Path) -> Result<Store> {
+        std::fs::create_dir_all(dir)?;
+        let db = Database::builder(dir).open()?;
+        let opts = KeyspaceCreateOptions::default;
+        let members = db.keyspace("members", opts)?;
+        let schedule = db.keyspace("schedule", opts)?;
+        let queues = db.keyspace("queues", opts)?;
+        let meta = db.keyspace("meta", opts)?;
+        let next_seq = match meta.get("seq")? {
+            Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(|_| corrupt("meta"))?),
+            None => 1,
+        };
+        Ok(Store {
+            db,
+            members,
+            schedule,
+            queues,
+            meta,
+            batch: None,
+            cards: Vec::new(),
+            next_seq,
+            seq_dirty: false,
+        })
+    }
+
+    /// Allocates the next insertion sequence number.
+    pub fn next_seq(&mut self) -> u64 {
+        let s = self.next_seq;
+        self.next_seq += 1;
+        self.seq_dirty = true;
+        s
+    }
+
+    fn batch(&mut self) -> &mut OwnedWriteBatch {
+        self.batch.get_or_insert_with(|| self.db.batch())
+    }
+
+    /// Whether the current round has uncommitted writes.
+    pub fn is_dirty(&self) -> bool {
+        self.batch.as_ref().is_some_and(|b| !b.is_empty()) || !self.cards.is_empty()
+    }
+
+    /// Writes (or rewrites) a member; `old` is its previous record, whose
+    /// time-index entry is removed.
+    pub fn put(&mut self, q: &[u8], m: &[u8], meta: MemberMeta, old: Option<MemberMeta>) {
+        let members = self.members.clone();
+        let schedule = self.schedule.clone();
+        let batch = self.batch();
+        if let Some(old) = old {
+            if (old.due, old.seq) != (meta.due, meta.seq) {
+                batch.remove(&schedule, schedule_key(q, old.due, old.seq));
+            }
+        }
+        batch.insert(&members, member_key(q, m), meta.encode().to_vec());
+        let mut v = Vec::with_capacity(5 + m.len());
+        v.extend_from_slice(&meta.deliveries.to_be_bytes());
+        v.push(meta.flags);
+        v.extend_from_slice(m);
+        batch.insert(&schedule, schedule_key(q, meta.due, meta.seq), v);
+    }
+
+    /// Deletes a member whose record is `meta`.
+    pub fn delete(&mut self, q: &[u8], m: &[u8], meta: MemberMeta) {
+        let members = self.members.clone();
+        let schedule = self.schedule.clone();
+        let batch = self.batch();
+        batch.remove(&members, member_key(q, m));
+        batch.remove(&schedule, schedule_key(q, meta.due, meta.seq));
+    }
+
+    /// Records a queue's new cardinality (0 removes the queue's record).
+    pub fn set_card(&mut self, q: &Bytes, card: u64) {
+        match self.cards.iter_mut().find(|(name, _)| name == q) {
+            Some(entry) => entry.1 = card,
+            None => self.cards.push((q.clone(), card)),
+        }
+    }
+
+    /// Commits the current batch to the journal and memtables (not fsynced:
+    /// see [`Store::sync`]). Returns whether anything was written.
+    ///
+    /// # Errors
+    ///
+    /// A storage error; the batch is lost and must not be acknowledged.
+    pub fn commit(&mut self) -> Result<bool> {
+        if !self.is_dirty() {
+            return Ok(false);
+        }
+        let cards = std::mem::take(&mut self.cards);
+        let queues = self.queues.clone();
+        let meta = self.meta.clone();
+        let seq = self.next_seq;
+        let seq_dirty = std::mem::take(&mut self.seq_dirty);
+        let batch = self.batch();
+        for (q, card) in cards {
+            if card == 0 {
+                batch.remove(&queues, q.to_vec());
+            } else {
+                batch.insert(&queues, q.to_vec(), card.to_be_bytes().to_vec());
+            }
+        }
+        if seq_dirty {
+            batch.insert(&meta, "seq", seq.to_be_bytes().to_vec());
+        }
+        match self.batch.take() {
+            Some(b) => b.commit()?,
+            None => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Drops the uncommitted batch (after a failed commit).
+    pub fn discard(&mut self) {
+        self.batch = None;
+        self.cards.clear();
+    }
+
+    /// A handle that can fsync the journal from another thread.
+    pub fn syncer(&self) -> Syncer {
+        Syncer(self.db.clone())
+    }
+
+    /// Reads a member's record. Commits the current batch first so the read
+    /// sees this round's writes (commit does not fsync).
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn get(&mut self, q: &[u8], m: &[u8]) -> Result<Option<MemberMeta>> {
+        self.commit()?;
+        match self.members.get(member_key(q, m))? {
+            Some(v) => Ok(Some(
+                MemberMeta::decode(&v).ok_or_else(|| corrupt("member"))?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// Members of `q` with `from <= due <= to`, in time order, at most `limit`.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn due_range(
+        &mut self,
+        q: &[u8],
+        from: u64,
+        to: u64,
+        limit: usize,
+    ) -> Result<Vec<Scheduled>> {
+        self.commit()?;
+        let prefix_len = 2 + q.len();
+        let start = schedule_key(q, from, 0);
+        let end = schedule_key(q, to, u64::MAX);
+        let mut out = Vec::new();
+        for guard in self.schedule.range(start..=end) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = guard.into_inner()?;
+            out.push(decode_scheduled(prefix_len, &k, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// Members of `q` by rank in time order: skip `skip`, take `take`.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn rank_range(&mut self, q: &[u8], skip: usize, take: usize) -> Result<Vec<Scheduled>> {
+        self.commit()?;
+        let prefix = queue_prefix(q);
+        let mut out = Vec::with_capacity(take.min(1024));
+        for guard in self.schedule.prefix(&prefix).skip(skip).take(take) {
+            let (k, v) = guard.into_inner()?;
+            out.push(decode_scheduled(prefix.len(), &k, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// Deletes every member of `q`, returning how many there were.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn delete_queue(&mut self, q: &Bytes) -> Result<u64> {
+        self.commit()?;
+        let prefix = queue_prefix(q);
+        let mut all = Vec::new();
+        for guard in self.schedule.prefix(&prefix) {
+            let (k, v) = guard.into_inner()?;
+            all.push(decode_scheduled(prefix.len(), &k, &v)?);
+        }
+        for s in &all {
+            self.delete(q, &s.member, s.meta);
+        }
+        self.set_card(q, 0);
+        Ok(all.len() as u64)
+    }
+
+    /// Removes everything.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn clear(&mut self) -> Result<()> {
+        self.commit()?;
+        self.members.clear()?;
+        self.schedule.clear()?;
+        self.queues.clear()?;
+        Ok(())
+    }
+
+    /// Every queue with its cardinality, as recorded.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn queues(&self) -> Result<Vec<(Bytes, u64)>> {
+        let mut out = Vec::new();
+        for guard in self.queues.iter() {
+            let (k, v) = guard.into_inner()?;
+            let card = u64::from_be_bytes(v.as_ref().try_into().map_err(|_| corrupt("queue"))?);
+            out.push((Bytes::copy_from_slice(&k), card));
+        }
+        Ok(out)
+    }
+
+    /// Bytes the store takes on disk.
+    pub fn disk_space(&self) -> u64 {
+        self.db.disk_space().unwrap_or(0)
+    }
+}
+
+/// Fsyncs the journal; cloned into the writer thread.
+#[derive(Clone)]
+pub struct Syncer(Database);
+
+impl Syncer {
+    /// Makes everything committed so far durable (`fdatasync`).
+    ///
+    /// # Errors
+    ///
+    /// A storage error: the journal may not be durable and fjall is poisoned.
+    pub fn sync(&self) -> Result<()> {
+        self.0.persist(PersistMode::SyncData)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(due: u64, seq: u64) -> MemberMeta {
+        MemberMeta {
+            due,
+            seq,
+            deliveries: 0,
+            flags: 0,
+        }
+    }
+
+    #[test]
+    fn writes_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut s = Store::open(dir.path()).unwrap();
+            let q = Bytes::from_static(b"q");
+            let s1 = s.next_seq();
+            let s2 = s.next_seq();
+            s.put(&q, b"a", meta(20, s1), None);
+            s.put(&q, b"b", meta(10, s2), None);
+            s.set_card(&q, 2);
+            assert!(s.commit().unwrap());
+            s.syncer().sync().unwrap();
+        }
+        let mut s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.queues().unwrap(), vec![(Bytes::from_static(b"q"), 2)]);
+        assert_eq!(s.get(b"q", b"a").unwrap(), Some(meta(20, 1)));
+        let order: Vec<_> = s
+            .rank_range(b"q", 0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|x| x.member)
+            .collect();
+        assert_eq!(
+            order,
+            vec![Bytes::from_static(b"b"), Bytes::from_static(b"a")]
+        );
+        assert_eq!(s.next_seq(), 3, "sequence continues after restart");
+    }
+
+    #[test]
+    fn queue_prefixes_do_not_overlap() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        s.put(b"q", b"x", meta(1, 1), None);
+        s.put(b"qq", b"y", meta(1, 2), None);
+        assert_eq!(s.rank_range(b"q", 0, 10).unwrap().len(), 1);
+        assert_eq!(s.due_range(b"qq", 0, 5, 10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn reschedule_moves_the_index_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        s.put(b"q", b"x", meta(5, 1), None);
+        s.put(b"q", b"x", meta(50, 2), Some(meta(5, 1)));
+        let all = s.rank_range(b"q", 0, 10).unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].meta.due, 50);
+        s.delete(b"q", b"x", meta(50, 2));
+        assert!(s.rank_range(b"q", 0, 10).unwrap().is_empty());
+        assert_eq!(s.get(b"q", b"x").unwrap(), None);
+    }
+}

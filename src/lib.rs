@@ -1,0 +1,18 @@
+//! delayd: a durable delay-queue server that speaks the Redis protocol.
+//!
+//! Requests arrive over RESP ([`protocol`]), become typed commands
+//! ([`cmd`]) and run in the [`engine`], whose source of truth is a fjall
+//! LSM store and whose clock is a hierarchical timing wheel.
+
+pub mod cmd;
+pub mod config;
+pub mod connection;
+pub mod engine;
+pub mod error;
+pub mod glob;
+pub mod protocol;
+pub mod server;
+pub mod session;
+pub mod shutdown;
+
+pub use error::{Error, Result};
