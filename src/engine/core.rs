@@ -1065,3 +1065,244 @@ pub fn pop_reply(popped: &[Popped], shape: PopShape) -> Reply {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::engine::clock::ManualClock;
+
+    const HORIZON: u64 = 10_000;
+
+    fn open(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Core {
+        let store = Store::open(dir).unwrap();
+        let mut core = Core::load(store, clock.clone(), HORIZON).unwrap();
+        core.tick().unwrap();
+        core
+    }
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    fn add(core: &mut Core, q: &str, due: u64, m: &str) -> i64 {
+        let r = core
+            .add(&b(q), &[(due, b(m))], AddFlags::default())
+            .unwrap();
+        core.store_mut().commit().unwrap();
+        r
+    }
+
+    fn pop_all(core: &mut Core, q: &str) -> Vec<String> {
+        let out = core
+            .pop(q.as_bytes(), 1000, None)
+            .unwrap()
+            .into_iter()
+            .map(|p| String::from_utf8(p.member.to_vec()).unwrap())
+            .collect();
+        core.store_mut().commit().unwrap();
+        out
+    }
+
+    #[test]
+    fn state_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        {
+            let mut core = open(dir.path(), &clock);
+            add(&mut core, "q", 1_000_100, "a");
+            add(&mut core, "q", 1_000_050, "b");
+            add(&mut core, "q", 9_000_000, "far");
+            add(&mut core, "other", 1_000_010, "x");
+            core.pop(b"q", 1, Some(500)).unwrap(); // nothing due yet
+            core.store_mut().commit().unwrap();
+        }
+        let mut core = open(dir.path(), &clock);
+        assert_eq!(core.card(b"q"), 3);
+        assert_eq!(core.card(b"other"), 1);
+        assert_eq!(core.score(b"q", b"far").unwrap().unwrap().due, 9_000_000);
+        clock.set_ms(1_000_100);
+        core.tick().unwrap();
+        assert_eq!(pop_all(&mut core, "q"), vec!["b", "a"]);
+        assert_eq!(core.totals().members, 2);
+    }
+
+    #[test]
+    fn leases_and_delivery_counts_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(5_000));
+        {
+            let mut core = open(dir.path(), &clock);
+            add(&mut core, "q", 5_000, "job");
+            core.tick().unwrap();
+            let popped = core.pop(b"q", 1, Some(1_000)).unwrap();
+            assert_eq!(popped.len(), 1);
+            core.store_mut().commit().unwrap();
+        }
+        let mut core = open(dir.path(), &clock);
+        let meta = core.score(b"q", b"job").unwrap().unwrap();
+        assert!(meta.leased());
+        assert_eq!((meta.due, meta.deliveries), (6_000, 1));
+        assert!(pop_all(&mut core, "q").is_empty(), "still under lease");
+        clock.set_ms(6_000);
+        core.tick().unwrap();
+        assert_eq!(
+            core.remove(b"q", &[b("job")], true).unwrap(),
+            1,
+            "ack after expiry"
+        );
+    }
+
+    #[test]
+    fn far_members_stay_on_disk_and_page_in_before_due() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(0));
+        let mut core = open(dir.path(), &clock);
+        for i in 0..100u64 {
+            // 0..99 s ahead: only the first ~10 s are within the horizon.
+            add(&mut core, "q", i * 1_000 + 1, &format!("m{i}"));
+        }
+        let t = core.totals();
+        assert_eq!(t.members, 100);
+        assert!(t.hot <= 11, "only the horizon is in memory, got {}", t.hot);
+        // Walk time forward; every member must come due exactly at its time.
+        let mut got = Vec::new();
+        for now in (0..=100_000u64).step_by(250) {
+            clock.set_ms(now);
+            core.tick().unwrap();
+            for m in pop_all(&mut core, "q") {
+                let i: u64 = m[1..].parse().unwrap();
+                let due = i * 1_000 + 1;
+                assert!(
+                    due <= now && now - due < 250,
+                    "{m} due {due} popped at {now}"
+                );
+                got.push(i);
+            }
+        }
+        assert_eq!(got, (0..100).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn cold_members_can_be_cancelled_rescheduled_and_scored() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(0));
+        let mut core = open(dir.path(), &clock);
+        add(&mut core, "q", 500_000, "cold1");
+        add(&mut core, "q", 600_000, "cold2");
+        add(&mut core, "q", 700_000, "cold3");
+        assert_eq!(core.totals().hot, 0);
+        assert_eq!(core.score(b"q", b"cold1").unwrap().unwrap().due, 500_000);
+        // NX on a cold member sees it exists.
+        let nx = AddFlags {
+            nx: true,
+            ..AddFlags::default()
+        };
+        assert_eq!(core.add(&b("q"), &[(1, b("cold1"))], nx).unwrap(), 0);
+        // Reschedule a cold member into the near future: it becomes hot.
+        assert_eq!(add(&mut core, "q", 100, "cold2"), 0);
+        assert_eq!(core.totals().hot, 1);
+        assert_eq!(core.remove(b"q", &[b("cold3")], false).unwrap(), 1);
+        core.store_mut().commit().unwrap();
+        assert_eq!(core.card(b"q"), 2);
+        clock.set_ms(100);
+        core.tick().unwrap();
+        assert_eq!(pop_all(&mut core, "q"), vec!["cold2"]);
+        // Reschedule a hot member far out: it leaves memory but keeps counting.
+        add(&mut core, "q", 150, "h");
+        add(&mut core, "q", 800_000, "h");
+        assert_eq!(core.totals().hot, 0);
+        assert_eq!(core.card(b"q"), 2);
+        let order: Vec<_> = core
+            .range(b"q", 0, -1)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.member)
+            .collect();
+        assert_eq!(order, vec![b("cold1"), b("h")]);
+    }
+
+    #[test]
+    fn restart_with_backlog_loads_only_the_horizon() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(0));
+        {
+            let mut core = open(dir.path(), &clock);
+            let items: Vec<_> = (0..5_000u64)
+                .map(|i| (1_000_000 + i, b(&format!("m{i}"))))
+                .collect();
+            core.add(&b("q"), &items, AddFlags::default()).unwrap();
+            add(&mut core, "q", 50, "soon");
+            core.store_mut().commit().unwrap();
+        }
+        let mut core = open(dir.path(), &clock);
+        let t = core.totals();
+        assert_eq!((t.members, t.hot), (5_001, 1));
+        clock.set_ms(1_000_000 + 4_999);
+        core.tick().unwrap();
+        let popped = pop_all(&mut core, "q");
+        assert_eq!(popped.len(), 1000, "COUNT caps the pop");
+        assert_eq!(popped[0], "soon");
+        assert_eq!(popped[1], "m0");
+    }
+
+    #[test]
+    fn stepped_back_wall_clock_never_delivers_early() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(10_000));
+        let mut core = open(dir.path(), &clock);
+        add(&mut core, "q", 10_500, "a");
+        clock.set_ms(10_400);
+        core.tick().unwrap();
+        // The wall clock jumps back 5 s (NTP step): a member due at 10_450 is
+        // not due by the wall clock, though the wheel has run past it.
+        clock.set_ms(5_400);
+        core.tick().unwrap();
+        add(&mut core, "q", 10_450, "b");
+        add(&mut core, "q", 5_000, "c");
+        assert_eq!(pop_all(&mut core, "q"), vec!["c"]);
+        clock.set_ms(10_449);
+        core.tick().unwrap();
+        assert!(pop_all(&mut core, "q").is_empty());
+        clock.set_ms(10_500);
+        core.tick().unwrap();
+        assert_eq!(pop_all(&mut core, "q"), vec!["b", "a"]);
+    }
+
+    #[test]
+    fn blocked_clients_are_served_first_come_first_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(0));
+        let mut core = open(dir.path(), &clock);
+        let (tx1, mut rx1) = tokio::sync::oneshot::channel();
+        let (tx2, mut rx2) = tokio::sync::oneshot::channel();
+        let waiter = |tx| Waiter {
+            keys: vec![b("q")],
+            count: 1,
+            lease: None,
+            shape: PopShape::KeyMemberDue,
+            tx,
+        };
+        core.block(1, waiter(tx1));
+        core.block(2, waiter(tx2));
+        add(&mut core, "q", 100, "a");
+        core.serve_waiters();
+        assert!(core.take_waiter_replies().is_empty(), "not due yet");
+        clock.set_ms(100);
+        core.tick().unwrap();
+        core.serve_waiters();
+        let replies = core.take_waiter_replies();
+        assert_eq!(replies.len(), 1);
+        let r = replies.into_iter().next().unwrap();
+        r.tx.send((r.reply, r.popped)).unwrap();
+        let (reply, _) = rx1.try_recv().unwrap();
+        assert_eq!(
+            reply,
+            Reply::Array(vec![Reply::bulk("q"), Reply::bulk("a"), Reply::Int(100)])
+        );
+        assert!(rx2.try_recv().is_err(), "second waiter still waiting");
+    }
+}
