@@ -34,12 +34,12 @@ pub fn matches(pattern: &[u8], s: &[u8], nocase: bool) -> bool {
                     advanced = true;
                 }
                 b'[' => {
-                    if let Some((matched, next)) = class(pattern, p, s[i], nocase) {
-                        if matched {
-                            p = next;
-                            i += 1;
-                            advanced = true;
-                        }
+                    if let Some((matched, next)) = class(pattern, p, s[i], nocase)
+                        && matched
+                    {
+                        p = next;
+                        i += 1;
+                        advanced = true;
                     }
                 }
                 b'\\' if p + 1 < pattern.len() => {

@@ -85,7 +85,7 @@ impl ConfigCmd {
             Ok(ConfigCmd::Get(args.rest()))
         } else if is(&sub, "SET") {
             let rest = args.rest();
-            if rest.is_empty() || rest.len() % 2 != 0 {
+            if rest.is_empty() || !rest.len().is_multiple_of(2) {
                 return Err(Error::msg(
                     "wrong number of arguments for 'config|set' command",
                 ));

@@ -62,7 +62,7 @@ impl DelayAdd {
             ));
         }
         let rest: Vec<Bytes> = rest.collect();
-        if rest.is_empty() || rest.len() % 2 != 0 {
+        if rest.is_empty() || !rest.len().is_multiple_of(2) {
             return Err(Error::Syntax);
         }
         let mut items = Vec::with_capacity(rest.len() / 2);

@@ -85,10 +85,10 @@ impl Hello {
                 "HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time".into(),
             ));
         }
-        if let Some(name) = &self.setname {
-            if let Err(e) = super::client::set_name(session, name) {
-                return Reply::from(e);
-            }
+        if let Some(name) = &self.setname
+            && let Err(e) = super::client::set_name(session, name)
+        {
+            return Reply::from(e);
         }
         if let Some(p) = self.proto {
             session.proto = p;

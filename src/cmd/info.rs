@@ -185,13 +185,11 @@ impl Info {
                     kv("expired_keys", &0);
                     kv("evicted_keys", &0);
                 }
-                "keyspace" => {
-                    if totals.queues > 0 {
-                        kv(
-                            "db0",
-                            &format!("keys={},expires=0,avg_ttl=0", totals.queues),
-                        );
-                    }
+                "keyspace" if totals.queues > 0 => {
+                    kv(
+                        "db0",
+                        &format!("keys={},expires=0,avg_ttl=0", totals.queues),
+                    );
                 }
                 "delay" => {
                     kv("delay_queues", &totals.queues);

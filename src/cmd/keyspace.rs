@@ -58,10 +58,10 @@ impl Keyspace {
             "keys" => Keyspace::Keys(args.next_bytes()?),
             "dbsize" => Keyspace::DbSize,
             "flushdb" | "flushall" => {
-                if let Some(mode) = args.try_next() {
-                    if !(is(&mode, "ASYNC") || is(&mode, "SYNC")) {
-                        return Err(Error::Syntax);
-                    }
+                if let Some(mode) = args.try_next()
+                    && !(is(&mode, "ASYNC") || is(&mode, "SYNC"))
+                {
+                    return Err(Error::Syntax);
                 }
                 args.finish()?;
                 Keyspace::Flush

@@ -392,7 +392,7 @@ pub mod testing {
 
     /// An array of bulk strings.
     pub fn bulks(items: &[&str]) -> Reply {
-        Reply::Array(items.iter().map(|s| Reply::bulk(s)).collect())
+        Reply::Array(items.iter().map(Reply::bulk).collect())
     }
 }
 

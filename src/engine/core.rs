@@ -15,7 +15,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -112,8 +112,12 @@ pub struct Waiter {
     pub count: usize,
     pub lease: Option<u64>,
     pub shape: PopShape,
-    pub tx: tokio::sync::oneshot::Sender<(Reply, Vec<Popped>)>,
+    pub tx: tokio::sync::oneshot::Sender<Delivery>,
 }
+
+/// What a blocked client receives: the reply and the members it carries
+/// (to put back if the client is gone by the time it arrives).
+pub type Delivery = (Reply, Vec<Popped>);
 
 /// A member handed out by a pop, with what is needed to put it back if the
 /// client that should receive it has gone.
@@ -130,7 +134,7 @@ pub struct Popped {
 /// A reply to a blocked client, released once the round is durable.
 #[derive(Debug)]
 pub struct WaiterReply {
-    pub tx: tokio::sync::oneshot::Sender<(Reply, Vec<Popped>)>,
+    pub tx: tokio::sync::oneshot::Sender<Delivery>,
     pub reply: Reply,
     pub popped: Vec<Popped>,
 }
@@ -186,11 +190,10 @@ pub struct Core {
 /// A hash of a queue name that is the same in every process, so SCAN
 /// cursors stay meaningful; 0 is reserved for "start" and "done".
 fn name_hash(name: &[u8]) -> u64 {
-    let mut h =
-        std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
-            .build_hasher();
-    name.hash(&mut h);
-    (h.finish() >> 1).max(1)
+    (std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+        .hash_one(name)
+        >> 1)
+        .max(1)
 }
 
 impl Core {
@@ -357,12 +360,12 @@ impl Core {
                 break;
             }
             let ((due, seq), (id, member)) = entry.remove_entry();
-            if let Some(q) = self.queues.get_mut(id as usize).and_then(Option::as_mut) {
-                if let Some(h) = q.hot.get_mut(&member) {
-                    h.slot = Slot::Ready;
-                    q.ready.insert((due, seq), member);
-                    self.signaled.push(id);
-                }
+            if let Some(q) = self.queues.get_mut(id as usize).and_then(Option::as_mut)
+                && let Some(h) = q.hot.get_mut(&member)
+            {
+                h.slot = Slot::Ready;
+                q.ready.insert((due, seq), member);
+                self.signaled.push(id);
             }
         }
         if now.saturating_add(self.horizon_ms / 2) >= self.hot_until {

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use self::clock::{Clock, SystemClock};
-use self::core::{Core, Popped, Totals, WaiterId, WaiterReply};
+use self::core::{Core, Delivery, Popped, Totals, WaiterId, WaiterReply};
 use self::stats::SharedStats;
 use self::store::Store;
 use self::writer::WriterMsg;
@@ -199,7 +199,7 @@ impl Engine {
         count: usize,
         lease: Option<u64>,
         shape: PopShape,
-    ) -> Result<(WaiterId, oneshot::Receiver<(Reply, Vec<Popped>)>)> {
+    ) -> Result<(WaiterId, oneshot::Receiver<Delivery>)> {
         let id = self.next_waiter.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         let waiter = Waiter {

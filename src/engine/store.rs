@@ -185,10 +185,10 @@ impl Store {
         let members = self.members.clone();
         let schedule = self.schedule.clone();
         let batch = self.batch();
-        if let Some(old) = old {
-            if (old.due, old.seq) != (meta.due, meta.seq) {
-                batch.remove(&schedule, schedule_key(q, old.due, old.seq));
-            }
+        if let Some(old) = old
+            && (old.due, old.seq) != (meta.due, meta.seq)
+        {
+            batch.remove(&schedule, schedule_key(q, old.due, old.seq));
         }
         batch.insert(&members, member_key(q, m), meta.encode().to_vec());
         let mut v = Vec::with_capacity(5 + m.len());

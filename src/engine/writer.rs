@@ -79,10 +79,10 @@ pub fn run(
             let _ = engine.send(Request::StorageFailed(format!("fsync failed: {e}")));
         }
         for mut round in rounds.drain(..) {
-            if let Err(e) = &result {
-                if round.dirty {
-                    round.fail(&format!("fsync failed: {e}"));
-                }
+            if let Err(e) = &result
+                && round.dirty
+            {
+                round.fail(&format!("fsync failed: {e}"));
             }
             let lost = round.release();
             if !lost.is_empty() {

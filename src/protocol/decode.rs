@@ -275,15 +275,16 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
             let c = line.get(i).copied();
             if in_dq {
                 let c = c?;
-                if c == b'\\' && line.get(i + 1) == Some(&b'x') {
-                    if let (Some(h), Some(l)) = (
+                if c == b'\\'
+                    && line.get(i + 1) == Some(&b'x')
+                    && let (Some(h), Some(l)) = (
                         line.get(i + 2).copied().and_then(hex_val),
                         line.get(i + 3).copied().and_then(hex_val),
-                    ) {
-                        cur.push(h * 16 + l);
-                        i += 4;
-                        continue;
-                    }
+                    )
+                {
+                    cur.push(h * 16 + l);
+                    i += 4;
+                    continue;
                 }
                 if c == b'\\' && i + 1 < line.len() {
                     i += 1;
