@@ -244,7 +244,13 @@ impl Core {
         self.parked.clear();
         self.members_total = 0;
         self.leased_total = 0;
-        self.hot_until = self.now.saturating_add(self.horizon_ms);
+        // At least as far as before the restart: members up to the recorded
+        // horizon have no point-lookup entry and must be in memory.
+        self.hot_until = self
+            .now
+            .saturating_add(self.horizon_ms)
+            .max(self.store.hot_until()?);
+        self.store.set_hot_until(self.hot_until);
         for (name, card) in self.store.queues()? {
             let id = self.queue_or_create(&name);
             let hot = self.store.due_range(&name, 0, self.hot_until, usize::MAX)?;
@@ -405,6 +411,7 @@ impl Core {
     fn page_in(&mut self, until: u64) -> Result<()> {
         let from = self.hot_until.saturating_add(1);
         self.hot_until = self.hot_until.max(until);
+        self.store.set_hot_until(self.hot_until);
         while let Some(&Reverse((due, id))) = self.cold_heap.peek() {
             if due > self.hot_until {
                 break;
@@ -424,6 +431,7 @@ impl Core {
             q.next_cold_due = None;
             q.cold = q.cold.saturating_sub(batch.len() as u64);
             for s in batch {
+                self.store.warm(&name, &s.member);
                 self.place_hot(id, s.member, s.meta);
             }
             if self.queue_mut(id).cold > 0 {
@@ -535,9 +543,14 @@ impl Core {
         self.queue_mut(id).hot.insert(member, Hot { meta, slot });
     }
 
+    /// Whether a due time is beyond the in-memory horizon.
+    fn is_cold(&self, due: u64) -> bool {
+        due > self.hot_until
+    }
+
     /// Places a member on the tier its due time belongs to.
     fn place(&mut self, id: QueueId, member: Bytes, meta: MemberMeta) {
-        if meta.due <= self.hot_until {
+        if !self.is_cold(meta.due) {
             self.place_hot(id, member, meta);
         } else {
             let q = self.queue_mut(id);
@@ -606,7 +619,7 @@ impl Core {
         q.card -= 1;
         let (name, card) = (q.name.clone(), q.card);
         self.members_total -= 1;
-        self.store.delete(&name, member, meta);
+        self.store.delete(&name, member, meta, !hot);
         self.store.set_card(&name, card);
         self.drop_if_empty(id);
     }
@@ -623,7 +636,8 @@ impl Core {
         self.unplace(id, &member, hot);
         self.set_leased(id, old.leased(), new.leased());
         let name = self.queue_mut(id).name.clone();
-        self.store.put(&name, &member, new, Some(old));
+        let cold = self.is_cold(new.due);
+        self.store.put(&name, &member, new, cold, Some((old, !hot)));
         self.place(id, member, new);
     }
 
@@ -655,7 +669,8 @@ impl Core {
                     q.counters.added += 1;
                     let card = q.card;
                     self.members_total += 1;
-                    self.store.put(key, &member, meta, None);
+                    let cold = self.is_cold(due);
+                    self.store.put(key, &member, meta, cold, None);
                     self.store.set_card(key, card);
                     self.place(id, member, meta);
                     count += 1;
@@ -719,7 +734,9 @@ impl Core {
                     };
                     self.queue_mut(id).hot.remove(&member);
                     self.set_leased(id, before.leased(), true);
-                    self.store.put(&queue, &member, new, Some(before));
+                    let cold = self.is_cold(new.due);
+                    self.store
+                        .put(&queue, &member, new, cold, Some((before, false)));
                     self.place(id, member.clone(), new);
                     Some(new)
                 }
@@ -730,7 +747,7 @@ impl Core {
                     q.card -= 1;
                     let card = q.card;
                     self.members_total -= 1;
-                    self.store.delete(&queue, &member, before);
+                    self.store.delete(&queue, &member, before, false);
                     self.store.set_card(&queue, card);
                     None
                 }
@@ -1023,7 +1040,8 @@ impl Core {
                     q.card += 1;
                     let card = q.card;
                     self.members_total += 1;
-                    self.store.put(&p.queue, &p.member, p.before, None);
+                    let cold = self.is_cold(p.before.due);
+                    self.store.put(&p.queue, &p.member, p.before, cold, None);
                     self.store.set_card(&p.queue, card);
                     self.place(id, p.member.clone(), p.before);
                 }

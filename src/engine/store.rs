@@ -8,13 +8,15 @@
 //! | `members`  | `qlen:u16 q m`                        | `due:u64 seq:u64 deliveries:u32 flags:u8` |
 //! | `schedule` | `qlen:u16 q due:u64 seq:u64`          | `deliveries:u32 flags:u8 m`             |
 //! | `queues`   | `q`                                   | `card:u64`                              |
-//! | `meta`     | `"seq"`                               | next sequence number `u64`              |
+//! | `meta`     | `"seq"`, `"hot_until"`                | next sequence number, horizon (`u64`)   |
 //!
 //! All integers are big-endian so byte order is numeric order: `schedule` is
 //! each queue's time-ordered index (due time, then insertion sequence), read
 //! in order for paging the near future into memory, for ZRANGE-style rank
 //! queries and on recovery. `members` answers "is this member scheduled, and
-//! when" in one point read. `queues` keeps each queue's cardinality so a
+//! when" in one point read, for cold members only (due beyond the in-memory
+//! horizon): hot members are answered from memory, so the common short-delay
+//! path costs one memtable insert per add and one per pop. `queues` keeps each queue's cardinality so a
 //! restart does not count the backlog, and `meta` keeps the sequence counter
 //! so insertion order survives restarts. The queue name is length-prefixed so
 //! a prefix scan of one queue never strays into another whose name extends it.
@@ -185,18 +187,32 @@ impl Store {
         self.batch.as_ref().is_some_and(|b| !b.is_empty()) || !self.cards.is_empty()
     }
 
-    /// Writes (or rewrites) a member; `old` is its previous record, whose
-    /// time-index entry is removed.
-    pub fn put(&mut self, q: &[u8], m: &[u8], meta: MemberMeta, old: Option<MemberMeta>) {
+    /// Writes (or rewrites) a member. `cold` says whether it is beyond the
+    /// in-memory horizon: only cold members get a `members` entry, since
+    /// hot ones are found in memory. `old` is the previous record and
+    /// whether it was cold; its entries are removed.
+    pub fn put(
+        &mut self,
+        q: &[u8],
+        m: &[u8],
+        meta: MemberMeta,
+        cold: bool,
+        old: Option<(MemberMeta, bool)>,
+    ) {
         let members = self.members.clone();
         let schedule = self.schedule.clone();
         let batch = self.batch();
-        if let Some(old) = old
-            && (old.due, old.seq) != (meta.due, meta.seq)
-        {
-            batch.remove(&schedule, schedule_key(q, old.due, old.seq));
+        if let Some((old, old_cold)) = old {
+            if (old.due, old.seq) != (meta.due, meta.seq) {
+                batch.remove(&schedule, schedule_key(q, old.due, old.seq));
+            }
+            if old_cold && !cold {
+                batch.remove(&members, member_key(q, m));
+            }
         }
-        batch.insert(&members, member_key(q, m), meta.encode().to_vec());
+        if cold {
+            batch.insert(&members, member_key(q, m), meta.encode().to_vec());
+        }
         let mut v = Vec::with_capacity(5 + m.len());
         v.extend_from_slice(&meta.deliveries.to_be_bytes());
         v.push(meta.flags);
@@ -205,12 +221,42 @@ impl Store {
     }
 
     /// Deletes a member whose record is `meta`.
-    pub fn delete(&mut self, q: &[u8], m: &[u8], meta: MemberMeta) {
+    pub fn delete(&mut self, q: &[u8], m: &[u8], meta: MemberMeta, cold: bool) {
         let members = self.members.clone();
         let schedule = self.schedule.clone();
         let batch = self.batch();
-        batch.remove(&members, member_key(q, m));
+        if cold {
+            batch.remove(&members, member_key(q, m));
+        }
         batch.remove(&schedule, schedule_key(q, meta.due, meta.seq));
+    }
+
+    /// A cold member was paged into memory: drop its point-lookup entry.
+    pub fn warm(&mut self, q: &[u8], m: &[u8]) {
+        let members = self.members.clone();
+        self.batch().remove(&members, member_key(q, m));
+    }
+
+    /// Records how far ahead members are in memory, so a restart loads at
+    /// least as far (members up to it have no `members` entry).
+    pub fn set_hot_until(&mut self, ms: u64) {
+        let meta = self.meta.clone();
+        self.batch()
+            .insert(&meta, "hot_until", ms.to_be_bytes().to_vec());
+    }
+
+    /// The recorded horizon (0 if none).
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn hot_until(&self) -> Result<u64> {
+        match self.meta.get("hot_until")? {
+            Some(v) => Ok(u64::from_be_bytes(
+                v.as_ref().try_into().map_err(|_| corrupt("meta"))?,
+            )),
+            None => Ok(0),
+        }
     }
 
     /// Records a queue's new cardinality (0 removes the queue's record).
@@ -338,7 +384,7 @@ impl Store {
             all.push(decode_scheduled(prefix.len(), &k, &v)?);
         }
         for s in &all {
-            self.delete(q, &s.member, s.meta);
+            self.delete(q, &s.member, s.meta, true);
         }
         self.set_card(q, 0);
         Ok(all.len() as u64)
@@ -415,8 +461,8 @@ mod tests {
             let q = Bytes::from_static(b"q");
             let s1 = s.next_seq();
             let s2 = s.next_seq();
-            s.put(&q, b"a", meta(20, s1), None);
-            s.put(&q, b"b", meta(10, s2), None);
+            s.put(&q, b"a", meta(20, s1), true, None);
+            s.put(&q, b"b", meta(10, s2), false, None);
             s.set_card(&q, 2);
             assert!(s.commit().unwrap());
             s.syncer().sync().unwrap();
@@ -441,8 +487,8 @@ mod tests {
     fn queue_prefixes_do_not_overlap() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(dir.path()).unwrap();
-        s.put(b"q", b"x", meta(1, 1), None);
-        s.put(b"qq", b"y", meta(1, 2), None);
+        s.put(b"q", b"x", meta(1, 1), false, None);
+        s.put(b"qq", b"y", meta(1, 2), false, None);
         assert_eq!(s.rank_range(b"q", 0, 10).unwrap().len(), 1);
         assert_eq!(s.due_range(b"qq", 0, 5, 10).unwrap().len(), 1);
     }
@@ -451,12 +497,13 @@ mod tests {
     fn reschedule_moves_the_index_entry() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(dir.path()).unwrap();
-        s.put(b"q", b"x", meta(5, 1), None);
-        s.put(b"q", b"x", meta(50, 2), Some(meta(5, 1)));
+        s.put(b"q", b"x", meta(5, 1), false, None);
+        s.put(b"q", b"x", meta(50, 2), true, Some((meta(5, 1), false)));
+        assert_eq!(s.get(b"q", b"x").unwrap(), Some(meta(50, 2)));
         let all = s.rank_range(b"q", 0, 10).unwrap();
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].meta.due, 50);
-        s.delete(b"q", b"x", meta(50, 2));
+        s.delete(b"q", b"x", meta(50, 2), true);
         assert!(s.rank_range(b"q", 0, 10).unwrap().is_empty());
         assert_eq!(s.get(b"q", b"x").unwrap(), None);
     }
