@@ -260,7 +260,7 @@ impl Session {
             Command::Client(c) => c.apply(self),
             Command::Command(c) => c.apply(),
             Command::Config(c) => c.apply(&self.shared),
-            Command::Info(c) => c.apply(&self.shared).await,
+            Command::Info(c) => c.apply(&self.shared),
             Command::Time => cmd::time::apply(),
             Command::Multi => {
                 if self.multi.is_some() {
@@ -329,14 +329,14 @@ impl Session {
         let result = loop {
             tokio::select! {
                 r = &mut rx => break match r {
-                    Ok((reply, _)) => Ok(reply),
+                    Ok(d) => engine.delivery_durable(&d).await.map(|()| d.reply).or_else(|e| Ok(Reply::from(e))),
                     Err(_) => Ok(Reply::from(Error::ShuttingDown)),
                 },
                 () = &mut sleep, if timeout_ms > 0 => {
                     rx.close();
                     // A member handed over at the same instant is delivered, not lost.
                     break match rx.try_recv() {
-                        Ok((reply, _)) => Ok(reply),
+                        Ok(d) => engine.delivery_durable(&d).await.map(|()| d.reply).or_else(|e| Ok(Reply::from(e))),
                         Err(_) => {
                             engine.unblock(id);
                             Ok(Reply::NullArray)
@@ -348,8 +348,8 @@ impl Session {
                     if gone {
                         engine.unblock(id);
                         rx.close();
-                        if let Ok((_, popped)) = rx.try_recv() {
-                            engine.restore(popped);
+                        if let Ok(d) = rx.try_recv() {
+                            engine.restore(d.popped);
                         }
                         break Err(Error::msg("client went away while blocked"));
                     }
@@ -357,7 +357,7 @@ impl Session {
                 () = shared.shutdown.wait() => {
                     rx.close();
                     break match rx.try_recv() {
-                        Ok((reply, _)) => Ok(reply),
+                        Ok(d) => Ok(d.reply),
                         Err(_) => {
                             engine.unblock(id);
                             Ok(Reply::from(Error::ShuttingDown))

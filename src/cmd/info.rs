@@ -80,8 +80,8 @@ impl Info {
     }
 
     /// Builds the text.
-    pub async fn apply(&self, shared: &Shared) -> Reply {
-        let totals = shared.engine.totals().await.unwrap_or_default();
+    pub fn apply(&self, shared: &Shared) -> Reply {
+        let totals = shared.engine.totals().unwrap_or_default();
         let es = &shared.engine.stats;
         let mut out = String::new();
         for &section in SECTIONS {

@@ -115,9 +115,17 @@ pub struct Waiter {
     pub tx: tokio::sync::oneshot::Sender<Delivery>,
 }
 
-/// What a blocked client receives: the reply and the members it carries
-/// (to put back if the client is gone by the time it arrives).
-pub type Delivery = (Reply, Vec<Popped>);
+/// What a blocked client receives.
+#[derive(Debug)]
+pub struct Delivery {
+    pub reply: Reply,
+    /// The members it carries, to put back if the client is gone by the time
+    /// it arrives.
+    pub popped: Vec<Popped>,
+    /// The commit that removed or leased them; the reply waits until it is
+    /// durable.
+    pub lsn: u64,
+}
 
 /// A member handed out by a pop, with what is needed to put it back if the
 /// client that should receive it has gone.
@@ -131,7 +139,7 @@ pub struct Popped {
     pub after: Option<MemberMeta>,
 }
 
-/// A reply to a blocked client, released once the round is durable.
+/// A reply to a blocked client, sent once its pop is committed.
 #[derive(Debug)]
 pub struct WaiterReply {
     pub tx: tokio::sync::oneshot::Sender<Delivery>,
@@ -1015,7 +1023,11 @@ impl Core {
     /// Answers every blocked client with `reply` (at shutdown).
     pub fn wake_all_blocked(&mut self, reply: Reply) {
         for (_, w) in self.blocked.drain() {
-            let _ = w.tx.send((reply.clone(), Vec::new()));
+            let _ = w.tx.send(Delivery {
+                reply: reply.clone(),
+                popped: Vec::new(),
+                lsn: 0,
+            });
         }
         self.waiters.clear();
     }
@@ -1318,8 +1330,13 @@ mod tests {
         let replies = core.take_waiter_replies();
         assert_eq!(replies.len(), 1);
         let r = replies.into_iter().next().unwrap();
-        r.tx.send((r.reply, r.popped)).unwrap();
-        let (reply, _) = rx1.try_recv().unwrap();
+        r.tx.send(Delivery {
+            reply: r.reply,
+            popped: r.popped,
+            lsn: 1,
+        })
+        .unwrap();
+        let reply = rx1.try_recv().unwrap().reply;
         assert_eq!(
             reply,
             Reply::Array(vec![Reply::bulk("q"), Reply::bulk("a"), Reply::Int(100)])

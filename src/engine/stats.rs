@@ -16,6 +16,8 @@ pub struct SharedStats {
     pub fsyncs: AtomicU64,
     /// Number of batches committed.
     pub commits: AtomicU64,
+    /// Number (lsn) of the last commit that wrote something.
+    pub committed_lsn: AtomicU64,
     /// Whether the last fsync succeeded.
     pub last_fsync_ok: AtomicBool,
     /// How long the start-up recovery took.

@@ -1,99 +1,139 @@
-//! The group-committing writer: makes rounds durable, then releases replies.
+//! The group-committing writer: makes commits durable.
 //!
-//! The engine thread applies each round of commands to memory and commits
-//! it as one fjall batch (journal append plus memtable insert, no fsync), so
-//! the store always agrees with memory. What differs between fsync policies
-//! is when replies may go out:
+//! Commands commit their writes to fjall's journal and memtables as they run
+//! (the bytes reach the OS before the reply, so a crash of the process loses
+//! nothing acknowledged). What differs between fsync policies is when the
+//! journal is fsynced:
 //!
-//! - `always`: every round is handed to this thread. It takes all rounds
-//!   waiting, fsyncs once for all of them (group commit), then sends their
-//!   replies in order. While it fsyncs, the engine keeps building the next
-//!   rounds, so one fsync covers everything that arrived meanwhile.
-//! - `everysec`: the engine sends replies as soon as the batch is in the OS
-//!   (it survives a crash of the process); this thread fsyncs once a second.
-//! - `no`: the OS decides when to write back.
+//! - `always`: a reply waits until this thread has fsynced past its commit.
+//!   The thread takes every request waiting, reads the newest commit number,
+//!   fsyncs once and publishes that number, so one fsync covers every commit
+//!   that arrived while the previous one ran (group commit).
+//! - `everysec`: it fsyncs once a second if anything was committed.
+//! - `no`: the OS decides; only a clean shutdown fsyncs.
 //!
-//! A failed fsync turns the replies it covered into errors (nothing is
-//! acknowledged that is not durable) and tells the engine to refuse writes.
+//! A failed fsync is published as an error: the replies waiting on it become
+//! errors (nothing is acknowledged that is not durable) and the engine stops
+//! taking writes.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
 
 use super::stats::SharedStats;
 use super::store::Syncer;
-use super::{Request, Round};
 use crate::config::Fsync;
+use crate::{Error, Result};
 
-/// Messages to the writer thread.
-pub enum WriterMsg {
-    /// A round whose replies wait for durability (`always`), or for rounds
-    /// before it to become durable.
-    Round(Round),
-    /// Fsync now and answer (used at shutdown).
-    Flush(std::sync::mpsc::Sender<crate::Result<()>>),
+/// What the writer has made durable.
+#[derive(Debug, Clone, Default)]
+struct Synced {
+    /// Every commit up to this number is fsynced.
+    lsn: u64,
+    /// Set once an fsync has failed; sticky.
+    failed: Option<String>,
 }
 
-/// Runs the writer loop until every sender is gone.
-pub fn run(
-    rx: Receiver<WriterMsg>,
-    syncer: Syncer,
-    policy: Arc<std::sync::atomic::AtomicU8>,
-    engine: Sender<Request>,
-    stats: Arc<SharedStats>,
+/// Handle to the writer thread.
+pub struct Durability {
+    tx: mpsc::Sender<u64>,
+    synced: watch::Receiver<Synced>,
+}
+
+/// Starts the writer thread.
+///
+/// # Errors
+///
+/// The thread cannot be spawned.
+pub fn start(syncer: Syncer, policy: Arc<AtomicU8>, stats: Arc<SharedStats>) -> Result<Durability> {
+    let (tx, rx) = mpsc::channel();
+    let (synced_tx, synced) = watch::channel(Synced::default());
+    std::thread::Builder::new()
+        .name("delayd-writer".into())
+        .spawn(move || run(&rx, &syncer, &policy, &stats, &synced_tx))?;
+    Ok(Durability { tx, synced })
+}
+
+impl Durability {
+    /// Waits until commit `lsn` is fsynced.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Storage`] if an fsync failed.
+    pub async fn wait(&self, lsn: u64) -> Result<()> {
+        let mut rx = self.synced.clone();
+        {
+            let s = rx.borrow();
+            if let Some(f) = &s.failed {
+                return Err(Error::Storage(f.clone()));
+            }
+            if s.lsn >= lsn {
+                return Ok(());
+            }
+        }
+        self.tx.send(lsn).map_err(|_| Error::ShuttingDown)?;
+        let s = rx
+            .wait_for(|s| s.lsn >= lsn || s.failed.is_some())
+            .await
+            .map_err(|_| Error::ShuttingDown)?;
+        match &s.failed {
+            Some(f) => Err(Error::Storage(f.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Fsyncs everything up to `lsn` whatever the policy (clean shutdown).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Storage`] if the fsync failed.
+    pub async fn flush(&self, lsn: u64) -> Result<()> {
+        self.wait(lsn).await
+    }
+}
+
+fn run(
+    rx: &mpsc::Receiver<u64>,
+    syncer: &Syncer,
+    policy: &AtomicU8,
+    stats: &SharedStats,
+    synced: &watch::Sender<Synced>,
 ) {
     let mut last_sync = Instant::now();
-    let mut rounds: Vec<Round> = Vec::new();
     loop {
-        let msg = match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(m) => Some(m),
+        let requested = match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(lsn) => Some(lsn),
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => return,
         };
-        let mut flushes = Vec::new();
-        let mut take = |m: WriterMsg| match m {
-            WriterMsg::Round(r) => rounds.push(r),
-            WriterMsg::Flush(tx) => flushes.push(tx),
-        };
-        if let Some(m) = msg {
-            take(m);
+        let mut want = requested.unwrap_or(0);
+        while let Ok(lsn) = rx.try_recv() {
+            want = want.max(lsn);
         }
-        while let Ok(m) = rx.try_recv() {
-            take(m);
-        }
-        let everysec_due = Fsync::from_u8(policy.load(Ordering::Relaxed)) == Fsync::EverySec
+        let committed = stats.committed_lsn.load(Ordering::Acquire);
+        let done = synced.borrow().lsn;
+        let everysec = Fsync::from_u8(policy.load(Ordering::Relaxed)) == Fsync::EverySec
             && last_sync.elapsed() >= Duration::from_secs(1)
-            && stats.unsynced.load(Ordering::Relaxed);
-        let must_sync = rounds.iter().any(|r| r.dirty) || !flushes.is_empty() || everysec_due;
-        let result = if must_sync {
-            last_sync = Instant::now();
-            stats.unsynced.store(false, Ordering::Relaxed);
-            let r = syncer.sync();
-            stats.record_fsync(r.as_ref().err().map(ToString::to_string));
-            r
-        } else {
-            Ok(())
-        };
-        if let Err(e) = &result {
-            let _ = engine.send(Request::StorageFailed(format!("fsync failed: {e}")));
+            && committed > done;
+        if requested.is_none() && !everysec {
+            continue;
         }
-        for mut round in rounds.drain(..) {
-            if let Err(e) = &result
-                && round.dirty
-            {
-                round.fail(&format!("fsync failed: {e}"));
+        if requested.is_some() && want <= done {
+            // Already covered by an fsync that finished meanwhile.
+            continue;
+        }
+        last_sync = Instant::now();
+        let result = syncer.sync();
+        stats.record_fsync(result.as_ref().err().map(ToString::to_string));
+        synced.send_modify(|s| match result {
+            Ok(()) => s.lsn = s.lsn.max(committed),
+            Err(e) => {
+                tracing::error!("fsync failed: {e}");
+                s.failed.get_or_insert(format!("fsync failed: {e}"));
             }
-            let lost = round.release();
-            if !lost.is_empty() {
-                let _ = engine.send(Request::Restore(lost));
-            }
-        }
-        for tx in flushes {
-            let _ = tx.send(match &result {
-                Ok(()) => Ok(()),
-                Err(e) => Err(crate::Error::Storage(e.to_string())),
-            });
-        }
+        });
     }
 }
