@@ -172,10 +172,8 @@ impl Engine {
     }
 
     fn wake_timer(&self) {
-        if let Ok(t) = self.inner.timer.lock() {
-            if let Some(t) = t.as_ref() {
-                t.unpark();
-            }
+        if let Ok(Some(t)) = self.inner.timer.lock().as_deref() {
+            t.unpark();
         }
     }
 
