@@ -14,7 +14,7 @@ use bytes::Bytes;
 
 use crate::cmd::{self, Command, EngineCmd};
 use crate::connection::Connection;
-use crate::engine::PopShape;
+use crate::engine::{PopOptions, PopShape};
 use crate::protocol::{Protocol, Reply};
 use crate::server::{ClientInfo, Shared};
 use crate::{Error, Result};
@@ -289,12 +289,17 @@ impl Session {
             }
             Command::BlockingPop(c) => {
                 let ms = c.block.unwrap_or(0);
-                self.block(vec![c.key], c.count, c.lease, PopShape::Members, ms)
+                self.block(vec![c.key], c.opts, PopShape::Members, ms)
                     .await?
             }
             Command::BDelayPop(c) => {
-                self.block(c.keys, 1, None, PopShape::KeyMemberDue, c.timeout_ms)
-                    .await?
+                self.block(
+                    c.keys,
+                    PopOptions::count(1),
+                    PopShape::KeyMemberDue,
+                    c.timeout_ms,
+                )
+                .await?
             }
             Command::Engine(e) => {
                 let mut r = self.shared.engine.exec(vec![e]).await?;
@@ -314,14 +319,13 @@ impl Session {
     async fn block(
         &mut self,
         keys: Vec<Bytes>,
-        count: usize,
-        lease: Option<u64>,
+        opts: PopOptions,
         shape: PopShape,
         timeout_ms: u64,
     ) -> Result<Reply> {
         let engine = self.shared.engine.clone();
         let shared = self.shared.clone();
-        let (id, mut rx) = engine.block(keys, count, lease, shape)?;
+        let (id, mut rx) = engine.block(keys, opts, shape)?;
         self.info.blocked.store(true, Ordering::Relaxed);
         let sleep = tokio::time::sleep(std::time::Duration::from_millis(timeout_ms));
         tokio::pin!(sleep);

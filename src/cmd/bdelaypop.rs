@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use super::Args;
-use crate::engine::core::{Core, PopShape, pop_reply};
+use crate::engine::core::{Core, PopOptions, PopShape, pop_reply};
 use crate::protocol::Reply;
 use crate::{Error, Result};
 
@@ -72,9 +72,9 @@ impl BDelayPop {
     /// A storage error.
     pub fn apply_now(&self, core: &mut Core) -> Result<Reply> {
         for key in &self.keys {
-            let popped = core.pop(key, 1, None)?;
+            let popped = core.pop(key, &PopOptions::count(1))?;
             if !popped.is_empty() {
-                return Ok(pop_reply(&popped, PopShape::KeyMemberDue));
+                return Ok(pop_reply(&popped, PopShape::KeyMemberDue, false));
             }
         }
         Ok(Reply::NullArray)

@@ -8,7 +8,9 @@ use crate::engine::core::Core;
 use crate::protocol::Reply;
 
 /// Returns a queue's figures as a map (a flat array in RESP2): `pending`
-/// (all members), `ready` (due, not yet popped), `leased`, `next-due-ms`
+/// (all members), `ready` (due, not yet popped), `leased`, `dead-lettered`
+/// (members moved to a dead-letter queue after too many deliveries),
+/// `next-due-ms`
 /// (null when nothing is scheduled ahead), `oldest-ready-age-ms` (how long
 /// the oldest ready member has waited: consumer lag), and the counters
 /// `added`, `popped`, `acked` and `expired-leases` since start.
@@ -37,7 +39,7 @@ impl DelayInfo {
 
     /// Applies the command.
     pub fn apply(&self, core: &mut Core) -> Reply {
-        let info = core.info(&self.key).unwrap_or_default();
+        let info = core.info(&self.key);
         let now = core.now();
         let field = |k: &'static str, v: Reply| (Reply::bulk_static(k), v);
         let int = |v: u64| Reply::Int(v as i64);
@@ -45,6 +47,7 @@ impl DelayInfo {
             field("pending", int(info.pending)),
             field("ready", int(info.ready)),
             field("leased", int(info.leased)),
+            field("dead-lettered", int(info.counters.dead_lettered)),
             field("next-due-ms", info.next_due.map_or(Reply::Null, int)),
             field(
                 "oldest-ready-age-ms",

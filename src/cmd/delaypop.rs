@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use super::{Args, is};
-use crate::engine::core::{Core, MAX_DUE_MS, PopShape, pop_reply};
+use crate::engine::core::{Core, MAX_DUE_MS, PopOptions, PopShape, pop_reply};
 use crate::protocol::Reply;
 use crate::{Error, Result};
 
@@ -13,19 +13,22 @@ use crate::{Error, Result};
 /// # Format
 ///
 /// ```text
-/// DELAYPOP key [COUNT count] [LEASE ms] [BLOCK ms]
+/// DELAYPOP key [COUNT count] [LEASE ms [RETRIES n DEADLETTER dlq-key]]
+///     [BLOCK ms] [WITHCOUNTS]
 /// ```
 ///
 /// Replies with an array of members (empty when nothing is due). With
 /// `LEASE ms` the members are not removed but hidden for `ms` and handed out
 /// again unless acknowledged with `DELAYACK` (at-least-once delivery). With
+/// `RETRIES n DEADLETTER dlq-key`, a member that was already delivered `n`
+/// times without an ack is moved to `dlq-key` (due now) instead. With
 /// `BLOCK ms` the client waits up to `ms` (0: forever) for a member to come
-/// due, and gets a null array on timeout.
+/// due, and gets a null array on timeout. `WITHCOUNTS` replies with
+/// `[member, deliveries]` pairs, this delivery included.
 #[derive(Debug)]
 pub struct DelayPop {
     pub key: Bytes,
-    pub count: usize,
-    pub lease: Option<u64>,
+    pub opts: PopOptions,
     /// Milliseconds to wait; 0 waits forever.
     pub block: Option<u64>,
 }
@@ -50,15 +53,20 @@ impl DelayPop {
         let key = args.next_key()?;
         let mut c = DelayPop {
             key,
-            count: 1,
-            lease: None,
+            opts: PopOptions::count(1),
             block: None,
         };
         while let Some(opt) = args.try_next() {
             if is(&opt, "COUNT") {
-                c.count = positive(args.next_int()?)?.min(1 << 20) as usize;
+                c.opts.count = positive(args.next_int()?)?.min(1 << 20) as usize;
             } else if is(&opt, "LEASE") {
-                c.lease = Some(positive(args.next_int()?)?.min(MAX_DUE_MS));
+                c.opts.lease = Some(positive(args.next_int()?)?.min(MAX_DUE_MS));
+            } else if is(&opt, "RETRIES") {
+                c.opts.retries = Some(positive(args.next_int()?)?.min(u64::from(u32::MAX)) as u32);
+            } else if is(&opt, "DEADLETTER") {
+                c.opts.dead_letter = Some(args.next_key()?);
+            } else if is(&opt, "WITHCOUNTS") {
+                c.opts.with_counts = true;
             } else if is(&opt, "BLOCK") {
                 let ms = args.next_int()?;
                 if ms < 0 {
@@ -68,6 +76,17 @@ impl DelayPop {
             } else {
                 return Err(Error::Syntax);
             }
+        }
+        let o = &c.opts;
+        if o.retries.is_some() != o.dead_letter.is_some()
+            || (o.retries.is_some() && o.lease.is_none())
+        {
+            return Err(Error::msg(
+                "RETRIES and DEADLETTER go together, and need LEASE",
+            ));
+        }
+        if o.dead_letter.as_ref() == Some(&c.key) {
+            return Err(Error::msg("DEADLETTER must name another queue"));
         }
         Ok(c)
     }
@@ -79,11 +98,11 @@ impl DelayPop {
     ///
     /// A storage error.
     pub fn apply(&self, core: &mut Core) -> Result<Reply> {
-        let popped = core.pop(&self.key, self.count, self.lease)?;
+        let popped = core.pop(&self.key, &self.opts)?;
         if popped.is_empty() && self.block.is_some() {
             return Ok(Reply::NullArray);
         }
-        Ok(pop_reply(&popped, PopShape::Members))
+        Ok(pop_reply(&popped, PopShape::Members, self.opts.with_counts))
     }
 }
 
@@ -165,5 +184,71 @@ mod tests {
         assert_eq!(core.score(b"q", b"job").unwrap().unwrap().deliveries, 2);
         assert_eq!(exec(&mut core, &["DELAYACK", "q", "job"]), Reply::Int(1));
         assert_eq!(core.card(b"q"), 0);
+    }
+
+    #[test]
+    fn withcounts_and_dead_letter_after_retries() {
+        let (mut core, clock, _dir) = core_at(10_000);
+        exec(&mut core, &["DELAYADD", "q", "0", "job"]);
+        core.tick().unwrap();
+        let pop = |core: &mut Core| {
+            DelayPop::parse(&mut args(&[
+                "q",
+                "LEASE",
+                "10",
+                "RETRIES",
+                "2",
+                "DEADLETTER",
+                "dlq",
+                "WITHCOUNTS",
+            ]))
+            .unwrap()
+            .apply(core)
+            .unwrap()
+        };
+        let pair = |n| Reply::Pairs(vec![(Reply::bulk("job"), Reply::Int(n))]);
+        assert_eq!(pop(&mut core), pair(1));
+        clock.advance_ms(10);
+        core.tick().unwrap();
+        assert_eq!(pop(&mut core), pair(2));
+        clock.advance_ms(10);
+        core.tick().unwrap();
+        // Delivered twice without an ack: dead-lettered, not delivered.
+        assert_eq!(pop(&mut core), Reply::Pairs(vec![]));
+        assert_eq!(core.card(b"q"), 0);
+        assert_eq!(exec(&mut core, &["DELAYPOP", "dlq"]), bulks(&["job"]));
+        assert_eq!(core.info(b"q").counters.dead_lettered, 1);
+    }
+
+    #[test]
+    fn retry_options_are_checked() {
+        assert_eq!(
+            err(DelayPop::parse(&mut args(&[
+                "q",
+                "RETRIES",
+                "3",
+                "DEADLETTER",
+                "d"
+            ]))),
+            "ERR RETRIES and DEADLETTER go together, and need LEASE"
+        );
+        assert_eq!(
+            err(DelayPop::parse(&mut args(&[
+                "q", "LEASE", "5", "RETRIES", "3"
+            ]))),
+            "ERR RETRIES and DEADLETTER go together, and need LEASE"
+        );
+        assert_eq!(
+            err(DelayPop::parse(&mut args(&[
+                "q",
+                "LEASE",
+                "5",
+                "RETRIES",
+                "3",
+                "DEADLETTER",
+                "q"
+            ]))),
+            "ERR DEADLETTER must name another queue"
+        );
     }
 }

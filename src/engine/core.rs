@@ -60,13 +60,40 @@ struct Hot {
     slot: Slot,
 }
 
-/// Counters kept per queue since start (reported by DELAYINFO).
+/// Counters kept per queue since start (reported by DELAYINFO). They are
+/// kept while the queue is empty, and dropped by DEL and FLUSHALL.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct QueueCounters {
     pub added: u64,
     pub popped: u64,
     pub acked: u64,
     pub expired_leases: u64,
+    pub dead_lettered: u64,
+}
+
+/// Options of a pop.
+#[derive(Debug, Clone, Default)]
+pub struct PopOptions {
+    /// Most members to pop.
+    pub count: usize,
+    /// Hide popped members for this many ms instead of removing them.
+    pub lease: Option<u64>,
+    /// With a lease: a member already delivered this many times is moved
+    /// to `dead_letter` instead of being delivered again.
+    pub retries: Option<u32>,
+    pub dead_letter: Option<Bytes>,
+    /// Reply with `[member, deliveries]` pairs.
+    pub with_counts: bool,
+}
+
+impl PopOptions {
+    /// Pop `count` members, nothing else.
+    pub fn count(count: usize) -> PopOptions {
+        PopOptions {
+            count,
+            ..PopOptions::default()
+        }
+    }
 }
 
 /// One delay queue in memory.
@@ -82,7 +109,6 @@ pub struct Queue {
     hot: HashMap<Bytes, Hot>,
     ready: BTreeMap<(u64, u64), Bytes>,
     leased: u64,
-    counters: QueueCounters,
 }
 
 /// A snapshot of one queue for DELAYINFO.
@@ -109,8 +135,7 @@ pub enum PopShape {
 #[derive(Debug)]
 pub struct Waiter {
     pub keys: Vec<Bytes>,
-    pub count: usize,
-    pub lease: Option<u64>,
+    pub opts: PopOptions,
     pub shape: PopShape,
     pub tx: tokio::sync::oneshot::Sender<Delivery>,
 }
@@ -137,6 +162,8 @@ pub struct Popped {
     pub before: MemberMeta,
     /// The record after a leased pop (`None`: the member was removed).
     pub after: Option<MemberMeta>,
+    /// Deliveries of the member, this one included.
+    pub deliveries: u32,
 }
 
 /// A reply to a blocked client, sent once its pop is committed.
@@ -157,6 +184,7 @@ pub struct Totals {
     pub leased: u64,
     pub blocked: u64,
     pub wheel: u64,
+    pub dead_lettered: u64,
     pub hot_until: u64,
     pub expired_leases: u64,
 }
@@ -187,6 +215,7 @@ pub struct Core {
     blocked: HashMap<WaiterId, Waiter>,
     signaled: Vec<QueueId>,
     outgoing: Vec<WaiterReply>,
+    counters: HashMap<Bytes, QueueCounters>,
     now: u64,
     failed: Option<String>,
     members_total: u64,
@@ -230,6 +259,7 @@ impl Core {
             blocked: HashMap::new(),
             signaled: Vec::new(),
             outgoing: Vec::new(),
+            counters: HashMap::new(),
             now,
             failed: None,
             members_total: 0,
@@ -334,6 +364,7 @@ impl Core {
             t.hot += q.hot.len() as u64;
             t.ready += q.ready.len() as u64;
         }
+        t.dead_lettered = self.counters.values().map(|c| c.dead_lettered).sum();
         t
     }
 
@@ -389,7 +420,6 @@ impl Core {
     }
 
     fn on_fire(&mut self, fire: Fire) {
-        let now = self.now;
         let Some(q) = self
             .queues
             .get_mut(fire.queue as usize)
@@ -402,10 +432,13 @@ impl Core {
         };
         let key = (h.meta.due, h.meta.seq);
         if h.meta.leased() {
-            q.counters.expired_leases += 1;
             self.expired_leases += 1;
+            self.counters
+                .entry(q.name.clone())
+                .or_default()
+                .expired_leases += 1;
         }
-        if h.meta.due > now {
+        if h.meta.due > self.now {
             h.slot = Slot::Parked;
             self.parked.insert(key, (fire.queue, fire.member));
         } else {
@@ -488,7 +521,6 @@ impl Core {
             hot: HashMap::new(),
             ready: BTreeMap::new(),
             leased: 0,
-            counters: QueueCounters::default(),
         };
         let id = match self.free_ids.pop() {
             Some(id) => {
@@ -674,8 +706,8 @@ impl Core {
                     let member = Bytes::copy_from_slice(member);
                     let q = self.queue_mut(id);
                     q.card += 1;
-                    q.counters.added += 1;
                     let card = q.card;
+                    self.counters_mut(key).added += 1;
                     self.members_total += 1;
                     let cold = self.is_cold(due);
                     self.store.put(key, &member, meta, cold, None);
@@ -710,37 +742,52 @@ impl Core {
         Ok(count)
     }
 
-    /// Pops up to `count` due members of `key`, earliest first. With a lease
-    /// the members stay, invisible until `now + lease`.
+    fn counters_mut(&mut self, name: &Bytes) -> &mut QueueCounters {
+        self.counters.entry(name.clone()).or_default()
+    }
+
+    /// Pops up to `opts.count` due members of `key`, earliest first. With a
+    /// lease the members stay, invisible until `now + lease`; with retries, a
+    /// member delivered that many times goes to the dead-letter queue instead.
     ///
     /// # Errors
     ///
     /// A storage error.
-    pub fn pop(&mut self, key: &[u8], count: usize, lease: Option<u64>) -> Result<Vec<Popped>> {
+    pub fn pop(&mut self, key: &[u8], opts: &PopOptions) -> Result<Vec<Popped>> {
         self.check_writable()?;
         let Some(id) = self.queue_id(key) else {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
-        while out.len() < count {
-            let q = self.queue_mut(id);
+        while out.len() < opts.count {
+            let Some(q) = self.queues.get_mut(id as usize).and_then(Option::as_mut) else {
+                break;
+            };
             let Some((_, member)) = q.ready.pop_first() else {
                 break;
             };
-            let Some(before) = q.hot.get(&member).map(|h| h.meta) else {
+            let Some(before) = q.hot.remove(&member).map(|h| h.meta) else {
                 continue;
             };
             let queue = q.name.clone();
-            q.counters.popped += 1;
-            let after = match lease {
-                Some(ms) => {
+            let dead = match (opts.retries, &opts.dead_letter) {
+                (Some(max), Some(dlq)) if before.deliveries >= max => Some(dlq.clone()),
+                _ => None,
+            };
+            let after = match (dead, opts.lease) {
+                (Some(dlq), _) => {
+                    self.drop_member(id, &member, before);
+                    self.counters_mut(&queue).dead_lettered += 1;
+                    self.add(&dlq, &[(self.now, member)], AddFlags::default())?;
+                    continue;
+                }
+                (None, Some(ms)) => {
                     let new = MemberMeta {
                         due: self.now.saturating_add(ms).min(MAX_DUE_MS),
                         seq: self.store.next_seq(),
                         deliveries: before.deliveries.saturating_add(1),
                         flags: before.flags | FLAG_LEASED,
                     };
-                    self.queue_mut(id).hot.remove(&member);
                     self.set_leased(id, before.leased(), true);
                     let cold = self.is_cold(new.due);
                     self.store
@@ -748,27 +795,33 @@ impl Core {
                     self.place(id, member.clone(), new);
                     Some(new)
                 }
-                None => {
-                    self.queue_mut(id).hot.remove(&member);
-                    self.set_leased(id, before.leased(), false);
-                    let q = self.queue_mut(id);
-                    q.card -= 1;
-                    let card = q.card;
-                    self.members_total -= 1;
-                    self.store.delete(&queue, &member, before, false);
-                    self.store.set_card(&queue, card);
+                (None, None) => {
+                    self.drop_member(id, &member, before);
                     None
                 }
             };
+            self.counters_mut(&queue).popped += 1;
             out.push(Popped {
                 queue,
                 member,
                 before,
                 after,
+                deliveries: after.map_or(before.deliveries.saturating_add(1), |a| a.deliveries),
             });
         }
         self.drop_if_empty(id);
         Ok(out)
+    }
+
+    /// Deletes a hot member already taken out of its slot (by a pop).
+    fn drop_member(&mut self, id: QueueId, member: &[u8], meta: MemberMeta) {
+        self.set_leased(id, meta.leased(), false);
+        let q = self.queue_mut(id);
+        q.card -= 1;
+        let (name, card) = (q.name.clone(), q.card);
+        self.members_total -= 1;
+        self.store.delete(&name, member, meta, false);
+        self.store.set_card(&name, card);
     }
 
     /// `DELAYREM` (any member) and `DELAYACK` (`only_leased`): removes
@@ -792,7 +845,8 @@ impl Core {
                     continue;
                 }
                 if only_leased {
-                    self.queue_mut(id).counters.acked += 1;
+                    let name = self.queue_mut(id).name.clone();
+                    self.counters_mut(&name).acked += 1;
                 }
                 self.remove_member(id, m, meta, hot);
                 n += 1;
@@ -845,8 +899,17 @@ impl Core {
     }
 
     /// `DELAYINFO`: a queue's figures.
-    pub fn info(&self, key: &[u8]) -> Option<QueueInfo> {
-        let q = self.queues[self.queue_id(key)? as usize].as_ref()?;
+    pub fn info(&self, key: &[u8]) -> QueueInfo {
+        let counters = self.counters.get(key).copied().unwrap_or_default();
+        let Some(q) = self
+            .queue_id(key)
+            .and_then(|id| self.queues[id as usize].as_ref())
+        else {
+            return QueueInfo {
+                counters,
+                ..QueueInfo::default()
+            };
+        };
         let next_due = q
             .hot
             .values()
@@ -854,14 +917,14 @@ impl Core {
             .map(|h| h.meta.due)
             .min()
             .or(q.next_cold_due);
-        Some(QueueInfo {
+        QueueInfo {
             pending: q.card,
             ready: q.ready.len() as u64,
             leased: q.leased,
             next_due,
             oldest_ready_due: q.ready.first_key_value().map(|((due, _), _)| *due),
-            counters: q.counters,
-        })
+            counters,
+        }
     }
 
     /// `DEL`: deletes whole queues, returning how many existed.
@@ -873,6 +936,7 @@ impl Core {
         self.check_writable()?;
         let mut n = 0;
         for key in keys {
+            self.counters.remove(key);
             let Some(id) = self.queue_id(key) else {
                 continue;
             };
@@ -907,6 +971,7 @@ impl Core {
         self.index.clear();
         self.cold_heap.clear();
         self.parked.clear();
+        self.counters.clear();
         self.wheel = Wheel::new(self.wheel.elapsed());
         self.members_total = 0;
         self.leased_total = 0;
@@ -998,9 +1063,9 @@ impl Core {
                 if w.tx.is_closed() {
                     continue;
                 }
-                match self.pop(&name, w.count, w.lease) {
+                match self.pop(&name, &w.opts) {
                     Ok(popped) => {
-                        let reply = pop_reply(&popped, w.shape);
+                        let reply = pop_reply(&popped, w.shape, w.opts.with_counts);
                         self.outgoing.push(WaiterReply {
                             tx: w.tx,
                             reply,
@@ -1080,8 +1145,19 @@ impl Core {
 }
 
 /// The reply for a pop, in the shape the command asked for.
-pub fn pop_reply(popped: &[Popped], shape: PopShape) -> Reply {
+pub fn pop_reply(popped: &[Popped], shape: PopShape, with_counts: bool) -> Reply {
     match shape {
+        PopShape::Members if with_counts => Reply::Pairs(
+            popped
+                .iter()
+                .map(|p| {
+                    (
+                        Reply::Bulk(p.member.clone()),
+                        Reply::Int(i64::from(p.deliveries)),
+                    )
+                })
+                .collect(),
+        ),
         PopShape::Members => Reply::Array(
             popped
                 .iter()
@@ -1131,7 +1207,7 @@ mod tests {
 
     fn pop_all(core: &mut Core, q: &str) -> Vec<String> {
         let out = core
-            .pop(q.as_bytes(), 1000, None)
+            .pop(q.as_bytes(), &PopOptions::count(1000))
             .unwrap()
             .into_iter()
             .map(|p| String::from_utf8(p.member.to_vec()).unwrap())
@@ -1150,7 +1226,12 @@ mod tests {
             add(&mut core, "q", 1_000_050, "b");
             add(&mut core, "q", 9_000_000, "far");
             add(&mut core, "other", 1_000_010, "x");
-            core.pop(b"q", 1, Some(500)).unwrap(); // nothing due yet
+            let lease = PopOptions {
+                count: 1,
+                lease: Some(500),
+                ..PopOptions::default()
+            };
+            core.pop(b"q", &lease).unwrap(); // nothing due yet
             core.store_mut().commit().unwrap();
         }
         let mut core = open(dir.path(), &clock);
@@ -1171,7 +1252,12 @@ mod tests {
             let mut core = open(dir.path(), &clock);
             add(&mut core, "q", 5_000, "job");
             core.tick().unwrap();
-            let popped = core.pop(b"q", 1, Some(1_000)).unwrap();
+            let lease = PopOptions {
+                count: 1,
+                lease: Some(1_000),
+                ..PopOptions::default()
+            };
+            let popped = core.pop(b"q", &lease).unwrap();
             assert_eq!(popped.len(), 1);
             core.store_mut().commit().unwrap();
         }
@@ -1314,8 +1400,7 @@ mod tests {
         let (tx2, mut rx2) = tokio::sync::oneshot::channel();
         let waiter = |tx| Waiter {
             keys: vec![b("q")],
-            count: 1,
-            lease: None,
+            opts: PopOptions::count(1),
             shape: PopShape::KeyMemberDue,
             tx,
         };

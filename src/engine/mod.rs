@@ -44,7 +44,7 @@ use crate::config::{Config, Fsync};
 use crate::protocol::Reply;
 use crate::{Error, Result};
 
-pub use self::core::{PopShape, Popped, Waiter};
+pub use self::core::{PopOptions, PopShape, Popped, Waiter};
 
 /// The state behind the mutex: the core and the bookkeeping of commits.
 struct Locked {
@@ -219,16 +219,14 @@ impl Engine {
     pub fn block(
         &self,
         keys: Vec<Bytes>,
-        count: usize,
-        lease: Option<u64>,
+        opts: PopOptions,
         shape: PopShape,
     ) -> Result<(WaiterId, oneshot::Receiver<Delivery>)> {
         let id = self.inner.next_waiter.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         let waiter = Waiter {
             keys,
-            count,
-            lease,
+            opts,
             shape,
             tx,
         };
