@@ -19,6 +19,9 @@ use crate::protocol::{Protocol, Reply};
 use crate::server::{ClientInfo, Shared};
 use crate::{Error, Result};
 
+/// Output is written once it passes this size, even mid-pipeline.
+const OUTPUT_FLUSH_BYTES: usize = 64 * 1024;
+
 /// Per-connection state.
 pub struct Session {
     conn: Connection,
@@ -81,6 +84,13 @@ impl Session {
                 }
                 if self.quit {
                     break;
+                }
+                if self.conn.pending_output() > OUTPUT_FLUSH_BYTES {
+                    // Write what is ready before running more: a client that
+                    // pipelines much and reads slowly is held back by TCP
+                    // instead of growing this buffer.
+                    self.flush_engine(&mut batch).await?;
+                    self.conn.flush().await?;
                 }
             }
             self.flush_engine(&mut batch).await?;
