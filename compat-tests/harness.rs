@@ -72,8 +72,11 @@ impl Server {
             if let Ok(mut c) = TcpStream::connect(("127.0.0.1", self.port)) {
                 let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
                 if c.write_all(b"PING\r\n").is_ok() {
-                    let mut buf = [0u8; 7];
-                    if c.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n" {
+                    // With --requirepass the server is ready when it answers NOAUTH.
+                    let mut line = String::new();
+                    if BufReader::new(c).read_line(&mut line).is_ok()
+                        && (line == "+PONG\r\n" || line.starts_with("-NOAUTH"))
+                    {
                         return;
                     }
                 }
@@ -111,7 +114,9 @@ impl Server {
     /// Sends SIGTERM and waits for a clean exit; returns the exit status code.
     pub fn terminate(&mut self) -> Option<i32> {
         let mut c = self.child.take()?;
-        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(Some(st)) = c.try_wait() {
@@ -211,4 +216,137 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64
+}
+
+/// Runs a command with a time limit, capturing its output. The child is
+/// killed when the limit passes; the returned status is then `None`.
+pub fn run_bounded(cmd: &mut Command, stdin: Option<Vec<u8>>, limit: Duration) -> Bounded {
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn tool");
+    let feeder = stdin.map(|data| {
+        let mut w = child.stdin.take().expect("stdin");
+        std::thread::spawn(move || {
+            let _ = w.write_all(&data);
+        })
+    });
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let out_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            break Some(st);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    if let Some(f) = feeder {
+        let _ = f.join();
+    }
+    Bounded {
+        status,
+        stdout: String::from_utf8_lossy(&out_t.join().unwrap_or_default()).into_owned(),
+        stderr: String::from_utf8_lossy(&err_t.join().unwrap_or_default()).into_owned(),
+    }
+}
+
+/// What [`run_bounded`] captured.
+#[derive(Debug)]
+pub struct Bounded {
+    /// `None` if the time limit passed and the child was killed.
+    pub status: Option<std::process::ExitStatus>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Bounded {
+    /// Whether the child exited by itself with status 0.
+    pub fn success(&self) -> bool {
+        self.status.is_some_and(|s| s.success())
+    }
+
+    /// Everything it printed, for failure messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "status: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Reads exactly one RESP2/RESP3 reply and returns its raw bytes (nested
+/// aggregates included), so tests can compare replies byte for byte.
+pub fn read_reply(r: &mut BufReader<TcpStream>) -> Vec<u8> {
+    let mut out = Vec::new();
+    read_reply_into(r, &mut out);
+    out
+}
+
+fn read_reply_into(r: &mut BufReader<TcpStream>, out: &mut Vec<u8>) {
+    let mut line = Vec::new();
+    r.read_until(b'\n', &mut line).expect("read reply line");
+    assert!(
+        line.ends_with(b"\r\n"),
+        "truncated reply line: {:?}",
+        String::from_utf8_lossy(&line)
+    );
+    out.extend_from_slice(&line);
+    let body = &line[1..line.len() - 2];
+    let n = || -> i64 {
+        std::str::from_utf8(body)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad length line {:?}", String::from_utf8_lossy(&line)))
+    };
+    match line[0] {
+        b'$' | b'=' | b'!' => {
+            let len = n();
+            if len >= 0 {
+                let mut data = vec![0u8; len as usize + 2];
+                r.read_exact(&mut data).expect("read bulk");
+                out.extend_from_slice(&data);
+            }
+        }
+        b'*' | b'~' | b'>' => {
+            for _ in 0..n().max(0) {
+                read_reply_into(r, out);
+            }
+        }
+        b'%' | b'|' => {
+            for _ in 0..n().max(0) * 2 {
+                read_reply_into(r, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A RESP request: an array of bulk strings.
+pub fn resp(args: &[&[u8]]) -> Vec<u8> {
+    let mut v = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        v.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        v.extend_from_slice(a);
+        v.extend_from_slice(b"\r\n");
+    }
+    v
 }

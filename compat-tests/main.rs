@@ -1,4 +1,9 @@
 //! Black-box compatibility tests: the real `delayd` binary on a free
 //! loopback port, driven by real Redis clients.
 
+mod examples;
 mod harness;
+mod redis_benchmark;
+mod redis_cli;
+mod redis_py;
+mod redis_rs;

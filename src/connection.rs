@@ -50,8 +50,15 @@ impl Connection {
     ///
     /// A socket error, or the query buffer limit being exceeded.
     pub async fn read_requests(&mut self, out: &mut Vec<Result<Vec<Bytes>>>) -> Result<bool> {
+        // Until the client authenticates, frame one request at a time: an AUTH
+        // in a pipeline lifts the limits for the requests after it.
+        let max = if self.limits.authenticated {
+            MAX_BATCH
+        } else {
+            1
+        };
         loop {
-            while out.len() < MAX_BATCH {
+            while out.len() < max {
                 match self.decoder.decode(&mut self.rbuf, &self.limits) {
                     Ok(Some(req)) => out.push(Ok(req)),
                     Ok(None) => break,

@@ -105,6 +105,16 @@ impl Session {
         self.conn.push(r, self.proto);
     }
 
+    /// Replies without the engine, after the queue commands pending in
+    /// `batch`: a reply is never sent ahead of an earlier command's.
+    fn reply_in_order(&mut self, r: Reply, batch: &mut Vec<EngineCmd>) {
+        if batch.is_empty() {
+            self.reply(&r);
+        } else {
+            batch.push(EngineCmd::Ready(r));
+        }
+    }
+
     /// Sends the pending queue commands to the engine and writes their replies.
     async fn flush_engine(&mut self, batch: &mut Vec<EngineCmd>) -> Result<()> {
         if batch.is_empty() {
@@ -139,15 +149,13 @@ impl Session {
                 if self.multi.is_some() {
                     self.multi_failed = true;
                 }
-                self.reply(&Reply::from(e));
+                self.reply_in_order(Reply::from(e), batch);
                 return Ok(());
             }
         };
         if !self.authenticated && !spec.flags.contains(&"no_auth") {
-            self.reply(&Reply::from(Error::Coded(
-                "NOAUTH",
-                "Authentication required.".into(),
-            )));
+            let e = Error::Coded("NOAUTH", "Authentication required.".into());
+            self.reply_in_order(Reply::from(e), batch);
             return Ok(());
         }
         if let Ok(mut c) = self.info.last_cmd.lock() {
@@ -175,13 +183,13 @@ impl Session {
             if let Some(q) = self.multi.as_mut() {
                 q.push(queued);
             }
-            self.reply(&Reply::Simple("QUEUED"));
+            self.reply_in_order(Reply::Simple("QUEUED"), batch);
             return Ok(());
         }
         let command = match cmd::parse_spec(spec, args) {
             Ok(c) => c,
             Err(e) => {
-                self.reply(&Reply::from(e));
+                self.reply_in_order(Reply::from(e), batch);
                 return Ok(());
             }
         };

@@ -111,7 +111,7 @@ fn run_cycle(
                         .push(t);
                     n += 1;
                     // Ack two deliveries in three; leave the rest to expire.
-                    if (n + c as u64) % 3 != 0 {
+                    if !(n + c as u64).is_multiple_of(3) {
                         log.lock().unwrap().ack_sent.insert(m.clone());
                         let r: redis::RedisResult<i64> =
                             redis::cmd("DELAYACK").arg("q").arg(&m).query(&mut con);

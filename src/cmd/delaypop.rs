@@ -68,7 +68,9 @@ impl DelayPop {
             } else if is(&opt, "WITHCOUNTS") {
                 c.opts.with_counts = true;
             } else if is(&opt, "BLOCK") {
-                let ms = args.next_int()?;
+                let ms = args
+                    .next_int()
+                    .map_err(|_| Error::msg("timeout is not an integer or out of range"))?;
                 if ms < 0 {
                     return Err(Error::NegativeTimeout);
                 }

@@ -192,18 +192,22 @@ pub fn parse_spec(spec: &'static table::CommandSpec, args: Vec<Bytes>) -> Result
     })
 }
 
-/// Redis's text for an unknown command: the name and the first arguments,
-/// each quoted and followed by a space, cut at 128 characters in all.
+/// Redis's text for an unknown command: the name cut at 128 characters,
+/// then arguments, each quoted and followed by a space, added while the
+/// list is shorter than 128 characters (each cut to what is left).
 pub fn unknown_command(args: &[Bytes]) -> Error {
-    let name = String::from_utf8_lossy(&args[0]).into_owned();
+    let name: String = String::from_utf8_lossy(&args[0])
+        .chars()
+        .take(128)
+        .collect();
     let mut shown = Vec::new();
-    let mut budget = 128usize;
+    let mut len = 0usize;
     for a in &args[1..] {
-        if budget == 0 {
+        if len >= 128 {
             break;
         }
-        let s: String = String::from_utf8_lossy(a).chars().take(budget).collect();
-        budget = budget.saturating_sub(s.len());
+        let s: String = String::from_utf8_lossy(a).chars().take(128 - len).collect();
+        len += s.len() + 3;
         shown.push(s);
     }
     Error::UnknownCommand { name, args: shown }

@@ -165,7 +165,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         ..spec("delayadd", -4)
     },
     CommandSpec {
-        flags: &["write", "fast"],
+        flags: &["write", "fast", "blocking"],
         first_key: 1,
         last_key: 1,
         step: 1,

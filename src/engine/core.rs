@@ -1064,6 +1064,19 @@ impl Core {
                     continue;
                 }
                 match self.pop(&name, &w.opts) {
+                    // Everything due was dead-lettered: keep waiting, first in line.
+                    Ok(popped) if popped.is_empty() => {
+                        for key in &w.keys {
+                            let list = self.waiters.entry(key.clone()).or_default();
+                            if key == &name {
+                                list.push_front(wid);
+                            } else {
+                                list.push_back(wid);
+                            }
+                        }
+                        self.blocked.insert(wid, w);
+                        break;
+                    }
                     Ok(popped) => {
                         let reply = pop_reply(&popped, w.shape, w.opts.with_counts);
                         self.outgoing.push(WaiterReply {

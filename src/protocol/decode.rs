@@ -136,6 +136,9 @@ impl Decoder {
                         };
                         let n = match parse_len(&buf[1..cr]) {
                             Some(n) if n <= max as i64 => n,
+                            Some(_) if !limits.authenticated => {
+                                return Err(protocol("unauthenticated multibulk length"));
+                            }
                             _ => return Err(protocol("invalid multibulk length")),
                         };
                         buf.advance(cr + 2);
@@ -200,6 +203,9 @@ impl Decoder {
                     };
                     let len = match parse_len(&buf[1..cr]) {
                         Some(n) if n >= 0 && n as u64 <= max as u64 => n as usize,
+                        Some(n) if n >= 0 && !limits.authenticated => {
+                            return Err(protocol("unauthenticated bulk length"));
+                        }
                         _ => return Err(protocol("invalid bulk length")),
                     };
                     buf.advance(cr + 2);
@@ -432,10 +438,12 @@ mod tests {
         };
         let mut d = Decoder::new();
         let mut buf = BytesMut::from(&b"*11\r\n"[..]);
-        assert!(d.decode(&mut buf, &limits).is_err());
+        let e = d.decode(&mut buf, &limits).unwrap_err().reply_text();
+        assert_eq!(e, "ERR Protocol error: unauthenticated multibulk length");
         let mut d = Decoder::new();
         let mut buf = BytesMut::from(&b"*1\r\n$16385\r\n"[..]);
-        assert!(d.decode(&mut buf, &limits).is_err());
+        let e = d.decode(&mut buf, &limits).unwrap_err().reply_text();
+        assert_eq!(e, "ERR Protocol error: unauthenticated bulk length");
     }
 
     #[test]
