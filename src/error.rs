@@ -48,6 +48,14 @@ impl Error {
         Error::Msg(text.into())
     }
 
+    /// The message without its reply code: for nesting in another message.
+    pub fn detail(&self) -> String {
+        match self {
+            Error::Storage(m) | Error::Msg(m) | Error::Protocol(m) => m.clone(),
+            other => other.reply_text(),
+        }
+    }
+
     /// The text of the RESP error reply, without the leading `-` and CRLF.
     pub fn reply_text(&self) -> String {
         match self {
@@ -96,6 +104,10 @@ impl From<std::io::Error> for Error {
 
 impl From<fjall::Error> for Error {
     fn from(e: fjall::Error) -> Self {
-        Error::Storage(e.to_string())
+        Error::Storage(match e {
+            fjall::Error::Io(io) => io.to_string(),
+            fjall::Error::Poisoned => "the store failed earlier (poisoned)".into(),
+            other => format!("{other:?}"),
+        })
     }
 }

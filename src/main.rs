@@ -19,7 +19,9 @@ fn init_logging(level: &str) {
         _ => "info",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("{filter},fjall=warn,lsm_tree=warn,fjall::journal::batch_reader=trace"))
+        tracing_subscriber::EnvFilter::new(format!(
+            "{filter},fjall=warn,lsm_tree=warn,fjall::journal::batch_reader=trace"
+        ))
     });
     tracing_subscriber::fmt()
         .with_env_filter(filter)

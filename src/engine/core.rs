@@ -268,6 +268,7 @@ impl Core {
             fired: Vec::new(),
         };
         core.load_from_store()?;
+        core.store.set_hot_until(core.hot_until);
         Ok(core)
     }
 
@@ -288,7 +289,6 @@ impl Core {
             .now
             .saturating_add(self.horizon_ms)
             .max(self.store.hot_until()?);
-        self.store.set_hot_until(self.hot_until);
         for (name, card) in self.store.queues()? {
             let id = self.queue_or_create(&name);
             let hot = self.store.due_range(&name, 0, self.hot_until, usize::MAX)?;
@@ -1153,7 +1153,10 @@ impl Core {
     /// A storage error while reading.
     pub fn reload(&mut self) -> Result<()> {
         self.store.discard();
-        self.load_from_store()
+        let r = self.load_from_store();
+        // Loading only reads; drop the bookkeeping a failed store cannot take.
+        self.store.discard();
+        r
     }
 }
 

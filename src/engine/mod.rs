@@ -312,6 +312,11 @@ impl Engine {
 /// consumers. Returns the lsn to wait for.
 fn commit_and_deliver(locked: &mut Locked, stats: &SharedStats) -> Result<u64> {
     let deliveries = locked.core.take_waiter_replies();
+    if locked.core.failure().is_some() {
+        // Writes are refused after a storage failure; what is left in the
+        // batch is bookkeeping (paging) that the failed store cannot take.
+        locked.core.store_mut().discard();
+    }
     let commit = match locked.core.store_mut().commit() {
         Ok(true) => {
             locked.lsn += 1;
@@ -321,7 +326,7 @@ fn commit_and_deliver(locked: &mut Locked, stats: &SharedStats) -> Result<u64> {
         }
         Ok(false) => Ok(locked.lsn),
         Err(e) => {
-            let why = format!("write failed: {e}");
+            let why = format!("write failed: {}", e.detail());
             stats.set_failure(why.clone());
             locked.core.fail(why.clone());
             // Memory is ahead of the store: rebuild it from what is stored.

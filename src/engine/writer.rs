@@ -132,7 +132,8 @@ fn run(
             Ok(()) => s.lsn = s.lsn.max(committed),
             Err(e) => {
                 tracing::error!("fsync failed: {e}");
-                s.failed.get_or_insert(format!("fsync failed: {e}"));
+                s.failed
+                    .get_or_insert(format!("fsync failed: {}", e.detail()));
             }
         });
     }

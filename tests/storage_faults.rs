@@ -1,0 +1,199 @@
+//! Storage faults: a torn journal tail after a crash, and a full disk.
+
+#[path = "../compat-tests/harness.rs"]
+mod harness;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use harness::Server;
+
+fn connect(s: &Server) -> redis::Connection {
+    let c = redis::Client::open(s.url()).unwrap();
+    let con = c
+        .get_connection_with_timeout(Duration::from_secs(5))
+        .unwrap();
+    con.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    con
+}
+
+/// The newest journal file of a data directory.
+fn newest_journal(dir: &Path) -> std::path::PathBuf {
+    let mut journals: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jnl"))
+        .collect();
+    journals.sort_by_key(|p| {
+        p.file_stem()
+            .and_then(|s| s.to_str()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    });
+    journals.pop().expect("a journal file")
+}
+
+/// A crash in the middle of writing the last batch leaves a torn tail: the
+/// server starts, says in its log that it discarded it, and serves the rest.
+#[test]
+fn torn_journal_tail_is_dropped_and_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let mut server = Server::start_in(&dir, &["--appendfsync", "always"]);
+    let mut con = connect(&server);
+    for i in 0..200 {
+        let _: i64 = redis::cmd("DELAYADD")
+            .arg("q")
+            .arg(600_000)
+            .arg(format!("m{i}"))
+            .query(&mut con)
+            .unwrap();
+    }
+    server.kill9();
+    // Tear the last write: garbage over the end of the last batch.
+    let journal = newest_journal(&dir);
+    let mut data = std::fs::read(&journal).unwrap();
+    let end = data
+        .iter()
+        .rposition(|&b| b != 0)
+        .expect("journal has data")
+        + 1;
+    for b in &mut data[end - 12..end] {
+        *b ^= 0xa5;
+    }
+    std::fs::write(&journal, &data).unwrap();
+
+    let server = Server::start_in(&dir, &["--appendfsync", "always"]);
+    let mut con = connect(&server);
+    let card: i64 = redis::cmd("DELAYCARD").arg("q").query(&mut con).unwrap();
+    let members: Vec<String> = redis::cmd("DELAYRANGE")
+        .arg("q")
+        .arg(0)
+        .arg(-1)
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(card as usize, members.len());
+    assert!(
+        (199..=200).contains(&card),
+        "only the torn last batch may go: {card}"
+    );
+    let score: Option<i64> = redis::cmd("DELAYSCORE")
+        .arg("q")
+        .arg("m0")
+        .query(&mut con)
+        .unwrap();
+    assert!(score.is_some());
+    let log = server.log_text();
+    assert!(
+        log.contains("Invalid batch") || log.contains("Truncating journal"),
+        "the log should say what was dropped:\n{log}"
+    );
+}
+
+fn am_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"))
+}
+
+/// A full disk: writes get an error, never a false OK; reads and INFO keep
+/// working and say what happened; after more space and a restart, every
+/// acknowledged write is there.
+#[test]
+fn full_disk_refuses_writes_and_keeps_reads() {
+    if !am_root() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "this test mounts a small tmpfs and needs root in CI"
+        );
+        eprintln!("SKIPPED: mounting a small tmpfs needs root; run as root to include this test");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=6m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mount tmpfs");
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(self.0).status();
+        }
+    }
+    let _guard = Unmount(&mnt);
+    let dir = mnt.join("data");
+    let mut server = Server::start_in(&dir, &["--appendfsync", "always"]);
+    let mut con = connect(&server);
+    let pad = "x".repeat(2000);
+    let mut acked = Vec::new();
+    let mut error = None;
+    for i in 0..5000 {
+        let m = format!("m{i}-{pad}");
+        let r: redis::RedisResult<i64> = redis::cmd("DELAYADD")
+            .arg("q")
+            .arg(600_000)
+            .arg(&m)
+            .query(&mut con);
+        match r {
+            Ok(1) => acked.push(m),
+            Ok(n) => panic!("unexpected reply {n}"),
+            Err(e) => {
+                error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    let error = error.expect("a 6 MiB disk fills up");
+    assert!(error.contains("storage error"), "{error}");
+    // Further writes are refused, and say why.
+    let r: redis::RedisResult<i64> = redis::cmd("DELAYADD")
+        .arg("q")
+        .arg(1)
+        .arg("late")
+        .query(&mut con);
+    assert!(r.unwrap_err().to_string().contains("writes are refused"));
+    // Reads still work and reflect exactly what was acknowledged.
+    let card: i64 = redis::cmd("DELAYCARD").arg("q").query(&mut con).unwrap();
+    assert_eq!(card as usize, acked.len());
+    let info: String = redis::cmd("INFO")
+        .arg("persistence")
+        .query(&mut con)
+        .unwrap();
+    assert!(info.contains("aof_last_write_status:err"), "{info}");
+    assert!(info.contains("storage_error:write failed"), "{info}");
+    assert!(server.log_text().contains("refusing writes"));
+    server.kill9();
+
+    // More room, a restart: everything acknowledged is there.
+    let grown = Command::new("mount")
+        .args(["-o", "remount,size=256m"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(grown.success());
+    let server = Server::start_in(&dir, &["--appendfsync", "always"]);
+    let mut con = connect(&server);
+    let card: i64 = redis::cmd("DELAYCARD").arg("q").query(&mut con).unwrap();
+    assert!(card as usize >= acked.len(), "{card} < {}", acked.len());
+    let mut pipe = redis::pipe();
+    for m in &acked {
+        pipe.cmd("DELAYSCORE").arg("q").arg(m);
+    }
+    let scores: Vec<Option<i64>> = pipe.query(&mut con).unwrap();
+    assert!(
+        scores.iter().all(Option::is_some),
+        "an acknowledged write was lost"
+    );
+    let r: i64 = redis::cmd("DELAYADD")
+        .arg("q")
+        .arg(1)
+        .arg("after")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(r, 1, "writes work again after the restart");
+}
