@@ -57,6 +57,18 @@ fn is_closed(conn: &mut std::net::TcpStream) -> bool {
 fn maxclients_refuses_extra_connections_with_redis_text() {
     let s = Server::start(&["--maxclients", "2"]);
     let mut a = s.raw();
+    // The harness's readiness probe may still count: wait until only `a` does.
+    let mut reader = std::io::BufReader::new(a.try_clone().unwrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        a.write_all(b"INFO clients\r\n").unwrap();
+        let info = harness::read_reply(&mut reader);
+        if String::from_utf8_lossy(&info).contains("connected_clients:1\r\n") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let mut b = s.raw();
     assert_eq!(roundtrip(&mut a, b"PING\r\n", 7), b"+PONG\r\n");
     assert_eq!(roundtrip(&mut b, b"PING\r\n", 7), b"+PONG\r\n");
