@@ -76,6 +76,7 @@ fn maxclients_refuses_extra_connections_with_redis_text() {
     let mut buf = Vec::new();
     let _ = c.read_to_end(&mut buf);
     assert_eq!(buf, b"-ERR max number of clients reached\r\n");
+    drop(reader);
     drop(a);
     // Once the server has seen the close, a new client fits again.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
