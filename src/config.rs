@@ -103,6 +103,10 @@ pub struct Config {
     /// Log level: debug, verbose, notice or warning.
     #[arg(long, default_value = "notice")]
     pub loglevel: String,
+
+    /// A redis.conf-style file of `name value` lines; flags override it.
+    #[arg(long = "config")]
+    pub config_file: Option<PathBuf>,
 }
 
 impl Config {

@@ -113,7 +113,15 @@ impl Info {
                             .map(|p| p.display().to_string())
                             .unwrap_or_default(),
                     );
-                    kv("config_file", &"");
+                    kv(
+                        "config_file",
+                        &shared
+                            .config
+                            .config_file
+                            .as_ref()
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_default(),
+                    );
                 }
                 "clients" => {
                     kv(
@@ -201,6 +209,15 @@ impl Info {
                     kv("delay_horizon_ms", &shared.config.horizon_ms);
                     kv("delay_hot_until_ms", &totals.hot_until);
                     kv("delay_expired_leases", &totals.expired_leases);
+                    kv("delay_dead_lettered", &totals.dead_lettered);
+                    kv("delay_added", &totals.added);
+                    kv("delay_popped", &totals.popped);
+                    kv("delay_acked", &totals.acked);
+                    let l = &totals.lateness;
+                    kv("delay_fired", &l.count);
+                    kv("delay_lateness_p50_us", &l.quantile_us(0.5));
+                    kv("delay_lateness_p99_us", &l.quantile_us(0.99));
+                    kv("delay_lateness_max_us", &l.max_us);
                 }
                 _ => {}
             }

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::clock::Clock;
+use super::lateness::Lateness;
 use super::store::{FLAG_LEASED, MemberMeta, Scheduled, Store};
 use super::wheel::{TimerKey, Wheel};
 use crate::protocol::Reply;
@@ -67,6 +68,8 @@ pub struct QueueCounters {
     pub added: u64,
     pub popped: u64,
     pub acked: u64,
+    /// Bytes the store takes on disk.
+    pub disk_bytes: u64,
     pub expired_leases: u64,
     pub dead_lettered: u64,
 }
@@ -174,9 +177,15 @@ pub struct WaiterReply {
     pub popped: Vec<Popped>,
 }
 
-/// Engine-wide totals (for INFO).
-#[derive(Debug, Default, Clone, Copy)]
+/// Engine-wide totals (for INFO and metrics).
+#[derive(Debug, Default, Clone)]
 pub struct Totals {
+    /// Firing lateness since start.
+    pub lateness: Lateness,
+    /// Members added, popped, acked, dead-lettered since start (all queues).
+    pub added: u64,
+    pub popped: u64,
+    pub acked: u64,
     pub queues: u64,
     pub members: u64,
     pub hot: u64,
@@ -222,6 +231,7 @@ pub struct Core {
     expired_leases: u64,
     leased_total: u64,
     fired: Vec<(u64, Fire)>,
+    lateness: Lateness,
 }
 
 /// A hash of a queue name that is the same in every process, so SCAN
@@ -266,6 +276,7 @@ impl Core {
             expired_leases: 0,
             leased_total: 0,
             fired: Vec::new(),
+            lateness: Lateness::default(),
         };
         core.load_from_store()?;
         core.store.set_hot_until(core.hot_until);
@@ -364,7 +375,14 @@ impl Core {
             t.hot += q.hot.len() as u64;
             t.ready += q.ready.len() as u64;
         }
-        t.dead_lettered = self.counters.values().map(|c| c.dead_lettered).sum();
+        for c in self.counters.values() {
+            t.added += c.added;
+            t.popped += c.popped;
+            t.acked += c.acked;
+            t.dead_lettered += c.dead_lettered;
+        }
+        t.lateness = self.lateness.clone();
+        t.disk_bytes = self.store.disk_space();
         t
     }
 

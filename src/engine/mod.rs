@@ -22,6 +22,7 @@
 
 pub mod clock;
 pub mod core;
+pub mod lateness;
 pub mod stats;
 pub mod store;
 pub mod wheel;
