@@ -68,8 +68,6 @@ pub struct QueueCounters {
     pub added: u64,
     pub popped: u64,
     pub acked: u64,
-    /// Bytes the store takes on disk.
-    pub disk_bytes: u64,
     pub expired_leases: u64,
     pub dead_lettered: u64,
 }
@@ -186,6 +184,8 @@ pub struct Totals {
     pub added: u64,
     pub popped: u64,
     pub acked: u64,
+    /// Bytes the store takes on disk.
+    pub disk_bytes: u64,
     pub queues: u64,
     pub members: u64,
     pub hot: u64,
