@@ -386,6 +386,26 @@ impl Core {
         t
     }
 
+    /// The `n` queues with the largest backlog (ready, then pending), for
+    /// per-queue metrics that stay bounded however many queues exist:
+    /// `(name, pending, ready)`.
+    pub fn top_queues(&self, n: usize) -> Vec<(Bytes, u64, u64)> {
+        let mut all: Vec<(Bytes, u64, u64)> = self
+            .queues
+            .iter()
+            .flatten()
+            .map(|q| (q.name.clone(), q.card, q.ready.len() as u64))
+            .collect();
+        let key = |x: &(Bytes, u64, u64)| std::cmp::Reverse((x.2, x.1));
+        if all.len() > n && n > 0 {
+            all.select_nth_unstable_by_key(n - 1, key);
+            all.truncate(n);
+        }
+        all.truncate(n);
+        all.sort_by_key(key);
+        all
+    }
+
     /// When the engine next has timed work: the wheel's next slot, a parked
     /// member, or the pager. `None` when idle.
     pub fn next_wakeup_ms(&self) -> Option<u64> {

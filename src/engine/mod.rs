@@ -275,6 +275,19 @@ impl Engine {
         Ok(guard.core.totals())
     }
 
+    /// The `n` queues with the largest backlog: `(name, pending, ready)`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShuttingDown`] once the engine has stopped.
+    pub fn top_queues(&self, n: usize) -> Result<Vec<(Bytes, u64, u64)>> {
+        let guard = self.lock();
+        if guard.stopped {
+            return Err(Error::ShuttingDown);
+        }
+        Ok(guard.core.top_queues(n))
+    }
+
     /// The fsync policy in force.
     pub fn fsync(&self) -> Fsync {
         Fsync::from_u8(self.inner.fsync.load(Ordering::Relaxed))
