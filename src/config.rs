@@ -1,8 +1,12 @@
-//! Command-line configuration, named as redis-server names its options.
+//! Configuration: command-line flags named as redis-server names its
+//! options, and an optional redis.conf-style file (`--config`) whose
+//! settings the flags override.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
 
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory, Parser, ValueEnum};
 
 /// When the journal is fsynced (`--appendfsync`, as in Redis).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -56,7 +60,9 @@ impl Fsync {
 #[command(
     name = "delayd",
     version,
-    about = "A durable delay-queue server that speaks the Redis protocol"
+    about = "A durable delay-queue server that speaks the Redis protocol",
+    // A flag given twice takes its last value, so flags override the file.
+    args_override_self = true
 )]
 pub struct Config {
     /// TCP port to listen on.
@@ -100,13 +106,98 @@ pub struct Config {
     #[arg(long, default_value_t = 1)]
     pub io_threads: usize,
 
-    /// Log level: debug, verbose, notice or warning.
-    #[arg(long, default_value = "notice")]
+    /// Log level: debug, verbose, notice, warning or nothing.
+    #[arg(long, default_value = "notice", value_parser = LOG_LEVELS)]
     pub loglevel: String,
+
+    /// Port for Prometheus metrics over HTTP (`GET /metrics`), on the
+    /// `--bind` addresses; off unless given.
+    #[arg(long)]
+    pub metrics_port: Option<u16>,
+
+    /// How many queues, largest backlog first, get per-queue metrics.
+    #[arg(long, default_value_t = 100)]
+    pub metrics_top_queues: usize,
 
     /// A redis.conf-style file of `name value` lines; flags override it.
     #[arg(long = "config")]
     pub config_file: Option<PathBuf>,
+}
+
+/// The log levels, as redis-server names them.
+pub const LOG_LEVELS: [&str; 5] = ["debug", "verbose", "notice", "warning", "nothing"];
+
+/// The tracing filter directive for a log level (`None` if unknown).
+pub fn log_filter(level: &str) -> Option<&'static str> {
+    Some(match level {
+        "debug" => "debug",
+        "verbose" | "notice" => "info",
+        "warning" => "warn",
+        "nothing" => "off",
+        _ => return None,
+    })
+}
+
+/// Changes the log level of the running process.
+pub type LogLevelSetter = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+static LOG_SETTER: OnceLock<LogLevelSetter> = OnceLock::new();
+static LOG_LEVEL: Mutex<Option<String>> = Mutex::new(None);
+
+/// Installs the hook `CONFIG SET loglevel` uses (the binary does, once its
+/// logger is set up), with the level in force.
+pub fn install_log_level_setter(level: &str, setter: LogLevelSetter) {
+    if LOG_SETTER.set(setter).is_ok()
+        && let Ok(mut l) = LOG_LEVEL.lock()
+    {
+        *l = Some(level.to_string());
+    }
+}
+
+/// The log level in force, if the process installed a setter.
+pub fn current_log_level() -> Option<String> {
+    LOG_LEVEL.lock().ok().and_then(|l| l.clone())
+}
+
+/// Changes the log level (`CONFIG SET loglevel`).
+///
+/// # Errors
+///
+/// An unknown level, or no setter installed (the level is then fixed).
+pub fn set_log_level(level: &str) -> Result<(), String> {
+    let level = level.to_ascii_lowercase();
+    if log_filter(&level).is_none() {
+        return Err(format!(
+            "argument(s) must be one of the following: {}",
+            LOG_LEVELS.join(", ")
+        ));
+    }
+    let setter = LOG_SETTER
+        .get()
+        .ok_or_else(|| "can't set immutable config".to_string())?;
+    setter(&level)?;
+    if let Ok(mut l) = LOG_LEVEL.lock() {
+        *l = Some(level);
+    }
+    Ok(())
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug)]
+pub enum LoadError {
+    /// A bad command line (clap's own error, with `--help` and `--version`).
+    Cli(clap::Error),
+    /// An unreadable or bad configuration file; the message names the line.
+    File(String),
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::Cli(e) => write!(f, "{e}"),
+            LoadError::File(m) => f.write_str(m),
+        }
+    }
 }
 
 impl Config {
@@ -115,5 +206,189 @@ impl Config {
         let mut c = Config::parse_from(["delayd"]);
         c.dir = dir.into();
         c
+    }
+
+    /// Loads the configuration from a command line (program name first):
+    /// with `--config FILE`, the file's settings, overridden by the flags.
+    ///
+    /// # Errors
+    ///
+    /// A bad flag, or an unreadable file or bad line in it.
+    pub fn load<I, T>(args: I) -> Result<Config, LoadError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        let cli = Config::try_parse_from(&args).map_err(LoadError::Cli)?;
+        let Some(path) = cli.config_file.clone() else {
+            return Ok(cli.normalized());
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            LoadError::File(format!("cannot read config file {}: {e}", path.display()))
+        })?;
+        let from_file = file_args(&text).map_err(|(line, why)| {
+            LoadError::File(format!(
+                "bad config file {}, line {line}: {why}",
+                path.display()
+            ))
+        })?;
+        // The file first, then the command line: the last value wins.
+        let mut all = Vec::with_capacity(args.len() + from_file.len());
+        all.extend(args.first().cloned());
+        all.extend(from_file);
+        all.extend(args.iter().skip(1).cloned());
+        let mut config = Config::try_parse_from(all).map_err(LoadError::Cli)?;
+        config.config_file = Some(std::fs::canonicalize(&path).unwrap_or(path));
+        Ok(config.normalized())
+    }
+
+    /// An empty password means none, as with `CONFIG SET requirepass ""`.
+    fn normalized(mut self) -> Config {
+        if self.requirepass.as_deref() == Some("") {
+            self.requirepass = None;
+        }
+        self
+    }
+}
+
+/// Turns a configuration file into flags, checking each line on its own so
+/// an error names its line: `(line number, what is wrong)`.
+fn file_args(text: &str) -> Result<Vec<OsString>, (usize, String)> {
+    let command = Config::command();
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let n = i + 1;
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let words = split_args(line).map_err(|why| (n, why))?;
+        let Some((name, values)) = words.split_first() else {
+            continue;
+        };
+        let name = name.to_ascii_lowercase();
+        let arg = command
+            .get_arguments()
+            .filter(|a| !matches!(a.get_id().as_str(), "config_file" | "help" | "version"))
+            .find(|a| a.get_long() == Some(name.as_str()))
+            .ok_or_else(|| (n, format!("unknown option '{name}'")))?;
+        let flag = format!("--{name}");
+        let mut one = Vec::new();
+        if !arg.get_action().takes_values() {
+            // A switch: `name yes` or `name no`.
+            match values {
+                [v] if v.eq_ignore_ascii_case("yes") => one.push(flag),
+                [v] if v.eq_ignore_ascii_case("no") => {}
+                _ => return Err((n, format!("'{name}' takes yes or no"))),
+            }
+        } else if name == "bind" && !values.is_empty() {
+            // Several addresses, as in redis.conf.
+            one.extend([flag, values.join(" ")]);
+        } else if let [v] = values {
+            one.extend([flag, v.clone()]);
+        } else {
+            return Err((
+                n,
+                format!("'{name}' takes one value, {} given", values.len()),
+            ));
+        }
+        // Check the value with the same rules as the flag.
+        if let Err(e) =
+            Config::try_parse_from(std::iter::once("delayd".to_string()).chain(one.clone()))
+        {
+            let msg = e.to_string();
+            let first = msg.lines().next().unwrap_or_default();
+            return Err((n, first.trim_start_matches("error: ").to_string()));
+        }
+        out.extend(one.into_iter().map(OsString::from));
+    }
+    Ok(out)
+}
+
+/// Splits a configuration line into words as redis.conf does: spaces
+/// separate words; "double quotes" take `\n`, `\r`, `\t`, `\b`, `\a`,
+/// `\xHH` and `\`-escaped characters; 'single quotes' take only `\'`.
+/// A closing quote must end the word.
+///
+/// # Errors
+///
+/// Unbalanced quotes, a closing quote followed by more text, or a word that
+/// is not UTF-8.
+pub fn split_args(line: &str) -> Result<Vec<String>, String> {
+    let b = line.as_bytes();
+    let mut words = Vec::new();
+    let mut i = 0;
+    loop {
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i >= b.len() {
+            return Ok(words);
+        }
+        let mut word = Vec::new();
+        let mut quote: Option<u8> = None;
+        loop {
+            let Some(&c) = b.get(i) else {
+                if quote.is_some() {
+                    return Err("unbalanced quotes".into());
+                }
+                break;
+            };
+            match quote {
+                Some(b'"') if c == b'\\' && i + 3 < b.len() && b[i + 1] == b'x' => {
+                    let hex = std::str::from_utf8(&b[i + 2..i + 4])
+                        .ok()
+                        .filter(|h| h.bytes().all(|d| d.is_ascii_hexdigit()))
+                        .and_then(|h| u8::from_str_radix(h, 16).ok());
+                    match hex {
+                        Some(v) => {
+                            word.push(v);
+                            i += 4;
+                        }
+                        None => {
+                            word.push(b'x');
+                            i += 2;
+                        }
+                    }
+                }
+                Some(b'"') if c == b'\\' && i + 1 < b.len() => {
+                    word.push(match b[i + 1] {
+                        b'n' => b'\n',
+                        b'r' => b'\r',
+                        b't' => b'\t',
+                        b'b' => 8,
+                        b'a' => 7,
+                        other => other,
+                    });
+                    i += 2;
+                }
+                Some(b'\'') if c == b'\\' && b.get(i + 1) == Some(&b'\'') => {
+                    word.push(b'\'');
+                    i += 2;
+                }
+                Some(q) if c == q => {
+                    i += 1;
+                    if b.get(i).is_some_and(|n| !n.is_ascii_whitespace()) {
+                        return Err("closing quote must be followed by a space".into());
+                    }
+                    break;
+                }
+                Some(_) => {
+                    word.push(c);
+                    i += 1;
+                }
+                None if c.is_ascii_whitespace() => break,
+                None if c == b'"' || c == b'\'' => {
+                    quote = Some(c);
+                    i += 1;
+                }
+                None => {
+                    word.push(c);
+                    i += 1;
+                }
+            }
+        }
+        words.push(String::from_utf8(word).map_err(|_| "a value is not UTF-8".to_string())?);
     }
 }

@@ -10,6 +10,7 @@ pub mod connection;
 pub mod engine;
 pub mod error;
 pub mod glob;
+pub mod metrics;
 pub mod protocol;
 pub mod server;
 pub mod session;

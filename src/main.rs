@@ -2,36 +2,55 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use delayd::config::Config;
+use delayd::config::{Config, LoadError};
 use delayd::engine::Engine;
 use delayd::server::{self, Shared};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The tracing filter for a redis-server log level (RUST_LOG, when set,
+/// takes precedence at start).
+fn log_filter(level: &str) -> tracing_subscriber::EnvFilter {
+    let filter = delayd::config::log_filter(level).unwrap_or("info");
+    tracing_subscriber::EnvFilter::new(format!(
+        "{filter},fjall=warn,lsm_tree=warn,fjall::journal::batch_reader=trace"
+    ))
+}
+
 fn init_logging(level: &str) {
-    // redis-server's level names, mapped onto tracing's.
-    let filter = match level {
-        "debug" => "debug",
-        "verbose" => "info",
-        "warning" => "warn",
-        _ => "info",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!(
-            "{filter},fjall=warn,lsm_tree=warn,fjall::journal::batch_reader=trace"
-        ))
-    });
-    tracing_subscriber::fmt()
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| log_filter(level));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .init();
+        .with_filter_reloading();
+    let handle = builder.reload_handle();
+    builder.init();
+    // CONFIG SET loglevel swaps the filter.
+    delayd::config::install_log_level_setter(
+        level,
+        Box::new(move |level| {
+            handle
+                .reload(log_filter(level))
+                .map_err(|e| format!("cannot change the log level: {e}"))
+        }),
+    );
 }
 
 fn main() -> ExitCode {
-    let config = Config::parse();
+    let config = match Config::load(std::env::args_os()) {
+        Ok(c) => c,
+        Err(LoadError::Cli(e)) => e.exit(),
+        Err(LoadError::File(why)) => {
+            eprintln!("delayd: {why}");
+            return ExitCode::FAILURE;
+        }
+    };
     init_logging(&config.loglevel);
+    if let Some(file) = &config.config_file {
+        tracing::info!("configuration read from {}", file.display());
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.io_threads.max(1))
         .enable_all()
@@ -66,14 +85,24 @@ async fn serve(config: Config) -> delayd::Result<()> {
             tracing::info!("ready to accept connections on {a}");
         }
     }
+    let metrics = delayd::metrics::bind(&config).await?;
+    for l in &metrics {
+        if let Ok(a) = l.local_addr() {
+            tracing::info!("serving metrics on http://{a}/metrics");
+        }
+    }
     let shared = Shared::new(config, engine);
+    let metrics = tokio::spawn(delayd::metrics::run(metrics, shared.clone()));
     let signals = shared.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::warn!("received a termination signal, shutting down");
         signals.shutdown.trigger();
     });
-    server::run(listeners, shared).await?;
+    let served = server::run(listeners, shared).await;
+    // The metrics listeners close on the same shutdown signal.
+    let _ = metrics.await;
+    served?;
     tracing::info!("delayd is now ready to exit, bye bye");
     Ok(())
 }

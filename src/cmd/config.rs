@@ -19,8 +19,8 @@ use crate::{Error, Result};
 /// ```
 ///
 /// `GET` takes glob patterns and replies with a map (a flat array in RESP2)
-/// of the effective values. `SET` changes `maxclients`, `appendfsync` and
-/// `requirepass` at run time; the rest are fixed at start.
+/// of the effective values. `SET` changes `maxclients`, `appendfsync`,
+/// `requirepass` and `loglevel` at run time; the rest are fixed at start.
 #[derive(Debug)]
 pub enum ConfigCmd {
     Get(Vec<Bytes>),
@@ -62,7 +62,15 @@ fn all_params(shared: &Shared) -> Vec<(&'static str, String)> {
             c.client_query_buffer_limit.to_string(),
         ),
         ("io-threads", c.io_threads.to_string()),
-        ("loglevel", c.loglevel.clone()),
+        (
+            "loglevel",
+            crate::config::current_log_level().unwrap_or_else(|| c.loglevel.clone()),
+        ),
+        (
+            "metrics-port",
+            c.metrics_port.map(|p| p.to_string()).unwrap_or_default(),
+        ),
+        ("metrics-top-queues", c.metrics_top_queues.to_string()),
     ];
     v.extend(FIXED.iter().map(|(k, val)| (*k, (*val).to_string())));
     v
@@ -144,6 +152,7 @@ fn set(shared: &Shared, pairs: &[(String, String)]) -> Result<()> {
     let mut fsync = None;
     let mut maxclients = None;
     let mut requirepass = None;
+    let mut loglevel = None;
     for (name, value) in pairs {
         match name.as_str() {
             "appendfsync" => {
@@ -162,6 +171,19 @@ fn set(shared: &Shared, pairs: &[(String, String)]) -> Result<()> {
                 maxclients = Some(n as usize);
             }
             "requirepass" => requirepass = Some(value.clone()),
+            "loglevel" => {
+                let level = value.to_ascii_lowercase();
+                if crate::config::log_filter(&level).is_none() {
+                    return Err(failed(
+                        name,
+                        &format!(
+                            "argument(s) must be one of the following: {}",
+                            crate::config::LOG_LEVELS.join(", ")
+                        ),
+                    ));
+                }
+                loglevel = Some(level);
+            }
             other if all_params(shared).iter().any(|(k, _)| *k == other) => {
                 return Err(failed(name, "can't set immutable config"));
             }
@@ -171,6 +193,10 @@ fn set(shared: &Shared, pairs: &[(String, String)]) -> Result<()> {
                 )));
             }
         }
+    }
+    if let Some(level) = loglevel {
+        // Fails only where no logger is installed (the level is then fixed).
+        crate::config::set_log_level(&level).map_err(|why| failed("loglevel", &why))?;
     }
     if let Some(f) = fsync {
         shared.engine.set_fsync(f);

@@ -173,6 +173,7 @@ impl Info {
                         "recovered_members",
                         &es.recovered_members.load(Ordering::Relaxed),
                     );
+                    kv("store_disk_bytes", &totals.disk_bytes);
                     kv("storage_error", &failure.unwrap_or_default());
                 }
                 "stats" => {

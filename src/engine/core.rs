@@ -22,8 +22,8 @@ use bytes::Bytes;
 
 use super::clock::Clock;
 use super::lateness::Lateness;
+use super::members::{MemberIndex, Members, Place};
 use super::store::{FLAG_LEASED, MemberMeta, Scheduled, Store};
-use super::wheel::{TimerKey, Wheel};
 use crate::protocol::Reply;
 use crate::{Error, Result};
 
@@ -36,29 +36,13 @@ pub type QueueId = u32;
 /// Identifies a blocked client.
 pub type WaiterId = u64;
 
-/// What the wheel carries: which member of which queue comes due.
-#[derive(Debug)]
-struct Fire {
-    queue: QueueId,
-    member: Bytes,
-}
-
-/// Where a hot member is.
-#[derive(Debug, Clone, Copy)]
-enum Slot {
-    /// In the timing wheel, not yet due.
-    Wheel(TimerKey),
-    /// Due: in the queue's ready list.
-    Ready,
-    /// Due by the monotonic clock but not yet by the wall clock (the wall
-    /// clock stepped back): held until the wall clock catches up.
-    Parked,
-}
-
-#[derive(Debug)]
-struct Hot {
-    meta: MemberMeta,
-    slot: Slot,
+/// Where a member was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Found {
+    /// In memory, with this record id.
+    Hot(u32),
+    /// Only on disk.
+    Cold,
 }
 
 /// Counters kept per queue since start (reported by DELAYINFO). They are
@@ -107,8 +91,11 @@ pub struct Queue {
     cold: u64,
     /// Lower bound of the earliest cold due time (may be stale-low).
     next_cold_due: Option<u64>,
-    hot: HashMap<Bytes, Hot>,
-    ready: BTreeMap<(u64, u64), Bytes>,
+    /// No member of the queue is due before this: everything below it in
+    /// the time index is popped (tombstones), so scans start here.
+    floor: u64,
+    /// The members in memory.
+    members: MemberIndex,
     leased: u64,
 }
 
@@ -210,7 +197,7 @@ pub struct AddFlags {
 pub struct Core {
     store: Store,
     clock: Arc<dyn Clock>,
-    wheel: Wheel<Fire>,
+    members: Members,
     queues: Vec<Option<Queue>>,
     free_ids: Vec<QueueId>,
     /// Queues by (stable hash of name, name): the order SCAN cursors walk.
@@ -219,7 +206,6 @@ pub struct Core {
     hot_until: u64,
     /// Queues with cold members, by a lower bound of their next cold due time.
     cold_heap: BinaryHeap<Reverse<(u64, QueueId)>>,
-    parked: BTreeMap<(u64, u64), (QueueId, Bytes)>,
     waiters: HashMap<Bytes, VecDeque<WaiterId>>,
     blocked: HashMap<WaiterId, Waiter>,
     signaled: Vec<QueueId>,
@@ -230,7 +216,7 @@ pub struct Core {
     members_total: u64,
     expired_leases: u64,
     leased_total: u64,
-    fired: Vec<(u64, Fire)>,
+    fired: Vec<u32>,
     lateness: Lateness,
 }
 
@@ -257,14 +243,13 @@ impl Core {
         let mut core = Core {
             store,
             clock,
-            wheel: Wheel::new(now),
+            members: Members::new(now),
             queues: Vec::new(),
             free_ids: Vec::new(),
             index: BTreeMap::new(),
             horizon_ms,
             hot_until: now,
             cold_heap: BinaryHeap::new(),
-            parked: BTreeMap::new(),
             waiters: HashMap::new(),
             blocked: HashMap::new(),
             signaled: Vec::new(),
@@ -286,12 +271,11 @@ impl Core {
     /// Clears the in-memory queues and rebuilds them from the store.
     fn load_from_store(&mut self) -> Result<()> {
         self.now = self.clock.now_ms();
-        self.wheel = Wheel::new(self.now);
+        self.members = Members::new(self.now);
         self.queues.clear();
         self.free_ids.clear();
         self.index.clear();
         self.cold_heap.clear();
-        self.parked.clear();
         self.members_total = 0;
         self.leased_total = 0;
         // At least as far as before the restart: members up to the recorded
@@ -300,13 +284,16 @@ impl Core {
             .now
             .saturating_add(self.horizon_ms)
             .max(self.store.hot_until()?);
-        for (name, card) in self.store.queues()? {
+        for (name, card, floor) in self.store.queues()? {
             let id = self.queue_or_create(&name);
-            let hot = self.store.due_range(&name, 0, self.hot_until, usize::MAX)?;
+            self.queue_mut(id).floor = floor;
+            let hot = self
+                .store
+                .due_range(&name, floor, self.hot_until, usize::MAX)?;
             let hot_count = hot.len() as u64;
             for s in hot {
                 self.set_leased(id, false, s.meta.leased());
-                self.place_hot(id, s.member, s.meta);
+                self.place_hot(id, &s.member, s.meta);
             }
             let q = self.queue_mut(id);
             q.card = card;
@@ -366,14 +353,14 @@ impl Core {
             members: self.members_total,
             leased: self.leased_total,
             blocked: self.blocked.len() as u64,
-            wheel: self.wheel.len() as u64,
+            wheel: self.members.wheel_len() as u64,
+            hot: self.members.len() as u64,
             hot_until: self.hot_until,
             expired_leases: self.expired_leases,
             ..Totals::default()
         };
         for q in self.queues.iter().flatten() {
-            t.hot += q.hot.len() as u64;
-            t.ready += q.ready.len() as u64;
+            t.ready += q.members.ready_len() as u64;
         }
         for c in self.counters.values() {
             t.added += c.added;
@@ -394,7 +381,7 @@ impl Core {
             .queues
             .iter()
             .flatten()
-            .map(|q| (q.name.clone(), q.card, q.ready.len() as u64))
+            .map(|q| (q.name.clone(), q.card, q.members.ready_len() as u64))
             .collect();
         let key = |x: &(Bytes, u64, u64)| std::cmp::Reverse((x.2, x.1));
         if all.len() > n && n > 0 {
@@ -410,14 +397,12 @@ impl Core {
     /// member, or the pager. `None` when idle.
     pub fn next_wakeup_ms(&self) -> Option<u64> {
         let pager = self.hot_until.saturating_sub(self.horizon_ms / 2);
-        let mut next = self.wheel.next_deadline();
-        if let Some(((due, _), _)) = self.parked.first_key_value() {
-            next = Some(next.map_or(*due, |n| n.min(*due)));
+        let next = self.members.next_deadline();
+        if self.cold_heap.is_empty() {
+            next
+        } else {
+            Some(next.map_or(pager, |n| n.min(pager)))
         }
-        if !self.cold_heap.is_empty() {
-            next = Some(next.map_or(pager, |n| n.min(pager)));
-        }
-        next
     }
 
     /// Advances time: fires the wheel, releases parked members, runs the
@@ -430,59 +415,47 @@ impl Core {
         let now = self.clock.now_ms();
         self.now = now;
         let mut fired = std::mem::take(&mut self.fired);
-        // The wheel never runs backwards; if the wall clock stepped back it
-        // simply waits, and members are re-checked against the wall clock.
-        self.wheel
-            .advance(now.max(self.wheel.elapsed()), &mut fired);
-        for (_, fire) in fired.drain(..) {
-            self.on_fire(fire);
+        // The wheel never runs backwards; if the wall clock stepped back,
+        // members it fires early are parked until the wall clock catches up.
+        self.members.advance(now, &mut fired);
+        if !fired.is_empty() {
+            let now_us = self.clock.now_us();
+            for &mid in &fired {
+                let due = self.members.meta(mid).due;
+                if due <= now {
+                    self.lateness.record(now_us.saturating_sub(due * 1000));
+                }
+                self.on_fire(mid);
+            }
+            fired.clear();
         }
         self.fired = fired;
-        while let Some(entry) = self.parked.first_entry() {
-            if entry.key().0 > now {
-                break;
-            }
-            let ((due, seq), (id, member)) = entry.remove_entry();
-            if let Some(q) = self.queues.get_mut(id as usize).and_then(Option::as_mut)
-                && let Some(h) = q.hot.get_mut(&member)
-            {
-                h.slot = Slot::Ready;
-                q.ready.insert((due, seq), member);
-                self.signaled.push(id);
-            }
-        }
         if now.saturating_add(self.horizon_ms / 2) >= self.hot_until {
             self.page_in(now.saturating_add(self.horizon_ms))?;
         }
         Ok(())
     }
 
-    fn on_fire(&mut self, fire: Fire) {
-        let Some(q) = self
-            .queues
-            .get_mut(fire.queue as usize)
-            .and_then(Option::as_mut)
-        else {
+    /// A member came due by the wheel: make it ready, or park it if the
+    /// wall clock says it is not due yet.
+    fn on_fire(&mut self, mid: u32) {
+        let qid = self.members.queue(mid);
+        let meta = self.members.meta(mid);
+        let Some(q) = self.queues.get_mut(qid as usize).and_then(Option::as_mut) else {
             return;
         };
-        let Some(h) = q.hot.get_mut(&fire.member) else {
-            return;
-        };
-        let key = (h.meta.due, h.meta.seq);
-        if h.meta.leased() {
+        if meta.leased() {
             self.expired_leases += 1;
             self.counters
                 .entry(q.name.clone())
                 .or_default()
                 .expired_leases += 1;
         }
-        if h.meta.due > self.now {
-            h.slot = Slot::Parked;
-            self.parked.insert(key, (fire.queue, fire.member));
+        if meta.due > self.now {
+            self.members.park(mid);
         } else {
-            h.slot = Slot::Ready;
-            q.ready.insert(key, fire.member);
-            self.signaled.push(fire.queue);
+            self.members.make_ready(&mut q.members, mid);
+            self.signaled.push(qid);
         }
     }
 
@@ -511,7 +484,7 @@ impl Core {
             q.cold = q.cold.saturating_sub(batch.len() as u64);
             for s in batch {
                 self.store.warm(&name, &s.member);
-                self.place_hot(id, s.member, s.meta);
+                self.place_hot(id, &s.member, s.meta);
             }
             if self.queue_mut(id).cold > 0 {
                 self.refresh_next_cold(id, self.hot_until)?;
@@ -556,8 +529,8 @@ impl Core {
             card: 0,
             cold: 0,
             next_cold_due: None,
-            hot: HashMap::new(),
-            ready: BTreeMap::new(),
+            floor: 0,
+            members: MemberIndex::default(),
             leased: 0,
         };
         let id = match self.free_ids.pop() {
@@ -590,35 +563,17 @@ impl Core {
     }
 
     /// Puts a member in memory at its due time.
-    fn place_hot(&mut self, id: QueueId, member: Bytes, meta: MemberMeta) {
-        let slot = if meta.due <= self.now {
+    fn place_hot(&mut self, id: QueueId, member: &[u8], meta: MemberMeta) {
+        let now = self.now;
+        let q = self.queues[id as usize]
+            .as_mut()
+            .expect("queue id names a live queue");
+        let (_, ready) = self
+            .members
+            .insert(&mut q.members, id, member.into(), meta, now);
+        if ready {
             self.signaled.push(id);
-            Slot::Ready
-        } else {
-            match self.wheel.insert(
-                meta.due,
-                Fire {
-                    queue: id,
-                    member: member.clone(),
-                },
-            ) {
-                Ok(key) => Slot::Wheel(key),
-                // The wheel is ahead of the wall clock (it stepped back).
-                Err(_) => Slot::Parked,
-            }
-        };
-        let q = self.queue_mut(id);
-        match slot {
-            Slot::Ready => {
-                q.ready.insert((meta.due, meta.seq), member.clone());
-            }
-            Slot::Parked => {
-                self.parked
-                    .insert((meta.due, meta.seq), (id, member.clone()));
-            }
-            Slot::Wheel(_) => {}
         }
-        self.queue_mut(id).hot.insert(member, Hot { meta, slot });
     }
 
     /// Whether a due time is beyond the in-memory horizon.
@@ -626,55 +581,64 @@ impl Core {
         due > self.hot_until
     }
 
+    /// Counts a member on disk only, remembering the earliest such due time.
+    fn place_cold(&mut self, id: QueueId, due: u64) {
+        let q = self.queue_mut(id);
+        q.cold += 1;
+        if q.next_cold_due.is_none_or(|n| due < n) {
+            q.next_cold_due = Some(due);
+            self.cold_heap.push(Reverse((due, id)));
+        }
+    }
+
     /// Places a member on the tier its due time belongs to.
-    fn place(&mut self, id: QueueId, member: Bytes, meta: MemberMeta) {
-        if !self.is_cold(meta.due) {
-            self.place_hot(id, member, meta);
+    fn place(&mut self, id: QueueId, member: &[u8], meta: MemberMeta) {
+        if self.is_cold(meta.due) {
+            self.place_cold(id, meta.due);
         } else {
-            let q = self.queue_mut(id);
-            q.cold += 1;
-            if q.next_cold_due.is_none_or(|n| meta.due < n) {
-                q.next_cold_due = Some(meta.due);
-                self.cold_heap.push(Reverse((meta.due, id)));
-            }
+            self.place_hot(id, member, meta);
         }
     }
 
     /// Takes a member out of memory (or out of the cold count).
-    fn unplace(&mut self, id: QueueId, member: &[u8], hot: bool) {
-        if !hot {
-            let q = self.queue_mut(id);
-            q.cold = q.cold.saturating_sub(1);
-            return;
-        }
-        let Some(h) = self.queue_mut(id).hot.remove(member) else {
-            return;
-        };
-        let key = (h.meta.due, h.meta.seq);
-        match h.slot {
-            Slot::Wheel(k) => {
-                self.wheel.remove(k);
+    fn unplace(&mut self, id: QueueId, found: Found) {
+        let q = self.queues[id as usize]
+            .as_mut()
+            .expect("queue id names a live queue");
+        match found {
+            Found::Hot(mid) => {
+                self.members.remove(&mut q.members, mid);
             }
-            Slot::Ready => {
-                self.queue_mut(id).ready.remove(&key);
-            }
-            Slot::Parked => {
-                self.parked.remove(&key);
-            }
+            Found::Cold => q.cold = q.cold.saturating_sub(1),
         }
     }
 
-    /// Finds a member on either tier: `(record, is_hot)`.
-    fn lookup(&mut self, id: QueueId, member: &[u8]) -> Result<Option<(MemberMeta, bool)>> {
-        let q = self.queue_mut(id);
-        if let Some(h) = q.hot.get(member) {
-            return Ok(Some((h.meta, true)));
+    /// Finds a member on either tier.
+    fn lookup(&mut self, id: QueueId, member: &[u8]) -> Result<Option<(MemberMeta, Found)>> {
+        let q = self.queues[id as usize]
+            .as_ref()
+            .expect("queue id names a live queue");
+        if let Some(mid) = self.members.find(&q.members, member) {
+            return Ok(Some((self.members.meta(mid), Found::Hot(mid))));
         }
         if q.cold == 0 {
             return Ok(None);
         }
         let name = q.name.clone();
-        Ok(self.store.get(&name, member)?.map(|m| (m, false)))
+        Ok(self.store.get(&name, member)?.map(|m| (m, Found::Cold)))
+    }
+
+    /// Lowers a queue's floor to cover a member due at `due`.
+    fn lower_floor(&mut self, id: QueueId, due: u64) {
+        let q = self.queue_mut(id);
+        q.floor = q.floor.min(due);
+    }
+
+    /// Persists a queue's cardinality and floor.
+    fn save_queue(&mut self, id: QueueId) {
+        let q = self.queue_mut(id);
+        let (name, card, floor) = (q.name.clone(), q.card, q.floor);
+        self.store.set_queue(&name, card, floor);
     }
 
     fn set_leased(&mut self, id: QueueId, was: bool, is: bool) {
@@ -690,15 +654,15 @@ impl Core {
         }
     }
 
-    fn remove_member(&mut self, id: QueueId, member: &[u8], meta: MemberMeta, hot: bool) {
-        self.unplace(id, member, hot);
+    fn remove_member(&mut self, id: QueueId, member: &[u8], meta: MemberMeta, found: Found) {
+        self.unplace(id, found);
         self.set_leased(id, meta.leased(), false);
         let q = self.queue_mut(id);
         q.card -= 1;
-        let (name, card) = (q.name.clone(), q.card);
+        let name = q.name.clone();
         self.members_total -= 1;
-        self.store.delete(&name, member, meta, !hot);
-        self.store.set_card(&name, card);
+        self.store.delete(&name, member, meta, found == Found::Cold);
+        self.save_queue(id);
         self.drop_if_empty(id);
     }
 
@@ -706,17 +670,32 @@ impl Core {
     fn reschedule(
         &mut self,
         id: QueueId,
-        member: Bytes,
+        member: &[u8],
         old: MemberMeta,
-        hot: bool,
+        found: Found,
         new: MemberMeta,
     ) {
-        self.unplace(id, &member, hot);
         self.set_leased(id, old.leased(), new.leased());
-        let name = self.queue_mut(id).name.clone();
+        self.lower_floor(id, new.due);
         let cold = self.is_cold(new.due);
-        self.store.put(&name, &member, new, cold, Some((old, !hot)));
-        self.place(id, member, new);
+        let name = self.queue_mut(id).name.clone();
+        self.store
+            .put(&name, member, new, cold, Some((old, found == Found::Cold)));
+        match (found, cold) {
+            (Found::Hot(mid), false) => {
+                let now = self.now;
+                let q = self.queues[id as usize]
+                    .as_mut()
+                    .expect("queue id names a live queue");
+                if self.members.update(&mut q.members, mid, new, now) {
+                    self.signaled.push(id);
+                }
+            }
+            _ => {
+                self.unplace(id, found);
+                self.place(id, member, new);
+            }
+        }
     }
 
     /// `DELAYADD`: schedules each `(due, member)`. Returns the reply count:
@@ -740,21 +719,18 @@ impl Core {
                         deliveries: 0,
                         flags: 0,
                     };
-                    // Own the bytes: the argument may point into a large read buffer.
-                    let member = Bytes::copy_from_slice(member);
-                    let q = self.queue_mut(id);
-                    q.card += 1;
-                    let card = q.card;
+                    self.queue_mut(id).card += 1;
+                    self.lower_floor(id, due);
                     self.counters_mut(key).added += 1;
                     self.members_total += 1;
                     let cold = self.is_cold(due);
-                    self.store.put(key, &member, meta, cold, None);
-                    self.store.set_card(key, card);
+                    self.store.put(key, member, meta, cold, None);
+                    self.save_queue(id);
                     self.place(id, member, meta);
                     count += 1;
                 }
                 Some(_) if flags.nx => {}
-                Some((old, hot)) => {
+                Some((old, found)) => {
                     if old.due == due && !old.leased() {
                         continue;
                     }
@@ -764,12 +740,7 @@ impl Core {
                         deliveries: old.deliveries,
                         flags: old.flags & !FLAG_LEASED,
                     };
-                    let member = self
-                        .queue_mut(id)
-                        .hot
-                        .get_key_value(member.as_ref())
-                        .map_or_else(|| Bytes::copy_from_slice(member), |(k, _)| k.clone());
-                    self.reschedule(id, member, old, hot, new);
+                    self.reschedule(id, member, old, found, new);
                     if flags.ch {
                         count += 1;
                     }
@@ -801,65 +772,61 @@ impl Core {
             let Some(q) = self.queues.get_mut(id as usize).and_then(Option::as_mut) else {
                 break;
             };
-            let Some((_, member)) = q.ready.pop_first() else {
+            let Some(mid) = q.members.first_ready() else {
                 break;
             };
-            let Some(before) = q.hot.remove(&member).map(|h| h.meta) else {
-                continue;
-            };
+            let before = self.members.meta(mid);
             let queue = q.name.clone();
+            // Popping the earliest due member: nothing left is due before it.
+            q.floor = q.floor.max(before.due);
             let dead = match (opts.retries, &opts.dead_letter) {
                 (Some(max), Some(dlq)) if before.deliveries >= max => Some(dlq.clone()),
                 _ => None,
             };
-            let after = match (dead, opts.lease) {
-                (Some(dlq), _) => {
-                    self.drop_member(id, &member, before);
+            if dead.is_some() || opts.lease.is_none() {
+                let (bytes, _) = self.members.remove(&mut q.members, mid);
+                let member = Bytes::from(Vec::from(bytes));
+                self.set_leased(id, before.leased(), false);
+                self.queue_mut(id).card -= 1;
+                self.members_total -= 1;
+                self.store.delete(&queue, &member, before, false);
+                self.save_queue(id);
+                if let Some(dlq) = dead {
                     self.counters_mut(&queue).dead_lettered += 1;
                     self.add(&dlq, &[(self.now, member)], AddFlags::default())?;
                     continue;
                 }
-                (None, Some(ms)) => {
-                    let new = MemberMeta {
-                        due: self.now.saturating_add(ms).min(MAX_DUE_MS),
-                        seq: self.store.next_seq(),
-                        deliveries: before.deliveries.saturating_add(1),
-                        flags: before.flags | FLAG_LEASED,
-                    };
-                    self.set_leased(id, before.leased(), true);
-                    let cold = self.is_cold(new.due);
-                    self.store
-                        .put(&queue, &member, new, cold, Some((before, false)));
-                    self.place(id, member.clone(), new);
-                    Some(new)
-                }
-                (None, None) => {
-                    self.drop_member(id, &member, before);
-                    None
-                }
+                self.counters_mut(&queue).popped += 1;
+                out.push(Popped {
+                    queue,
+                    member,
+                    before,
+                    after: None,
+                    deliveries: before.deliveries.saturating_add(1),
+                });
+                continue;
+            }
+            let ms = opts.lease.unwrap_or(0);
+            let member = Bytes::copy_from_slice(self.members.member(mid));
+            let new = MemberMeta {
+                due: self.now.saturating_add(ms).min(MAX_DUE_MS),
+                seq: self.store.next_seq(),
+                deliveries: before.deliveries.saturating_add(1),
+                flags: before.flags | FLAG_LEASED,
             };
+            self.reschedule(id, &member, before, Found::Hot(mid), new);
+            self.save_queue(id);
             self.counters_mut(&queue).popped += 1;
             out.push(Popped {
                 queue,
                 member,
                 before,
-                after,
-                deliveries: after.map_or(before.deliveries.saturating_add(1), |a| a.deliveries),
+                after: Some(new),
+                deliveries: new.deliveries,
             });
         }
         self.drop_if_empty(id);
         Ok(out)
-    }
-
-    /// Deletes a hot member already taken out of its slot (by a pop).
-    fn drop_member(&mut self, id: QueueId, member: &[u8], meta: MemberMeta) {
-        self.set_leased(id, meta.leased(), false);
-        let q = self.queue_mut(id);
-        q.card -= 1;
-        let (name, card) = (q.name.clone(), q.card);
-        self.members_total -= 1;
-        self.store.delete(&name, member, meta, false);
-        self.store.set_card(&name, card);
     }
 
     /// `DELAYREM` (any member) and `DELAYACK` (`only_leased`): removes
@@ -878,7 +845,7 @@ impl Core {
             if self.queues.get(id as usize).is_none_or(Option::is_none) {
                 break;
             }
-            if let Some((meta, hot)) = self.lookup(id, m)? {
+            if let Some((meta, found)) = self.lookup(id, m)? {
                 if only_leased && !meta.leased() {
                     continue;
                 }
@@ -886,7 +853,7 @@ impl Core {
                     let name = self.queue_mut(id).name.clone();
                     self.counters_mut(&name).acked += 1;
                 }
-                self.remove_member(id, m, meta, hot);
+                self.remove_member(id, m, meta, found);
                 n += 1;
             }
         }
@@ -932,8 +899,12 @@ impl Core {
         if card == 0 || start > stop || start >= card {
             return Ok(Vec::new());
         }
+        let floor = self
+            .queue_id(key)
+            .and_then(|id| self.queues[id as usize].as_ref())
+            .map_or(0, |q| q.floor);
         self.store
-            .rank_range(key, start as usize, (stop - start + 1) as usize)
+            .rank_range(key, floor, start as usize, (stop - start + 1) as usize)
     }
 
     /// `DELAYINFO`: a queue's figures.
@@ -949,18 +920,18 @@ impl Core {
             };
         };
         let next_due = q
-            .hot
-            .values()
-            .filter(|h| !matches!(h.slot, Slot::Ready))
-            .map(|h| h.meta.due)
+            .members
+            .ids()
+            .filter(|&mid| self.members.place(mid) != Place::Ready)
+            .map(|mid| self.members.meta(mid).due)
             .min()
             .or(q.next_cold_due);
         QueueInfo {
             pending: q.card,
-            ready: q.ready.len() as u64,
+            ready: q.members.ready_len() as u64,
             leased: q.leased,
             next_due,
-            oldest_ready_due: q.ready.first_key_value().map(|((due, _), _)| *due),
+            oldest_ready_due: q.members.oldest_ready_due(),
             counters,
         }
     }
@@ -978,9 +949,9 @@ impl Core {
             let Some(id) = self.queue_id(key) else {
                 continue;
             };
-            let members: Vec<Bytes> = self.queue_mut(id).hot.keys().cloned().collect();
-            for m in members {
-                self.unplace(id, &m, true);
+            let ids: Vec<u32> = self.queue_mut(id).members.ids().collect();
+            for mid in ids {
+                self.unplace(id, Found::Hot(mid));
             }
             let q = self.queue_mut(id);
             let (name, card, leased) = (q.name.clone(), q.card, q.leased);
@@ -1008,9 +979,8 @@ impl Core {
         self.free_ids.clear();
         self.index.clear();
         self.cold_heap.clear();
-        self.parked.clear();
         self.counters.clear();
-        self.wheel = Wheel::new(self.wheel.elapsed());
+        self.members.clear();
         self.members_total = 0;
         self.leased_total = 0;
         Ok(())
@@ -1087,7 +1057,7 @@ impl Core {
                     .queues
                     .get(qid as usize)
                     .and_then(Option::as_ref)
-                    .is_some_and(|q| !q.ready.is_empty());
+                    .is_some_and(|q| q.members.ready_len() > 0);
                 if !has_ready {
                     break;
                 }
@@ -1164,17 +1134,16 @@ impl Core {
             let id = self.queue_or_create(&p.queue);
             match (self.lookup(id, &p.member)?, p.after) {
                 (None, None) => {
-                    let q = self.queue_mut(id);
-                    q.card += 1;
-                    let card = q.card;
+                    self.queue_mut(id).card += 1;
+                    self.lower_floor(id, p.before.due);
                     self.members_total += 1;
                     let cold = self.is_cold(p.before.due);
                     self.store.put(&p.queue, &p.member, p.before, cold, None);
-                    self.store.set_card(&p.queue, card);
-                    self.place(id, p.member.clone(), p.before);
+                    self.save_queue(id);
+                    self.place(id, &p.member, p.before);
                 }
-                (Some((cur, hot)), Some(after)) if cur == after => {
-                    self.reschedule(id, p.member.clone(), cur, hot, p.before);
+                (Some((cur, found)), Some(after)) if cur == after => {
+                    self.reschedule(id, &p.member, cur, found, p.before);
                 }
                 _ => {}
             }

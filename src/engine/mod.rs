@@ -23,6 +23,7 @@
 pub mod clock;
 pub mod core;
 pub mod lateness;
+pub mod members;
 pub mod stats;
 pub mod store;
 pub mod wheel;

@@ -7,13 +7,15 @@
 //! |------------|---------------------------------------|-----------------------------------------|
 //! | `members`  | `qlen:u16 q m`                        | `due:u64 seq:u64 deliveries:u32 flags:u8` |
 //! | `schedule` | `qlen:u16 q due:u64 seq:u64`          | `deliveries:u32 flags:u8 m`             |
-//! | `queues`   | `q`                                   | `card:u64`                              |
+//! | `queues`   | `q`                                   | `card:u64 floor:u64`                    |
 //! | `meta`     | `"seq"`, `"hot_until"`                | next sequence number, horizon (`u64`)   |
 //!
 //! All integers are big-endian so byte order is numeric order: `schedule` is
 //! each queue's time-ordered index (due time, then insertion sequence), read
 //! in order for paging the near future into memory, for ZRANGE-style rank
-//! queries and on recovery. `members` answers "is this member scheduled, and
+//! queries and on recovery. A queue's *floor* is a due time below which it has
+//! no member: scans of its time index start there, so the tombstones that
+//! popped members leave at the head of the index are never read. `members` answers "is this member scheduled, and
 //! when" in one point read, for cold members only (due beyond the in-memory
 //! horizon): hot members are answered from memory, so the common short-delay
 //! path costs one memtable insert per add and one per pop. `queues` keeps each queue's cardinality so a
@@ -132,8 +134,9 @@ pub struct Store {
     queues: Keyspace,
     meta: Keyspace,
     batch: Option<OwnedWriteBatch>,
-    /// Cardinalities changed in the current batch, written at commit.
-    cards: Vec<(Bytes, u64)>,
+    /// Queue records (cardinality, floor) changed in the current batch,
+    /// written at commit.
+    cards: Vec<(Bytes, u64, u64)>,
     next_seq: u64,
     seq_dirty: bool,
 }
@@ -259,11 +262,12 @@ impl Store {
         }
     }
 
-    /// Records a queue's new cardinality (0 removes the queue's record).
-    pub fn set_card(&mut self, q: &Bytes, card: u64) {
-        match self.cards.iter_mut().find(|(name, _)| name == q) {
-            Some(entry) => entry.1 = card,
-            None => self.cards.push((q.clone(), card)),
+    /// Records a queue's cardinality and floor (cardinality 0 removes the
+    /// queue's record).
+    pub fn set_queue(&mut self, q: &Bytes, card: u64, floor: u64) {
+        match self.cards.iter_mut().find(|(name, _, _)| name == q) {
+            Some(entry) => (entry.1, entry.2) = (card, floor),
+            None => self.cards.push((q.clone(), card, floor)),
         }
     }
 
@@ -283,11 +287,14 @@ impl Store {
         let seq = self.next_seq;
         let seq_dirty = std::mem::take(&mut self.seq_dirty);
         let batch = self.batch();
-        for (q, card) in cards {
+        for (q, card, floor) in cards {
             if card == 0 {
                 batch.remove(&queues, q.to_vec());
             } else {
-                batch.insert(&queues, q.to_vec(), card.to_be_bytes().to_vec());
+                let mut v = Vec::with_capacity(16);
+                v.extend_from_slice(&card.to_be_bytes());
+                v.extend_from_slice(&floor.to_be_bytes());
+                batch.insert(&queues, q.to_vec(), v);
             }
         }
         if seq_dirty {
@@ -354,18 +361,26 @@ impl Store {
         Ok(out)
     }
 
-    /// Members of `q` by rank in time order: skip `skip`, take `take`.
+    /// Members of `q` due at `floor` or later, by rank in time order: skip
+    /// `skip`, take `take`.
     ///
     /// # Errors
     ///
     /// A storage error.
-    pub fn rank_range(&mut self, q: &[u8], skip: usize, take: usize) -> Result<Vec<Scheduled>> {
+    pub fn rank_range(
+        &mut self,
+        q: &[u8],
+        floor: u64,
+        skip: usize,
+        take: usize,
+    ) -> Result<Vec<Scheduled>> {
         self.commit()?;
-        let prefix = queue_prefix(q);
+        let start = schedule_key(q, floor, 0);
+        let end = schedule_key(q, u64::MAX, u64::MAX);
         let mut out = Vec::with_capacity(take.min(1024));
-        for guard in self.schedule.prefix(&prefix).skip(skip).take(take) {
+        for guard in self.schedule.range(start..=end).skip(skip).take(take) {
             let (k, v) = guard.into_inner()?;
-            out.push(decode_scheduled(prefix.len(), &k, &v)?);
+            out.push(decode_scheduled(2 + q.len(), &k, &v)?);
         }
         Ok(out)
     }
@@ -386,7 +401,7 @@ impl Store {
         for s in &all {
             self.delete(q, &s.member, s.meta, true);
         }
-        self.set_card(q, 0);
+        self.set_queue(q, 0, 0);
         Ok(all.len() as u64)
     }
 
@@ -403,17 +418,22 @@ impl Store {
         Ok(())
     }
 
-    /// Every queue with its cardinality, as recorded.
+    /// Every queue with its cardinality and floor, as recorded.
     ///
     /// # Errors
     ///
     /// A storage error.
-    pub fn queues(&self) -> Result<Vec<(Bytes, u64)>> {
+    pub fn queues(&self) -> Result<Vec<(Bytes, u64, u64)>> {
         let mut out = Vec::new();
         for guard in self.queues.iter() {
             let (k, v) = guard.into_inner()?;
-            let card = u64::from_be_bytes(v.as_ref().try_into().map_err(|_| corrupt("queue"))?);
-            out.push((Bytes::copy_from_slice(&k), card));
+            let field = |r: std::ops::Range<usize>| -> Result<u64> {
+                let b = v.get(r).ok_or_else(|| corrupt("queue"))?;
+                Ok(u64::from_be_bytes(
+                    b.try_into().map_err(|_| corrupt("queue"))?,
+                ))
+            };
+            out.push((Bytes::copy_from_slice(&k), field(0..8)?, field(8..16)?));
         }
         Ok(out)
     }
@@ -463,15 +483,15 @@ mod tests {
             let s2 = s.next_seq();
             s.put(&q, b"a", meta(20, s1), true, None);
             s.put(&q, b"b", meta(10, s2), false, None);
-            s.set_card(&q, 2);
+            s.set_queue(&q, 2, 0);
             assert!(s.commit().unwrap());
             s.syncer().sync().unwrap();
         }
         let mut s = Store::open(dir.path()).unwrap();
-        assert_eq!(s.queues().unwrap(), vec![(Bytes::from_static(b"q"), 2)]);
+        assert_eq!(s.queues().unwrap(), vec![(Bytes::from_static(b"q"), 2, 0)]);
         assert_eq!(s.get(b"q", b"a").unwrap(), Some(meta(20, 1)));
         let order: Vec<_> = s
-            .rank_range(b"q", 0, 10)
+            .rank_range(b"q", 0, 0, 10)
             .unwrap()
             .into_iter()
             .map(|x| x.member)
@@ -489,7 +509,7 @@ mod tests {
         let mut s = Store::open(dir.path()).unwrap();
         s.put(b"q", b"x", meta(1, 1), false, None);
         s.put(b"qq", b"y", meta(1, 2), false, None);
-        assert_eq!(s.rank_range(b"q", 0, 10).unwrap().len(), 1);
+        assert_eq!(s.rank_range(b"q", 0, 0, 10).unwrap().len(), 1);
         assert_eq!(s.due_range(b"qq", 0, 5, 10).unwrap().len(), 1);
     }
 
@@ -500,11 +520,11 @@ mod tests {
         s.put(b"q", b"x", meta(5, 1), false, None);
         s.put(b"q", b"x", meta(50, 2), true, Some((meta(5, 1), false)));
         assert_eq!(s.get(b"q", b"x").unwrap(), Some(meta(50, 2)));
-        let all = s.rank_range(b"q", 0, 10).unwrap();
+        let all = s.rank_range(b"q", 0, 0, 10).unwrap();
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].meta.due, 50);
         s.delete(b"q", b"x", meta(50, 2), true);
-        assert!(s.rank_range(b"q", 0, 10).unwrap().is_empty());
+        assert!(s.rank_range(b"q", 0, 0, 10).unwrap().is_empty());
         assert_eq!(s.get(b"q", b"x").unwrap(), None);
     }
 }

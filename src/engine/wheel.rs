@@ -9,39 +9,48 @@
 //! trailing-zeros count, which lets the engine sleep exactly until then
 //! instead of ticking every millisecond.
 //!
-//! Entries live in one slab and are chained per slot in doubly linked lists
-//! of slab indices, so insert and cancel are O(1) and an entry costs
-//! 24 bytes plus its payload. When time reaches a slot of a higher level, its
-//! entries cascade down to finer levels; at level 0 they fire.
+//! Entries are chained per slot in doubly linked lists of `u32` ids, so
+//! insert and cancel are O(1). The links (9 bytes) live inside the entries
+//! themselves ([`Entries`]): the engine keeps them in its member records, so
+//! a scheduled member costs the wheel no separate allocation. When time
+//! reaches a slot of a higher level, its entries cascade down to finer
+//! levels; at level 0 they fire. [`Wheel`] wraps the same wheel with its own
+//! storage, for tests and benchmarks.
 
 const LEVELS: usize = 11;
 const SLOTS: usize = 64;
 const SLOT_BITS: u32 = 6;
-const NIL: u32 = u32::MAX;
 
-/// Handle to a scheduled entry, used to cancel it.
+/// "No entry" in links and slot heads.
+pub const NIL: u32 = u32::MAX;
+
+/// The wheel's links inside an entry: 9 bytes, stored by the owner of the
+/// entries (intrusively) so the wheel itself holds no per-entry memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TimerKey(u32);
-
-#[derive(Debug)]
-struct Entry<T> {
-    deadline: u64,
-    prev: u32,
-    next: u32,
-    level: u8,
-    payload: Option<T>,
+pub struct Link {
+    pub prev: u32,
+    pub next: u32,
+    pub level: u8,
 }
 
-/// The timing wheel. `T` is what fires (the engine uses a member handle).
-#[derive(Debug)]
-pub struct Wheel<T> {
-    /// Time (ms) up to which the wheel has been advanced.
-    elapsed: u64,
-    occupied: [u64; LEVELS],
-    heads: Vec<[u32; SLOTS]>,
-    entries: Vec<Entry<T>>,
-    free_head: u32,
-    len: usize,
+impl Default for Link {
+    fn default() -> Self {
+        Link {
+            prev: NIL,
+            next: NIL,
+            level: 0,
+        }
+    }
+}
+
+/// Storage of the entries a [`TimerWheel`] schedules, addressed by `u32` id.
+pub trait Entries {
+    /// The entry's deadline (ms); must not change while it is scheduled.
+    fn deadline(&self, id: u32) -> u64;
+    /// The entry's links.
+    fn link(&self, id: u32) -> Link;
+    /// Sets the entry's links.
+    fn set_link(&mut self, id: u32, link: Link);
 }
 
 fn level_for(elapsed: u64, deadline: u64) -> usize {
@@ -54,15 +63,23 @@ fn slot_for(deadline: u64, level: usize) -> usize {
     ((deadline >> (level as u32 * SLOT_BITS)) & (SLOTS as u64 - 1)) as usize
 }
 
-impl<T> Wheel<T> {
+/// The timing wheel over entries stored elsewhere (see [`Entries`]).
+#[derive(Debug)]
+pub struct TimerWheel {
+    /// Time (ms) up to which the wheel has been advanced.
+    elapsed: u64,
+    occupied: [u64; LEVELS],
+    heads: [[u32; SLOTS]; LEVELS],
+    len: usize,
+}
+
+impl TimerWheel {
     /// An empty wheel whose current time is `now` (ms).
     pub fn new(now: u64) -> Self {
-        Wheel {
+        TimerWheel {
             elapsed: now,
             occupied: [0; LEVELS],
-            heads: vec![[NIL; SLOTS]; LEVELS],
-            entries: Vec::new(),
-            free_head: NIL,
+            heads: [[NIL; SLOTS]; LEVELS],
             len: 0,
         }
     }
@@ -82,66 +99,46 @@ impl<T> Wheel<T> {
         self.elapsed
     }
 
-    /// Bytes held by the wheel's slab (for INFO).
-    pub fn memory_bytes(&self) -> usize {
-        self.entries.capacity() * std::mem::size_of::<Entry<T>>()
-    }
-
-    /// Schedules `payload` at `deadline` (ms). O(1).
-    ///
-    /// # Errors
-    ///
-    /// Gives the payload back if the deadline is not after the wheel's
-    /// current time: it is already due and the caller handles it directly.
-    pub fn insert(&mut self, deadline: u64, payload: T) -> Result<TimerKey, T> {
-        if deadline <= self.elapsed {
-            return Err(payload);
+    /// Schedules entry `id` at its deadline. O(1). Returns false (and
+    /// schedules nothing) if the deadline is not after the wheel's current
+    /// time: the entry is already due and the caller handles it directly.
+    pub fn insert(&mut self, e: &mut impl Entries, id: u32) -> bool {
+        if e.deadline(id) <= self.elapsed {
+            return false;
         }
-        let idx = if self.free_head != NIL {
-            let idx = self.free_head;
-            let e = &mut self.entries[idx as usize];
-            self.free_head = e.next;
-            e.deadline = deadline;
-            e.payload = Some(payload);
-            idx
-        } else {
-            let idx = self.entries.len() as u32;
-            assert!(idx != NIL, "timing wheel is full");
-            self.entries.push(Entry {
-                deadline,
-                prev: NIL,
-                next: NIL,
-                level: 0,
-                payload: Some(payload),
-            });
-            idx
-        };
-        self.link(idx);
+        self.link_in(e, id);
         self.len += 1;
-        Ok(TimerKey(idx))
+        true
     }
 
-    /// Cancels an entry, returning its payload. O(1).
-    ///
-    /// Returns `None` if the key does not name a scheduled entry.
-    pub fn remove(&mut self, key: TimerKey) -> Option<T> {
-        let idx = key.0;
-        self.entries.get(idx as usize)?.payload.as_ref()?;
-        self.unlink(idx);
+    /// Cancels a scheduled entry. O(1).
+    pub fn remove(&mut self, e: &mut impl Entries, id: u32) {
+        let link = e.link(id);
+        let slot = slot_for(e.deadline(id), link.level as usize);
+        let level = link.level as usize;
+        if link.prev != NIL {
+            let mut p = e.link(link.prev);
+            p.next = link.next;
+            e.set_link(link.prev, p);
+        } else {
+            self.heads[level][slot] = link.next;
+            if link.next == NIL {
+                self.occupied[level] &= !(1u64 << slot);
+            }
+        }
+        if link.next != NIL {
+            let mut n = e.link(link.next);
+            n.prev = link.prev;
+            e.set_link(link.next, n);
+        }
+        e.set_link(id, Link::default());
         self.len -= 1;
-        self.release(idx)
     }
 
-    /// The deadline of an entry.
-    pub fn deadline(&self, key: TimerKey) -> Option<u64> {
-        let e = self.entries.get(key.0 as usize)?;
-        e.payload.as_ref().map(|_| e.deadline)
-    }
-
-    /// The earliest time at which [`Wheel::advance`] may have work: the start
-    /// of the next occupied slot. It is never later than the earliest
-    /// deadline; for a coarse slot it may be earlier (the entries then
-    /// cascade to a finer level and a later time is reported).
+    /// The earliest time at which [`TimerWheel::advance`] may have work:
+    /// the start of the next occupied slot. It is never later than the
+    /// earliest deadline; for a coarse slot it may be earlier (the entries
+    /// then cascade to a finer level and a later time is reported).
     pub fn next_deadline(&self) -> Option<u64> {
         self.next_expiration().map(|(_, _, at)| at)
     }
@@ -157,78 +154,177 @@ impl<T> Wheel<T> {
         Some((level, slot, at as u64))
     }
 
-    /// Advances the wheel to `now`, pushing every entry whose deadline is at
-    /// or before `now` into `fired` as `(deadline, payload)`.
-    pub fn advance(&mut self, now: u64, fired: &mut Vec<(u64, T)>) {
+    /// Advances the wheel to `now`, pushing the id of every entry whose
+    /// deadline is at or before `now` into `fired` (they are unscheduled).
+    pub fn advance(&mut self, e: &mut impl Entries, now: u64, fired: &mut Vec<u32>) {
         while let Some((level, slot, at)) = self.next_expiration() {
             if at > now {
                 break;
             }
             self.elapsed = self.elapsed.max(at);
-            let mut idx = std::mem::replace(&mut self.heads[level][slot], NIL);
+            let mut id = std::mem::replace(&mut self.heads[level][slot], NIL);
             self.occupied[level] &= !(1u64 << slot);
-            while idx != NIL {
-                let next = self.entries[idx as usize].next;
-                let deadline = self.entries[idx as usize].deadline;
-                if deadline <= self.elapsed {
+            while id != NIL {
+                let next = e.link(id).next;
+                if e.deadline(id) <= self.elapsed {
+                    e.set_link(id, Link::default());
                     self.len -= 1;
-                    if let Some(p) = self.release(idx) {
-                        fired.push((deadline, p));
-                    }
+                    fired.push(id);
                 } else {
                     // Cascade to the finer level that now fits the deadline.
-                    self.link(idx);
+                    self.link_in(e, id);
                 }
-                idx = next;
+                id = next;
             }
         }
         self.elapsed = self.elapsed.max(now);
     }
 
-    fn link(&mut self, idx: u32) {
-        let deadline = self.entries[idx as usize].deadline;
+    fn link_in(&mut self, e: &mut impl Entries, id: u32) {
+        let deadline = e.deadline(id);
         let level = level_for(self.elapsed, deadline);
         let slot = slot_for(deadline, level);
         let head = self.heads[level][slot];
-        {
-            let e = &mut self.entries[idx as usize];
-            e.level = level as u8;
-            e.prev = NIL;
-            e.next = head;
-        }
+        e.set_link(
+            id,
+            Link {
+                prev: NIL,
+                next: head,
+                level: level as u8,
+            },
+        );
         if head != NIL {
-            self.entries[head as usize].prev = idx;
+            let mut h = e.link(head);
+            h.prev = id;
+            e.set_link(head, h);
         }
-        self.heads[level][slot] = idx;
+        self.heads[level][slot] = id;
         self.occupied[level] |= 1u64 << slot;
     }
+}
 
-    fn unlink(&mut self, idx: u32) {
-        let (prev, next, level, deadline) = {
-            let e = &self.entries[idx as usize];
-            (e.prev, e.next, e.level as usize, e.deadline)
-        };
-        let slot = slot_for(deadline, level);
-        if prev != NIL {
-            self.entries[prev as usize].next = next;
-        } else {
-            self.heads[level][slot] = next;
-            if next == NIL {
-                self.occupied[level] &= !(1u64 << slot);
-            }
-        }
-        if next != NIL {
-            self.entries[next as usize].prev = prev;
+/// Handle to an entry of a [`Wheel`], used to cancel it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimerKey(u32);
+
+/// A self-contained wheel that stores its own entries and payloads: the
+/// [`TimerWheel`] over a slab. The engine keeps its links inside its member
+/// records instead; this form serves tests and benchmarks.
+#[derive(Debug)]
+pub struct Wheel<T> {
+    timers: TimerWheel,
+    slab: Slab<T>,
+}
+
+#[derive(Debug)]
+struct Slab<T> {
+    deadlines: Vec<u64>,
+    links: Vec<Link>,
+    payloads: Vec<Option<T>>,
+    free: Vec<u32>,
+}
+
+impl<T> Entries for Slab<T> {
+    fn deadline(&self, id: u32) -> u64 {
+        self.deadlines[id as usize]
+    }
+    fn link(&self, id: u32) -> Link {
+        self.links[id as usize]
+    }
+    fn set_link(&mut self, id: u32, link: Link) {
+        self.links[id as usize] = link;
+    }
+}
+
+impl<T> Wheel<T> {
+    /// An empty wheel whose current time is `now` (ms).
+    pub fn new(now: u64) -> Self {
+        Wheel {
+            timers: TimerWheel::new(now),
+            slab: Slab {
+                deadlines: Vec::new(),
+                links: Vec::new(),
+                payloads: Vec::new(),
+                free: Vec::new(),
+            },
         }
     }
 
-    fn release(&mut self, idx: u32) -> Option<T> {
-        let e = &mut self.entries[idx as usize];
-        let payload = e.payload.take();
-        e.prev = NIL;
-        e.next = self.free_head;
-        self.free_head = idx;
-        payload
+    /// Number of scheduled entries.
+    pub fn len(&self) -> usize {
+        self.timers.len()
+    }
+
+    /// Whether nothing is scheduled.
+    pub fn is_empty(&self) -> bool {
+        self.timers.is_empty()
+    }
+
+    /// The time the wheel has been advanced to.
+    pub fn elapsed(&self) -> u64 {
+        self.timers.elapsed()
+    }
+
+    /// Schedules `payload` at `deadline` (ms). O(1).
+    ///
+    /// # Errors
+    ///
+    /// Gives the payload back if the deadline is not after the wheel's
+    /// current time.
+    pub fn insert(&mut self, deadline: u64, payload: T) -> Result<TimerKey, T> {
+        if deadline <= self.timers.elapsed() {
+            return Err(payload);
+        }
+        let id = match self.slab.free.pop() {
+            Some(id) => {
+                self.slab.deadlines[id as usize] = deadline;
+                self.slab.payloads[id as usize] = Some(payload);
+                id
+            }
+            None => {
+                let id = u32::try_from(self.slab.deadlines.len())
+                    .ok()
+                    .filter(|&id| id != NIL)
+                    .expect("fewer than 2^32 - 1 timers");
+                self.slab.deadlines.push(deadline);
+                self.slab.links.push(Link::default());
+                self.slab.payloads.push(Some(payload));
+                id
+            }
+        };
+        self.timers.insert(&mut self.slab, id);
+        Ok(TimerKey(id))
+    }
+
+    /// Cancels an entry, returning its payload. O(1).
+    pub fn remove(&mut self, key: TimerKey) -> Option<T> {
+        self.slab.payloads.get(key.0 as usize)?.as_ref()?;
+        self.timers.remove(&mut self.slab, key.0);
+        self.slab.free.push(key.0);
+        self.slab.payloads[key.0 as usize].take()
+    }
+
+    /// The deadline of a scheduled entry.
+    pub fn deadline(&self, key: TimerKey) -> Option<u64> {
+        self.slab.payloads.get(key.0 as usize)?.as_ref()?;
+        Some(self.slab.deadlines[key.0 as usize])
+    }
+
+    /// See [`TimerWheel::next_deadline`].
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.timers.next_deadline()
+    }
+
+    /// Advances to `now`, pushing `(deadline, payload)` of every entry due.
+    pub fn advance(&mut self, now: u64, fired: &mut Vec<(u64, T)>) {
+        let mut ids = Vec::new();
+        self.timers.advance(&mut self.slab, now, &mut ids);
+        for id in ids {
+            self.slab.free.push(id);
+            if let Some(p) = self.slab.payloads[id as usize].take() {
+                fired.push((self.slab.deadlines[id as usize], p));
+            }
+        }
     }
 }
 

@@ -1,0 +1,598 @@
+//! Prometheus metrics over HTTP (`--metrics-port`).
+//!
+//! `GET /metrics` answers the OpenMetrics text exposition (which Prometheus
+//! scrapes natively) of the figures INFO shows, per-queue backlog gauges for
+//! the `--metrics-top-queues` queues with the largest backlog, and the
+//! firing-lateness histogram. The encoding is `prometheus-client`'s; the
+//! figures are read at scrape time, so nothing is kept between scrapes.
+//!
+//! The HTTP side is deliberately small: one request per connection, a
+//! bounded request head, read and write timeouts, and a cap on concurrent
+//! scrapes; anything but `GET`/`HEAD /metrics` is answered 404 (or 405).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::{Registry, Unit};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use crate::config::Config;
+use crate::engine::lateness::{BOUNDS_US, Lateness};
+use crate::server::Shared;
+use crate::{Error, Result};
+
+/// The Content-Type of the exposition.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Largest request head (request line and headers) read.
+const MAX_REQUEST: usize = 8 * 1024;
+/// Time a client has to send its request head.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time a client has to take the response.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Scrapes served at once; connections beyond are closed at once.
+const MAX_CONNECTIONS: usize = 32;
+
+/// Binds every `--bind` address on `--metrics-port`; none when it is not set.
+///
+/// # Errors
+///
+/// An address that cannot be bound.
+pub async fn bind(config: &Config) -> Result<Vec<TcpListener>> {
+    let Some(mut port) = config.metrics_port else {
+        return Ok(Vec::new());
+    };
+    let mut listeners = Vec::new();
+    for addr in config.bind.split_whitespace() {
+        let addr = addr.trim_start_matches('-');
+        let l = TcpListener::bind((addr, port)).await.map_err(|e| {
+            Error::msg(format!(
+                "cannot listen for metrics on {addr} port {port}: {e}"
+            ))
+        })?;
+        // With --metrics-port 0 the first listener picks the port.
+        port = l.local_addr()?.port();
+        listeners.push(l);
+    }
+    Ok(listeners)
+}
+
+/// Serves scrapes on `listeners` until shutdown.
+pub async fn run(listeners: Vec<TcpListener>, shared: Arc<Shared>) {
+    if listeners.is_empty() {
+        return;
+    }
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut tasks = tokio::task::JoinSet::new();
+    for listener in listeners {
+        tasks.spawn(accept_loop(listener, shared.clone(), limit.clone()));
+    }
+    shared.shutdown.wait().await;
+    // Stops the accept loops and, with them, the scrapes in flight.
+    tasks.shutdown().await;
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, limit: Arc<Semaphore>) {
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            Some(_) = conns.join_next() => continue,
+        };
+        let socket = match accepted {
+            Ok((s, _)) => s,
+            Err(e) => {
+                tracing::warn!("metrics: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            continue; // too many scrapes at once: drop this one
+        };
+        let shared = shared.clone();
+        conns.spawn(async move {
+            if let Err(e) = serve(socket, &shared).await {
+                tracing::debug!("metrics: {e}");
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// What a request asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Request {
+    /// `GET /metrics` (`head`: `HEAD /metrics`).
+    Metrics { head: bool },
+    /// Another method on `/metrics`.
+    BadMethod,
+    /// Another path.
+    NotFound,
+    /// Not an HTTP request line, or a head over the size limit.
+    Bad,
+}
+
+/// Reads a request head and classifies its request line.
+async fn read_request(socket: &mut TcpStream) -> std::io::Result<Request> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        if let Some(end) = head_end(&buf) {
+            return Ok(classify(&buf[..end]));
+        }
+        if buf.len() >= MAX_REQUEST {
+            return Ok(Request::Bad);
+        }
+        let n = socket.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Where the request head ends (after its blank line), if it has.
+fn head_end(buf: &[u8]) -> Option<usize> {
+    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
+    match (crlf, lf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn classify(head: &[u8]) -> Request {
+    let line = head.split(|&c| c == b'\n').next().unwrap_or_default();
+    let Ok(line) = std::str::from_utf8(line) else {
+        return Request::Bad;
+    };
+    let mut words = line.split_ascii_whitespace();
+    let (Some(method), Some(target), Some(version)) = (words.next(), words.next(), words.next())
+    else {
+        return Request::Bad;
+    };
+    if !version.starts_with("HTTP/") || words.next().is_some() {
+        return Request::Bad;
+    }
+    let path = target.split(['?', '#']).next().unwrap_or_default();
+    if path != "/metrics" {
+        return Request::NotFound;
+    }
+    match method {
+        "GET" => Request::Metrics { head: false },
+        "HEAD" => Request::Metrics { head: true },
+        _ => Request::BadMethod,
+    }
+}
+
+async fn serve(mut socket: TcpStream, shared: &Shared) -> std::io::Result<()> {
+    let request = match tokio::time::timeout(READ_TIMEOUT, read_request(&mut socket)).await {
+        Ok(r) => r?,
+        Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
+    };
+    let (status, content_type, body, head) = match request {
+        Request::Metrics { head } => match render(shared) {
+            Ok(text) => ("200 OK", CONTENT_TYPE, text, head),
+            Err(e) => (
+                "503 Service Unavailable",
+                "text/plain; charset=utf-8",
+                format!("{}\n", e.detail()),
+                head,
+            ),
+        },
+        Request::BadMethod => (
+            "405 Method Not Allowed",
+            "text/plain; charset=utf-8",
+            "only GET and HEAD\n".into(),
+            false,
+        ),
+        Request::NotFound => (
+            "404 Not Found",
+            "text/plain; charset=utf-8",
+            "not found: the metrics are at /metrics\n".into(),
+            false,
+        ),
+        Request::Bad => (
+            "400 Bad Request",
+            "text/plain; charset=utf-8",
+            "bad request\n".into(),
+            false,
+        ),
+    };
+    let allow = if status.starts_with("405") {
+        "Allow: GET, HEAD\r\n"
+    } else {
+        ""
+    };
+    let mut response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{allow}Connection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    if !head {
+        response.extend_from_slice(body.as_bytes());
+    }
+    let write = async {
+        socket.write_all(&response).await?;
+        socket.shutdown().await
+    };
+    match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+    }
+}
+
+/// The exposition: every figure, read now.
+///
+/// # Errors
+///
+/// [`Error::ShuttingDown`] once the engine has stopped.
+pub fn render(shared: &Shared) -> Result<String> {
+    let snapshot = Snapshot::take(shared)?;
+    let mut registry = Registry::with_prefix("delayd");
+    registry.register_collector(Box::new(snapshot));
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &registry)
+        .map_err(|_| Error::msg("encoding the metrics failed"))?;
+    Ok(out)
+}
+
+/// A figure's value.
+#[derive(Debug, Clone, Copy)]
+enum Value {
+    Int(u64),
+    Float(f64),
+}
+
+/// One figure: a gauge or a counter.
+#[derive(Debug)]
+struct Figure {
+    name: &'static str,
+    help: &'static str,
+    unit: Option<Unit>,
+    counter: bool,
+    value: Value,
+}
+
+/// Every figure of one scrape.
+#[derive(Debug)]
+struct Snapshot {
+    figures: Vec<Figure>,
+    /// `(queue, pending, ready)` of the queues with the largest backlog.
+    queues: Vec<(String, u64, u64)>,
+    lateness: Lateness,
+}
+
+fn gauge(name: &'static str, help: &'static str, value: u64) -> Figure {
+    Figure {
+        name,
+        help,
+        unit: None,
+        counter: false,
+        value: Value::Int(value),
+    }
+}
+
+fn counter(name: &'static str, help: &'static str, value: u64) -> Figure {
+    Figure {
+        counter: true,
+        ..gauge(name, help, value)
+    }
+}
+
+fn with_unit(unit: Unit, value: Value, figure: Figure) -> Figure {
+    Figure {
+        unit: Some(unit),
+        value,
+        ..figure
+    }
+}
+
+fn seconds_from_ms(ms: u64) -> Value {
+    Value::Float(ms as f64 / 1000.0)
+}
+
+/// A queue name as a label value: UTF-8 as is, other bytes as `\xHH`.
+fn queue_label(name: &[u8]) -> String {
+    match std::str::from_utf8(name) {
+        Ok(s) => s.to_string(),
+        Err(_) => name
+            .iter()
+            .map(|&b| {
+                if b.is_ascii() && !b.is_ascii_control() && b != b'\\' {
+                    (b as char).to_string()
+                } else {
+                    format!("\\x{b:02x}")
+                }
+            })
+            .collect(),
+    }
+}
+
+impl Snapshot {
+    fn take(shared: &Shared) -> Result<Snapshot> {
+        let t = shared.engine.totals()?;
+        let top = shared.engine.top_queues(shared.config.metrics_top_queues)?;
+        let es = &shared.engine.stats;
+        let st = &shared.stats;
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let up = shared.started.elapsed().as_secs_f64();
+        let figures = vec![
+            with_unit(
+                Unit::Seconds,
+                Value::Float(up),
+                gauge("uptime", "Seconds since the server started.", 0),
+            ),
+            gauge(
+                "connected_clients",
+                "Client connections open now.",
+                shared.connected.load(Ordering::Relaxed) as u64,
+            ),
+            gauge(
+                "blocked_clients",
+                "Clients blocked in DELAYPOP BLOCK or BDELAYPOP.",
+                t.blocked,
+            ),
+            gauge(
+                "maxclients",
+                "The connection limit in force (maxclients).",
+                shared.runtime().maxclients as u64,
+            ),
+            counter(
+                "connections_received",
+                "Connections accepted since start.",
+                load(&st.connections_received),
+            ),
+            counter(
+                "rejected_connections",
+                "Connections refused because maxclients was reached.",
+                load(&st.rejected_connections),
+            ),
+            counter(
+                "commands_processed",
+                "Commands processed since start.",
+                load(&st.commands_processed),
+            ),
+            with_unit(
+                Unit::Bytes,
+                Value::Int(crate::cmd::info::rss_bytes()),
+                gauge("memory_rss", "Resident set size of the process.", 0),
+            ),
+            counter(
+                "fsyncs",
+                "Journal fsyncs done since start.",
+                load(&es.fsyncs),
+            ),
+            counter(
+                "commits",
+                "Write batches committed since start.",
+                load(&es.commits),
+            ),
+            gauge(
+                "last_fsync_success",
+                "1 if the last fsync succeeded, 0 if it failed.",
+                u64::from(es.last_fsync_ok.load(Ordering::Relaxed)),
+            ),
+            with_unit(
+                Unit::Seconds,
+                Value::Int(load(&es.last_fsync_unix)),
+                gauge(
+                    "last_fsync_timestamp",
+                    "Unix time of the last fsync (0: none yet).",
+                    0,
+                ),
+            ),
+            gauge(
+                "storage_error",
+                "1 after a storage error (writes are refused until restart), else 0.",
+                u64::from(es.failure().is_some()),
+            ),
+            with_unit(
+                Unit::Bytes,
+                Value::Int(t.disk_bytes),
+                gauge("store_disk", "Bytes the store takes on disk.", 0),
+            ),
+            with_unit(
+                Unit::Seconds,
+                seconds_from_ms(load(&es.recovery_ms)),
+                gauge(
+                    "recovery_duration",
+                    "How long the start-up recovery took.",
+                    0,
+                ),
+            ),
+            gauge(
+                "recovered_members",
+                "Members found in the store at start-up.",
+                load(&es.recovered_members),
+            ),
+            gauge("queues", "Queues that have members.", t.queues),
+            gauge(
+                "members_pending",
+                "Members in all queues, leased ones included.",
+                t.members,
+            ),
+            gauge(
+                "members_ready",
+                "Members due and waiting for a consumer.",
+                t.ready,
+            ),
+            gauge(
+                "members_leased",
+                "Members popped with a lease and not yet acknowledged.",
+                t.leased,
+            ),
+            gauge(
+                "members_in_memory",
+                "Members kept in memory (due within the horizon).",
+                t.hot,
+            ),
+            gauge("wheel_entries", "Entries in the timing wheel.", t.wheel),
+            with_unit(
+                Unit::Seconds,
+                seconds_from_ms(shared.config.horizon_ms),
+                gauge(
+                    "horizon",
+                    "Members due within this long are kept in memory (horizon-ms).",
+                    0,
+                ),
+            ),
+            with_unit(
+                Unit::Seconds,
+                seconds_from_ms(t.hot_until),
+                gauge(
+                    "hot_until_timestamp",
+                    "Unix time up to which members are paged into memory.",
+                    0,
+                ),
+            ),
+            counter(
+                "expired_leases",
+                "Leases that ran out without DELAYACK (the member was due again).",
+                t.expired_leases,
+            ),
+            counter(
+                "dead_lettered",
+                "Members moved to a dead-letter queue after too many deliveries.",
+                t.dead_lettered,
+            ),
+            counter(
+                "members_added",
+                "Members added by DELAYADD since start.",
+                t.added,
+            ),
+            counter(
+                "members_popped",
+                "Members popped (removed or leased) since start.",
+                t.popped,
+            ),
+            counter(
+                "members_acked",
+                "Leased members acknowledged by DELAYACK since start.",
+                t.acked,
+            ),
+        ];
+        let mut seen = HashSet::new();
+        let queues = top
+            .into_iter()
+            .map(|(name, pending, ready)| (queue_label(&name), pending, ready))
+            .filter(|(name, _, _)| seen.insert(name.clone()))
+            .collect();
+        Ok(Snapshot {
+            figures,
+            queues,
+            lateness: t.lateness,
+        })
+    }
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::result::Result<(), std::fmt::Error> {
+        let info =
+            prometheus_client::metrics::info::Info::new([("version", env!("CARGO_PKG_VERSION"))]);
+        info.encode(encoder.encode_descriptor(
+            "build",
+            "The delayd version.",
+            None,
+            info.metric_type(),
+        )?)?;
+        for f in &self.figures {
+            let kind = if f.counter {
+                MetricType::Counter
+            } else {
+                MetricType::Gauge
+            };
+            let m = encoder.encode_descriptor(f.name, f.help, f.unit.as_ref(), kind)?;
+            match (f.counter, f.value) {
+                (true, Value::Int(v)) => ConstCounter::new(v).encode(m)?,
+                (true, Value::Float(v)) => ConstCounter::new(v).encode(m)?,
+                (false, Value::Int(v)) => ConstGauge::new(v).encode(m)?,
+                (false, Value::Float(v)) => ConstGauge::new(v).encode(m)?,
+            }
+        }
+        let per_queue: [(&str, &str, fn(&(String, u64, u64)) -> u64); 2] = [
+            (
+                "queue_pending",
+                "Members in the queue, leased included (the queues with the largest backlog only).",
+                |q| q.1,
+            ),
+            (
+                "queue_ready",
+                "Members of the queue due and waiting for a consumer (the queues with the largest backlog only).",
+                |q| q.2,
+            ),
+        ];
+        for (name, help, value) in per_queue {
+            let mut m = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for q in &self.queues {
+                let labels = [("queue", q.0.as_str())];
+                ConstGauge::new(value(q)).encode(m.encode_family(&labels)?)?;
+            }
+        }
+        let l = &self.lateness;
+        let buckets: Vec<(f64, u64)> = BOUNDS_US
+            .iter()
+            .map(|&b| b as f64 / 1e6)
+            .chain(std::iter::once(f64::INFINITY))
+            .zip(l.buckets.iter().copied())
+            .collect();
+        let mut m = encoder.encode_descriptor(
+            "firing_lateness",
+            "How long after its due time a member was made ready by the timing wheel.",
+            Some(&Unit::Seconds),
+            MetricType::Histogram,
+        )?;
+        m.encode_histogram::<NoLabelSet>(l.sum_us as f64 / 1e6, l.count, &buckets, None)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_classified_by_their_line() {
+        let c = |s: &str| classify(s.as_bytes());
+        assert_eq!(
+            c("GET /metrics HTTP/1.1\r\n"),
+            Request::Metrics { head: false }
+        );
+        assert_eq!(
+            c("GET /metrics?x=1 HTTP/1.0\r\n"),
+            Request::Metrics { head: false }
+        );
+        assert_eq!(
+            c("HEAD /metrics HTTP/1.1\r\n"),
+            Request::Metrics { head: true }
+        );
+        assert_eq!(c("POST /metrics HTTP/1.1\r\n"), Request::BadMethod);
+        assert_eq!(c("GET / HTTP/1.1\r\n"), Request::NotFound);
+        assert_eq!(c("GET /metricsx HTTP/1.1\r\n"), Request::NotFound);
+        assert_eq!(c("hello\r\n"), Request::Bad);
+        assert_eq!(c("GET /metrics FTP/1 x\r\n"), Request::Bad);
+    }
+
+    #[test]
+    fn the_head_ends_at_the_blank_line() {
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nrest"), Some(27));
+        assert_eq!(head_end(b"GET / HTTP/1.1\n\n"), Some(16));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: x\r\n"), None);
+    }
+
+    #[test]
+    fn non_utf8_queue_names_are_escaped() {
+        assert_eq!(queue_label(b"orders"), "orders");
+        assert_eq!(queue_label(b"a\xffb"), "a\\xffb");
+    }
+}
