@@ -94,6 +94,10 @@ impl Engine {
     pub fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> Result<Engine> {
         let started = Instant::now();
         let store = Store::open(&config.dir)?;
+        tracing::info!(
+            "store opened (journal replayed) in {:.1} ms",
+            started.elapsed().as_secs_f64() * 1000.0
+        );
         let syncer = store.syncer();
         let core = Core::load(store, clock, config.horizon_ms)?;
         let stats = Arc::new(SharedStats::new());
@@ -315,6 +319,10 @@ impl Engine {
             let committed = guard.core.store_mut().commit()?;
             if committed {
                 guard.lsn += 1;
+            }
+            // Flush the memtables so the next start has no journal to replay.
+            if let Err(e) = guard.core.store_mut().rotate_memtables(true) {
+                tracing::warn!("flushing memtables at shutdown failed: {e}");
             }
             guard.lsn
         };

@@ -36,6 +36,15 @@ use crate::Result;
 /// throughput (4 and 16 MiB were no better).
 const MEMTABLE_BYTES: u64 = 8 * 1024 * 1024;
 
+/// Most journal bytes kept before fjall flushes the keyspaces pinning the
+/// oldest journal (64 MiB is fjall's minimum).
+const JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
+
+/// After this many bytes written, every keyspace's memtable is rotated
+/// (flushed in the background), so the journal that a restart replays
+/// after a crash stays about this size: replay runs at roughly 20 MB/s.
+const REPLAY_BOUND_BYTES: u64 = 8 * 1024 * 1024;
+
 /// Set while a member is handed out under a lease and not yet acknowledged
 /// or rescheduled.
 pub const FLAG_LEASED: u8 = 1;
@@ -139,6 +148,11 @@ pub struct Store {
     cards: Vec<(Bytes, u64, u64)>,
     next_seq: u64,
     seq_dirty: bool,
+    /// Bytes written since the memtables were last rotated.
+    unflushed: u64,
+    /// Point-lookup entries written in the uncommitted batch (`None`:
+    /// removed), so [`Store::get`] sees them without committing early.
+    pending: std::collections::HashMap<Vec<u8>, Option<MemberMeta>>,
 }
 
 impl Store {
@@ -150,7 +164,14 @@ impl Store {
     /// recovered.
     pub fn open(dir: &Path) -> Result<Store> {
         std::fs::create_dir_all(dir)?;
-        let db = Database::builder(dir).open()?;
+        // Journals are replayed on start-up until every keyspace has flushed
+        // past them; the small `queues` and `meta` keyspaces rarely fill a
+        // memtable, so without a cap up to 512 MiB of journal would be
+        // replayed after a crash. The smallest cap fjall allows keeps
+        // restarts short.
+        let db = Database::builder(dir)
+            .max_journaling_size(JOURNAL_BYTES)
+            .open()?;
         let opts = || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES);
         let members = db.keyspace("members", opts)?;
         let schedule = db.keyspace("schedule", opts)?;
@@ -170,6 +191,8 @@ impl Store {
             cards: Vec::new(),
             next_seq,
             seq_dirty: false,
+            unflushed: 0,
+            pending: std::collections::HashMap::new(),
         })
     }
 
@@ -202,25 +225,26 @@ impl Store {
         cold: bool,
         old: Option<(MemberMeta, bool)>,
     ) {
-        let members = self.members.clone();
-        let schedule = self.schedule.clone();
-        let batch = self.batch();
+        let batch = self.batch.get_or_insert_with(|| self.db.batch());
+        let (members, schedule) = (&self.members, &self.schedule);
         if let Some((old, old_cold)) = old {
             if (old.due, old.seq) != (meta.due, meta.seq) {
-                batch.remove(&schedule, schedule_key(q, old.due, old.seq));
+                batch.remove(schedule, schedule_key(q, old.due, old.seq));
             }
             if old_cold && !cold {
-                batch.remove(&members, member_key(q, m));
+                batch.remove(members, member_key(q, m));
+                self.pending.insert(member_key(q, m), None);
             }
         }
         if cold {
-            batch.insert(&members, member_key(q, m), meta.encode().to_vec());
+            batch.insert(members, member_key(q, m), meta.encode().to_vec());
+            self.pending.insert(member_key(q, m), Some(meta));
         }
         let mut v = Vec::with_capacity(5 + m.len());
         v.extend_from_slice(&meta.deliveries.to_be_bytes());
         v.push(meta.flags);
         v.extend_from_slice(m);
-        batch.insert(&schedule, schedule_key(q, meta.due, meta.seq), v);
+        batch.insert(schedule, schedule_key(q, meta.due, meta.seq), v);
     }
 
     /// Deletes a member whose record is `meta`.
@@ -232,12 +256,16 @@ impl Store {
             batch.remove(&members, member_key(q, m));
         }
         batch.remove(&schedule, schedule_key(q, meta.due, meta.seq));
+        if cold {
+            self.pending.insert(member_key(q, m), None);
+        }
     }
 
     /// A cold member was paged into memory: drop its point-lookup entry.
     pub fn warm(&mut self, q: &[u8], m: &[u8]) {
         let members = self.members.clone();
         self.batch().remove(&members, member_key(q, m));
+        self.pending.insert(member_key(q, m), None);
     }
 
     /// Records how far ahead members are in memory, so a restart loads at
@@ -281,6 +309,7 @@ impl Store {
         if !self.is_dirty() {
             return Ok(false);
         }
+        self.pending.clear();
         let cards = std::mem::take(&mut self.cards);
         let queues = self.queues.clone();
         let meta = self.meta.clone();
@@ -301,16 +330,43 @@ impl Store {
             batch.insert(&meta, "seq", seq.to_be_bytes().to_vec());
         }
         match self.batch.take() {
-            Some(b) => b.commit()?,
+            Some(b) => {
+                // Keys and values plus per-entry overhead, roughly.
+                self.unflushed += b.len() as u64 * 64;
+                b.commit()?;
+            }
             None => return Ok(false),
         }
+        if self.unflushed >= REPLAY_BOUND_BYTES {
+            self.unflushed = 0;
+            self.rotate_memtables(false)?;
+        }
         Ok(true)
+    }
+
+    /// Rotates every keyspace's memtable so the journal can be dropped once
+    /// they are flushed; with `wait`, waits for the flushes (clean shutdown:
+    /// the next start has nothing to replay).
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn rotate_memtables(&self, wait: bool) -> Result<()> {
+        for ks in [&self.members, &self.schedule, &self.queues, &self.meta] {
+            if wait {
+                ks.rotate_memtable_and_wait()?;
+            } else {
+                ks.rotate_memtable()?;
+            }
+        }
+        Ok(())
     }
 
     /// Drops the uncommitted batch (after a failed commit).
     pub fn discard(&mut self) {
         self.batch = None;
         self.cards.clear();
+        self.pending.clear();
     }
 
     /// A handle that can fsync the journal from another thread.
@@ -318,15 +374,17 @@ impl Store {
         Syncer(self.db.clone())
     }
 
-    /// Reads a member's record. Commits the current batch first so the read
-    /// sees this round's writes (commit does not fsync).
+    /// Reads a cold member's record, seeing this batch's writes.
     ///
     /// # Errors
     ///
     /// A storage error.
     pub fn get(&mut self, q: &[u8], m: &[u8]) -> Result<Option<MemberMeta>> {
-        self.commit()?;
-        match self.members.get(member_key(q, m))? {
+        let key = member_key(q, m);
+        if let Some(p) = self.pending.get(&key) {
+            return Ok(*p);
+        }
+        match self.members.get(key)? {
             Some(v) => Ok(Some(
                 MemberMeta::decode(&v).ok_or_else(|| corrupt("member"))?,
             )),
