@@ -392,3 +392,55 @@ pub fn split_args(line: &str) -> Result<Vec<String>, String> {
         words.push(String::from_utf8(word).map_err(|_| "a value is not UTF-8".to_string())?);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_split_as_redis_conf_splits_them() {
+        let w = |s: &str| split_args(s).unwrap();
+        assert_eq!(w("port 6379"), ["port", "6379"]);
+        assert_eq!(w("  bind 127.0.0.1   ::1 "), ["bind", "127.0.0.1", "::1"]);
+        assert_eq!(w(r#"requirepass "a b""#), ["requirepass", "a b"]);
+        assert_eq!(w(r#"x "q\"\n\x41\\""#), ["x", "q\"\nA\\"]);
+        assert_eq!(w(r"x 'it\'s \n'"), ["x", "it's \\n"]);
+        assert_eq!(w(r#"x """#), ["x", ""]);
+        assert!(split_args(r#"x "open"#).is_err());
+        assert!(split_args(r#"x "a"b"#).is_err());
+    }
+
+    #[test]
+    fn the_file_comes_first_and_flags_override_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("d.conf");
+        std::fs::write(
+            &conf,
+            "# comment\n\nport 7000\nbind 127.0.0.1 ::1\nmaxclients 5\nrequirepass \"\"\n",
+        )
+        .unwrap();
+        let c = Config::load([
+            "delayd",
+            "--config",
+            conf.to_str().unwrap(),
+            "--maxclients",
+            "9",
+        ])
+        .unwrap();
+        assert_eq!(c.port, 7000);
+        assert_eq!(c.bind, "127.0.0.1 ::1");
+        assert_eq!(c.maxclients, 9);
+        assert_eq!(c.requirepass, None);
+        assert_eq!(c.appendfsync, Fsync::EverySec);
+    }
+
+    #[test]
+    fn a_bad_line_is_named() {
+        let err = |text: &str| file_args(text).unwrap_err();
+        assert_eq!(err("port 1\nport x\n").0, 2);
+        assert!(err("nope 1").1.contains("unknown option 'nope'"));
+        assert!(err("help 1").1.contains("unknown option"));
+        assert!(err("loglevel chatty").1.contains("chatty"));
+        assert!(err("maxclients").1.contains("one value, 0 given"));
+    }
+}

@@ -99,8 +99,11 @@ async fn serve(config: Config) -> delayd::Result<()> {
         tracing::warn!("received a termination signal, shutting down");
         signals.shutdown.trigger();
     });
+    let stop = shared.clone();
     let served = server::run(listeners, shared).await;
-    // The metrics listeners close on the same shutdown signal.
+    // The metrics listeners close on the same shutdown signal (set here too
+    // in case the server stopped on an error of its own).
+    stop.shutdown.trigger();
     let _ = metrics.await;
     served?;
     tracing::info!("delayd is now ready to exit, bye bye");

@@ -264,12 +264,20 @@ struct Figure {
     value: Value,
 }
 
+/// One queue's backlog.
+#[derive(Debug)]
+struct QueueFigures {
+    label: String,
+    pending: u64,
+    ready: u64,
+}
+
 /// Every figure of one scrape.
 #[derive(Debug)]
 struct Snapshot {
     figures: Vec<Figure>,
-    /// `(queue, pending, ready)` of the queues with the largest backlog.
-    queues: Vec<(String, u64, u64)>,
+    /// The queues with the largest backlog.
+    queues: Vec<QueueFigures>,
     lateness: Lateness,
 }
 
@@ -485,8 +493,13 @@ impl Snapshot {
         let mut seen = HashSet::new();
         let queues = top
             .into_iter()
-            .map(|(name, pending, ready)| (queue_label(&name), pending, ready))
-            .filter(|(name, _, _)| seen.insert(name.clone()))
+            .map(|(name, pending, ready)| QueueFigures {
+                label: queue_label(&name),
+                pending,
+                ready,
+            })
+            // Two names may escape alike: one series per label.
+            .filter(|q| seen.insert(q.label.clone()))
             .collect();
         Ok(Snapshot {
             figures,
@@ -520,23 +533,23 @@ impl Collector for Snapshot {
                 (false, Value::Float(v)) => ConstGauge::new(v).encode(m)?,
             }
         }
-        let per_queue: [(&str, &str, fn(&(String, u64, u64)) -> u64); 2] = [
+        for (name, help, ready) in [
             (
                 "queue_pending",
                 "Members in the queue, leased included (the queues with the largest backlog only).",
-                |q| q.1,
+                false,
             ),
             (
                 "queue_ready",
                 "Members of the queue due and waiting for a consumer (the queues with the largest backlog only).",
-                |q| q.2,
+                true,
             ),
-        ];
-        for (name, help, value) in per_queue {
+        ] {
             let mut m = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
             for q in &self.queues {
-                let labels = [("queue", q.0.as_str())];
-                ConstGauge::new(value(q)).encode(m.encode_family(&labels)?)?;
+                let labels = [("queue", q.label.as_str())];
+                let value = if ready { q.ready } else { q.pending };
+                ConstGauge::new(value).encode(m.encode_family(&labels)?)?;
             }
         }
         let l = &self.lateness;
