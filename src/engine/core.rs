@@ -218,6 +218,8 @@ pub struct Core {
     leased_total: u64,
     fired: Vec<u32>,
     lateness: Lateness,
+    /// The pager's target while it pages in (raising `hot_until` to it).
+    paging: Option<u64>,
 }
 
 /// A hash of a queue name that is the same in every process, so SCAN
@@ -262,6 +264,7 @@ impl Core {
             leased_total: 0,
             fired: Vec::new(),
             lateness: Lateness::default(),
+            paging: None,
         };
         core.load_from_store()?;
         core.store.set_hot_until(core.hot_until);
@@ -300,7 +303,9 @@ impl Core {
             q.cold = card.saturating_sub(hot_count);
             self.members_total += card;
             if card > hot_count {
-                self.refresh_next_cold(id, self.hot_until)?;
+                let after = self.hot_until.saturating_add(1);
+                let (_, next) = self.store.page_in(&name, after, self.hot_until)?;
+                self.set_next_cold(id, next);
             }
         }
         Ok(())
@@ -396,6 +401,9 @@ impl Core {
     /// When the engine next has timed work: the wheel's next slot, a parked
     /// member, or the pager. `None` when idle.
     pub fn next_wakeup_ms(&self) -> Option<u64> {
+        if self.paging.is_some() {
+            return Some(self.now);
+        }
         let pager = self.hot_until.saturating_sub(self.horizon_ms / 2);
         let next = self.members.next_deadline();
         if self.cold_heap.is_empty() {
@@ -405,13 +413,20 @@ impl Core {
         }
     }
 
-    /// Advances time: fires the wheel, releases parked members, runs the
-    /// pager. Call at the start of every round.
+    /// Advances time and runs the pager to completion (tests and start-up).
     ///
     /// # Errors
     ///
     /// A storage error while paging in.
     pub fn tick(&mut self) -> Result<()> {
+        self.fire();
+        while self.page_step(usize::MAX)? {}
+        Ok(())
+    }
+
+    /// Advances time: fires the wheel and releases parked members. Cheap
+    /// when nothing is due; every command starts with it.
+    pub fn fire(&mut self) {
         let now = self.clock.now_ms();
         self.now = now;
         let mut fired = std::mem::take(&mut self.fired);
@@ -430,10 +445,6 @@ impl Core {
             fired.clear();
         }
         self.fired = fired;
-        if now.saturating_add(self.horizon_ms / 2) >= self.hot_until {
-            self.page_in(now.saturating_add(self.horizon_ms))?;
-        }
-        Ok(())
     }
 
     /// A member came due by the wheel: make it ready, or park it if the
@@ -459,14 +470,33 @@ impl Core {
         }
     }
 
-    /// Raises `hot_until` to `until`, paging in cold members due by then.
-    fn page_in(&mut self, until: u64) -> Result<()> {
+    /// One step of the pager: once `now` is within half a horizon of
+    /// `hot_until`, raises it to `now + horizon`, paging in the cold members
+    /// due by then, at most `budget` queues per step so that firing is never
+    /// held up for long. Returns whether work is left for another step.
+    ///
+    /// # Errors
+    ///
+    /// A storage error while paging in.
+    pub fn page_step(&mut self, budget: usize) -> Result<bool> {
+        let target = match self.paging {
+            Some(t) => t,
+            None if self.now.saturating_add(self.horizon_ms / 2) >= self.hot_until => {
+                let t = self.now.saturating_add(self.horizon_ms);
+                self.paging = Some(t);
+                t
+            }
+            None => return Ok(false),
+        };
+        // Members due up to `hot_until` are in memory; cold ones are later.
         let from = self.hot_until.saturating_add(1);
-        self.hot_until = self.hot_until.max(until);
-        self.store.set_hot_until(self.hot_until);
+        let mut done = 0;
         while let Some(&Reverse((due, id))) = self.cold_heap.peek() {
-            if due > self.hot_until {
+            if due > target {
                 break;
+            }
+            if done >= budget {
+                return Ok(true);
             }
             self.cold_heap.pop();
             let Some(q) = self.queues.get(id as usize).and_then(Option::as_ref) else {
@@ -475,36 +505,30 @@ impl Core {
             if q.next_cold_due != Some(due) || q.cold == 0 {
                 continue;
             }
+            done += 1;
             let name = q.name.clone();
-            let batch = self
-                .store
-                .due_range(&name, from.min(due), self.hot_until, usize::MAX)?;
+            let (batch, next) = self.store.page_in(&name, from.min(due), target)?;
             let q = self.queue_mut(id);
-            q.next_cold_due = None;
             q.cold = q.cold.saturating_sub(batch.len() as u64);
             for s in batch {
                 self.store.warm(&name, &s.member);
                 self.place_hot(id, &s.member, s.meta);
             }
-            if self.queue_mut(id).cold > 0 {
-                self.refresh_next_cold(id, self.hot_until)?;
-            }
+            let cold = self.queue_mut(id).cold;
+            self.set_next_cold(id, next.filter(|_| cold > 0));
         }
-        Ok(())
+        self.hot_until = target;
+        self.store.set_hot_until(target);
+        self.paging = None;
+        Ok(false)
     }
 
-    fn refresh_next_cold(&mut self, id: QueueId, after: u64) -> Result<()> {
-        let name = self.queue_mut(id).name.clone();
-        let next = self
-            .store
-            .due_range(&name, after.saturating_add(1), u64::MAX, 1)?
-            .first()
-            .map(|s| s.meta.due);
+    /// Records the earliest cold due time of a queue.
+    fn set_next_cold(&mut self, id: QueueId, next: Option<u64>) {
         self.queue_mut(id).next_cold_due = next;
         if let Some(due) = next {
             self.cold_heap.push(Reverse((due, id)));
         }
-        Ok(())
     }
 
     fn queue_mut(&mut self, id: QueueId) -> &mut Queue {

@@ -160,9 +160,7 @@ impl Engine {
             return Err(Error::ShuttingDown);
         }
         let locked = &mut *guard;
-        if let Err(e) = locked.core.tick() {
-            tracing::error!("paging in from the store failed: {e}");
-        }
+        locked.core.fire();
         let out = f(&mut locked.core);
         locked.core.serve_waiters();
         let commit = commit_and_deliver(locked, &self.inner.stats);
@@ -390,6 +388,10 @@ fn commit_and_deliver(locked: &mut Locked, stats: &SharedStats) -> Result<u64> {
     commit
 }
 
+/// Queues paged in per step of the timer thread: each is one range scan,
+/// so a step holds the engine lock for about a millisecond at most.
+const PAGE_BUDGET: usize = 32;
+
 /// How long to sleep until `due_ms` by `clock`, capped so that a stepped
 /// wall clock is noticed within a second.
 fn sleep_for(clock: &dyn Clock, due_ms: Option<u64>) -> Duration {
@@ -414,7 +416,11 @@ fn timer_loop(inner: &Inner) {
                 return;
             }
             let locked = &mut *guard;
-            if let Err(e) = locked.core.tick() {
+            // Fire first: paging must never delay what is due now.
+            locked.core.fire();
+            locked.core.serve_waiters();
+            let _ = commit_and_deliver(locked, &inner.stats);
+            if let Err(e) = locked.core.page_step(PAGE_BUDGET) {
                 tracing::error!("paging in from the store failed: {e}");
             }
             locked.core.serve_waiters();
@@ -423,7 +429,10 @@ fn timer_loop(inner: &Inner) {
             locked.timer_wakeup = next.unwrap_or(u64::MAX);
             sleep_for(locked.core.clock().as_ref(), next)
         };
-        if !sleep.is_zero() {
+        if sleep.is_zero() {
+            // More paging to do: let commands take the lock in between.
+            std::thread::yield_now();
+        } else {
             std::thread::park_timeout(sleep);
         }
     }

@@ -419,6 +419,33 @@ impl Store {
         Ok(out)
     }
 
+    /// Pages in: members of `q` with `from <= due <= until`, in time order,
+    /// and the due time of the first one after `until`, in one scan.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn page_in(
+        &mut self,
+        q: &[u8],
+        from: u64,
+        until: u64,
+    ) -> Result<(Vec<Scheduled>, Option<u64>)> {
+        self.commit()?;
+        let start = schedule_key(q, from, 0);
+        let end = schedule_key(q, u64::MAX, u64::MAX);
+        let mut out = Vec::new();
+        for guard in self.schedule.range(start..=end) {
+            let (k, v) = guard.into_inner()?;
+            let s = decode_scheduled(2 + q.len(), &k, &v)?;
+            if s.meta.due > until {
+                return Ok((out, Some(s.meta.due)));
+            }
+            out.push(s);
+        }
+        Ok((out, None))
+    }
+
     /// Members of `q` due at `floor` or later, by rank in time order: skip
     /// `skip`, take `take`.
     ///
