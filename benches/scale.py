@@ -145,23 +145,28 @@ def info(port, section):
 
 
 def dataset(args, now_ms):
-    """(queue, due, member) for every member; `soon` of them due in the
-    first minute after `now_ms + lead`, the rest over `days`."""
+    """(queue, due, member): the backlog, due from a day after `now_ms`
+    over `days`."""
     rng = random.Random(args.seed)
     span = args.days * 86_400_000
-    soon_from = now_ms + args.lead_ms
     for i in range(args.members):
         q = b"q:%012d" % (i % args.queues)
         m = b"m%013d" % i
-        if i % (args.members // args.soon) == 0:
-            due = soon_from + rng.randrange(60_000)
-        else:
-            due = soon_from + 120_000 + rng.randrange(span)
-        yield q, due, m
+        yield q, now_ms + 86_400_000 + rng.randrange(span), m
 
 
-def load(port, args, command, now_ms):
-    """Pipes every member through `redis-cli --pipe`; returns seconds."""
+def soon_set(args, now_ms):
+    """(queue, due, member): `soon` members due in the minute that starts
+    `lead_ms` after `now_ms`."""
+    rng = random.Random(args.seed + 1)
+    for i in range(args.soon):
+        q = b"q:%012d" % (i % args.queues)
+        yield q, now_ms + args.lead_ms + rng.randrange(60_000), b"s%013d" % i
+
+
+def load(port, args, command, now_ms, members=None):
+    """Pipes members (default: the backlog) through `redis-cli --pipe`;
+    returns seconds."""
     t0 = time.monotonic()
     p = subprocess.Popen(
         ["redis-cli", "-p", str(port), "--pipe", "--pipe-timeout", "600"],
@@ -171,7 +176,7 @@ def load(port, args, command, now_ms):
     )
     buf = []
     size = 0
-    for q, due, m in dataset(args, now_ms):
+    for q, due, m in members if members is not None else dataset(args, now_ms):
         if command == "DELAYADD":
             buf.append(resp(b"DELAYADD", q, b"AT", due, m))
         else:
@@ -229,10 +234,7 @@ def start_redis(port, data):
 def lateness(port, args, now_ms):
     """Blocks consumers on every queue and measures, for the members due in
     the first minute, receive time minus due time (ms)."""
-    want = set()
-    for q, due, m in dataset(args, now_ms):
-        if due < now_ms + args.lead_ms + 60_000:
-            want.add(m)
+    want = {m for _, _, m in soon_set(args, now_ms)}
     got = {}
     early = [0]
     lock = threading.Lock()
@@ -287,7 +289,7 @@ def main():
     ap.add_argument("--queues", type=int, default=1000)
     ap.add_argument("--days", type=int, default=40)
     ap.add_argument("--soon", type=int, default=20_000, help="members due in the first minute")
-    ap.add_argument("--lead-ms", type=int, default=20_000, help="when the first minute starts, after loading begins")
+    ap.add_argument("--lead-ms", type=int, default=20_000, help="when the first minute starts, after the soon members are added")
     ap.add_argument("--horizon-ms", type=int, default=10_000, help="delayd's in-memory horizon")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--skip-redis", action="store_true")
@@ -308,10 +310,6 @@ def main():
         p = start_delayd(port, data, args.horizon_ms)
         wait_serving(port)
         idle_rss = rss_mb(p.pid)
-        # Due times are relative to the end of the load, so the first
-        # minute falls after the restart below.
-        est = args.members / 150_000
-        args.lead_ms = int(max(args.lead_ms, (est + 15) * 1000))
         now_ms = int(time.time() * 1000)
         took = load(port, args, "DELAYADD", now_ms)
         time.sleep(2)
@@ -322,12 +320,16 @@ def main():
         d["card"] = latency(port, ["DELAYCARD", "q:__rand_int__"])
         d["score"] = latency(port, ["DELAYSCORE", "q:__rand_int__", "m0__rand_int__"])
         d["disk_mb"] = du_mb(data)
+        # The members due in the first minute after the restart: added now,
+        # beyond the horizon, so they are paged in from disk when near.
+        soon_ms = int(time.time() * 1000)
+        load(port, args, "DELAYADD", soon_ms, list(soon_set(args, soon_ms)))
         p.send_signal(signal.SIGKILL)
         p.wait()
         p = start_delayd(port, data, args.horizon_ms)
         d["restart_s"] = wait_serving(port)
         d["rss_after_restart_mb"] = rss_mb(p.pid)
-        d["lateness"] = lateness(port, args, now_ms)
+        d["lateness"] = lateness(port, args, soon_ms)
         p.terminate()
         p.wait()
         results["delayd"] = d
