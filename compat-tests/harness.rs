@@ -18,6 +18,20 @@ pub struct Server {
     pub log: PathBuf,
 }
 
+/// A redis-rs connection with read and write timeouts, so no test can hang.
+pub fn try_connect(url: &str) -> redis::RedisResult<redis::Connection> {
+    let client = redis::Client::open(url)?;
+    let con = client.get_connection_with_timeout(Duration::from_secs(5))?;
+    con.set_read_timeout(Some(Duration::from_secs(10)))?;
+    con.set_write_timeout(Some(Duration::from_secs(10)))?;
+    Ok(con)
+}
+
+/// [`try_connect`], failing the test if the server cannot be reached.
+pub fn connect(url: &str) -> redis::Connection {
+    try_connect(url).expect("connect")
+}
+
 /// A free loopback port (bound and released; good enough for tests).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -89,6 +103,11 @@ impl Server {
     /// The server's log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A redis-rs connection to this server.
+    pub fn client(&self) -> redis::Connection {
+        connect(&self.url())
     }
 
     /// `redis://127.0.0.1:port/`.

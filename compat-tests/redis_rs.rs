@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use redis::{Connection, RedisError, Value};
 
-use crate::harness::{Server, now_ms, read_reply};
+use crate::harness::{Server, connect, now_ms, read_reply};
 
 /// The fields DELAYINFO documents (more may be added).
 const DELAYINFO_FIELDS: [&str; 10] = [
@@ -23,18 +23,6 @@ const DELAYINFO_FIELDS: [&str; 10] = [
     "acked",
     "expired-leases",
 ];
-
-/// A connection with read and write timeouts, so no test can hang.
-fn connect(url: &str) -> Connection {
-    let client = redis::Client::open(url).expect("client");
-    let con = client
-        .get_connection_with_timeout(Duration::from_secs(5))
-        .expect("connect");
-    con.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    con.set_write_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    con
-}
 
 /// The full error line the server sent (`CODE detail`), as redis-rs keeps it.
 fn err_text(e: &RedisError) -> String {

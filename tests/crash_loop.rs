@@ -42,13 +42,6 @@ struct Log {
     deliveries: HashMap<String, Vec<u64>>,
 }
 
-fn connect(port: u16) -> Option<redis::Connection> {
-    let c = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
-    let con = c.get_connection_with_timeout(Duration::from_secs(2)).ok()?;
-    con.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    Some(con)
-}
-
 fn run_cycle(
     port: u16,
     cycle: usize,
@@ -59,7 +52,10 @@ fn run_cycle(
     for p in 0..PRODUCERS {
         let (log, stop) = (log.clone(), stop.clone());
         threads.push(std::thread::spawn(move || {
-            let Some(mut con) = connect(port) else { return };
+            let Some(mut con) = harness::try_connect(&format!("redis://127.0.0.1:{port}/")).ok()
+            else {
+                return;
+            };
             for i in 0.. {
                 if stop.load(Ordering::Relaxed) {
                     return;
@@ -84,7 +80,10 @@ fn run_cycle(
     for c in 0..CONSUMERS {
         let (log, stop) = (log.clone(), stop.clone());
         threads.push(std::thread::spawn(move || {
-            let Some(mut con) = connect(port) else { return };
+            let Some(mut con) = harness::try_connect(&format!("redis://127.0.0.1:{port}/")).ok()
+            else {
+                return;
+            };
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let r: redis::RedisResult<Vec<String>> = redis::cmd("DELAYPOP")
@@ -131,7 +130,7 @@ fn run_cycle(
 }
 
 fn verify(port: u16, log: &Log, cycle: usize) {
-    let mut con = connect(port).expect("connect after restart");
+    let mut con = harness::connect(&format!("redis://127.0.0.1:{port}/"));
     let present: Vec<String> = redis::cmd("DELAYRANGE")
         .arg("q")
         .arg(0)

@@ -8,15 +8,6 @@ use std::time::{Duration, Instant};
 
 use harness::Server;
 
-fn connect(s: &Server) -> redis::Connection {
-    let c = redis::Client::open(s.url()).unwrap();
-    let con = c
-        .get_connection_with_timeout(Duration::from_secs(5))
-        .unwrap();
-    con.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    con
-}
-
 /// Every DELAYADD acknowledged under `appendfsync always` survives kill -9.
 #[test]
 fn kill9_under_always_loses_no_acknowledged_write() {
@@ -28,7 +19,7 @@ fn kill9_under_always_loses_no_acknowledged_write() {
     let mut producers = Vec::new();
     for p in 0..8 {
         let acked = acked.clone();
-        let mut con = connect(&server);
+        let mut con = server.client();
         producers.push(std::thread::spawn(move || {
             for i in 0.. {
                 if Instant::now() > stop {
@@ -63,7 +54,7 @@ fn kill9_under_always_loses_no_acknowledged_write() {
     );
 
     let server = Server::start_in(&dir, &["--appendfsync", "always"]);
-    let mut con = connect(&server);
+    let mut con = server.client();
     let card: i64 = redis::cmd("DELAYCARD").arg("q").query(&mut con).unwrap();
     assert!(
         card as usize >= acked.len(),
@@ -91,7 +82,7 @@ fn clean_shutdown_persists_everything() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let mut server = Server::start_in(&dir, &["--appendfsync", "no"]);
-    let mut con = connect(&server);
+    let mut con = server.client();
     for i in 0..1000 {
         let _: i64 = redis::cmd("DELAYADD")
             .arg("q")
@@ -104,7 +95,7 @@ fn clean_shutdown_persists_everything() {
     assert_eq!(server.terminate(), Some(0), "log:\n{}", server.log_text());
 
     let mut server = Server::start_in(&dir, &["--appendfsync", "no"]);
-    let mut con = connect(&server);
+    let mut con = server.client();
     let card: i64 = redis::cmd("DELAYCARD").arg("q").query(&mut con).unwrap();
     assert_eq!(card, 1000);
     let _: redis::RedisResult<()> = redis::cmd("SHUTDOWN").query(&mut con);
@@ -119,7 +110,7 @@ fn blocked_consumers_wake_at_due_time_never_early() {
     let server = Server::start(&[]);
     let mut consumers = Vec::new();
     for c in 0..4 {
-        let mut con = connect(&server);
+        let mut con = server.client();
         consumers.push(std::thread::spawn(move || {
             let mut got = Vec::new();
             for _ in 0..5 {
@@ -135,7 +126,7 @@ fn blocked_consumers_wake_at_due_time_never_early() {
         }));
     }
     std::thread::sleep(Duration::from_millis(100));
-    let mut con = connect(&server);
+    let mut con = server.client();
     let base = harness::now_ms() + 200;
     for c in 0..4 {
         for i in 0..5u64 {

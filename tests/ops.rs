@@ -20,21 +20,6 @@ const BOUNDS_S: [f64; 12] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 10.0,
 ];
 
-fn connect_port(port: u16) -> redis::Connection {
-    let c = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
-    let con = c
-        .get_connection_with_timeout(Duration::from_secs(5))
-        .unwrap();
-    con.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    con.set_write_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    con
-}
-
-fn connect(s: &Server) -> redis::Connection {
-    connect_port(s.port)
-}
-
 /// INFO as a field map.
 fn info(con: &mut redis::Connection, section: &str) -> HashMap<String, String> {
     let text: String = redis::cmd("INFO").arg(section).query(con).unwrap();
@@ -81,7 +66,7 @@ fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 #[test]
 fn delayinfo_counts_adds_pops_acks_lease_expiries_and_dead_letters() {
     let server = Server::start(&[]);
-    let mut con = connect(&server);
+    let mut con = server.client();
     let t0 = harness::now_ms();
     let added: i64 = redis::cmd("DELAYADD")
         .arg("q")
@@ -200,7 +185,7 @@ fn delayinfo_counts_adds_pops_acks_lease_expiries_and_dead_letters() {
 /// Pops one member that the timing wheel fires to a blocked consumer,
 /// `delay_ms` after it is added.
 fn fire_to_blocked_consumer(server: &Server, key: &str, delay_ms: u64) {
-    let mut consumer = connect(server);
+    let mut consumer = server.client();
     let key_c = key.to_string();
     let popper = std::thread::spawn(move || -> Option<Vec<String>> {
         redis::cmd("DELAYPOP")
@@ -210,7 +195,7 @@ fn fire_to_blocked_consumer(server: &Server, key: &str, delay_ms: u64) {
             .query(&mut consumer)
             .unwrap()
     });
-    let mut con = connect(server);
+    let mut con = server.client();
     assert!(
         eventually(Duration::from_secs(5), || {
             info_u64(&info(&mut con, "clients"), "blocked_clients") == 1
@@ -230,7 +215,7 @@ fn fire_to_blocked_consumer(server: &Server, key: &str, delay_ms: u64) {
 #[test]
 fn info_fields_are_present_and_sensible() {
     let server = Server::start(&[]);
-    let mut con = connect(&server);
+    let mut con = server.client();
     let all = info(&mut con, "all");
     for f in [
         "redis_version",
@@ -467,7 +452,7 @@ fn metrics_endpoint_serves_parseable_bounded_prometheus_text() {
         "--metrics-top-queues",
         "10",
     ]);
-    let mut con = connect(&server);
+    let mut con = server.client();
     // 200 queues, queue i with i + 1 due members: the top 10 are q190..q199.
     let mut pipe = redis::pipe();
     for i in 0..200u64 {
@@ -728,7 +713,7 @@ fn config_file_sets_options_and_flags_override_it() {
         tmp.path().join("stderr.log"),
     );
     p.wait_ready(port);
-    let mut con = connect_port(port);
+    let mut con = harness::connect(&format!("redis://127.0.0.1:{}/", port));
     let denied: redis::RedisResult<String> = redis::cmd("PING").query(&mut con);
     assert!(denied.is_err(), "requirepass from the file is not in force");
     let () = redis::cmd("AUTH")
@@ -807,7 +792,7 @@ fn config_file_sets_options_and_flags_override_it() {
         tmp.path().join("stderr2.log"),
     );
     p.wait_ready(port2);
-    let mut con = connect_port(port2);
+    let mut con = harness::connect(&format!("redis://127.0.0.1:{}/", port2));
     let () = redis::cmd("AUTH")
         .arg("s3cret pass")
         .query(&mut con)
@@ -924,7 +909,7 @@ fn the_example_config_file_is_valid_and_lists_every_option() {
         tmp.path().join("stderr.log"),
     );
     p.wait_ready(port);
-    let mut con = connect_port(port);
+    let mut con = harness::connect(&format!("redis://127.0.0.1:{}/", port));
     let m: HashMap<String, String> = redis::cmd("CONFIG")
         .arg("GET")
         .arg("*")
@@ -949,7 +934,7 @@ fn sigterm_under_load_loses_no_acknowledged_write() {
     let mut producers = Vec::new();
     for p in 0..4 {
         let acked = acked.clone();
-        let mut con = connect(&server);
+        let mut con = server.client();
         producers.push(std::thread::spawn(move || {
             for i in 0.. {
                 if Instant::now() > stop {
@@ -984,7 +969,7 @@ fn sigterm_under_load_loses_no_acknowledged_write() {
     assert!(acked.len() > 50, "too little load: {}", acked.len());
 
     let server = Server::start_in(&dir, &[]);
-    let mut con = connect(&server);
+    let mut con = server.client();
     for chunk in acked.chunks(1000) {
         let mut pipe = redis::pipe();
         for (q, m) in chunk {

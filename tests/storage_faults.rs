@@ -5,18 +5,8 @@ mod harness;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use harness::Server;
-
-fn connect(s: &Server) -> redis::Connection {
-    let c = redis::Client::open(s.url()).unwrap();
-    let con = c
-        .get_connection_with_timeout(Duration::from_secs(5))
-        .unwrap();
-    con.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    con
-}
 
 /// The newest journal file of a data directory.
 fn newest_journal(dir: &Path) -> std::path::PathBuf {
@@ -40,7 +30,7 @@ fn torn_journal_tail_is_dropped_and_reported() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let mut server = Server::start_in(&dir, &["--appendfsync", "always"]);
-    let mut con = connect(&server);
+    let mut con = server.client();
     for i in 0..200 {
         let _: i64 = redis::cmd("DELAYADD")
             .arg("q")
@@ -64,7 +54,7 @@ fn torn_journal_tail_is_dropped_and_reported() {
     std::fs::write(&journal, &data).unwrap();
 
     let server = Server::start_in(&dir, &["--appendfsync", "always"]);
-    let mut con = connect(&server);
+    let mut con = server.client();
     let card: i64 = redis::cmd("DELAYCARD").arg("q").query(&mut con).unwrap();
     let members: Vec<String> = redis::cmd("DELAYRANGE")
         .arg("q")
@@ -128,7 +118,7 @@ fn full_disk_refuses_writes_and_keeps_reads() {
     let _guard = Unmount(&mnt);
     let dir = mnt.join("data");
     let mut server = Server::start_in(&dir, &["--appendfsync", "always"]);
-    let mut con = connect(&server);
+    let mut con = server.client();
     let pad = "x".repeat(2000);
     let mut acked = Vec::new();
     let mut error = None;
@@ -177,7 +167,7 @@ fn full_disk_refuses_writes_and_keeps_reads() {
         .unwrap();
     assert!(grown.success());
     let server = Server::start_in(&dir, &["--appendfsync", "always"]);
-    let mut con = connect(&server);
+    let mut con = server.client();
     let card: i64 = redis::cmd("DELAYCARD").arg("q").query(&mut con).unwrap();
     assert!(card as usize >= acked.len(), "{card} < {}", acked.len());
     let mut pipe = redis::pipe();
