@@ -145,7 +145,7 @@ pub struct Store {
     batch: Option<OwnedWriteBatch>,
     /// Queue records (cardinality, floor) changed in the current batch,
     /// written at commit.
-    cards: Vec<(Bytes, u64, u64)>,
+    cards: std::collections::HashMap<Bytes, (u64, u64)>,
     next_seq: u64,
     seq_dirty: bool,
     /// Bytes written since the memtables were last rotated.
@@ -188,7 +188,7 @@ impl Store {
             queues,
             meta,
             batch: None,
-            cards: Vec::new(),
+            cards: std::collections::HashMap::new(),
             next_seq,
             seq_dirty: false,
             unflushed: 0,
@@ -293,10 +293,7 @@ impl Store {
     /// Records a queue's cardinality and floor (cardinality 0 removes the
     /// queue's record).
     pub fn set_queue(&mut self, q: &Bytes, card: u64, floor: u64) {
-        match self.cards.iter_mut().find(|(name, _, _)| name == q) {
-            Some(entry) => (entry.1, entry.2) = (card, floor),
-            None => self.cards.push((q.clone(), card, floor)),
-        }
+        self.cards.insert(q.clone(), (card, floor));
     }
 
     /// Commits the current batch to the journal and memtables (not fsynced:
@@ -316,7 +313,7 @@ impl Store {
         let seq = self.next_seq;
         let seq_dirty = std::mem::take(&mut self.seq_dirty);
         let batch = self.batch();
-        for (q, card, floor) in cards {
+        for (q, (card, floor)) in cards {
             if card == 0 {
                 batch.remove(&queues, q.to_vec());
             } else {
