@@ -176,8 +176,15 @@ mod tests {
         assert_eq!(pop(&mut core), bulks(&["job"]));
         assert_eq!(pop(&mut core), bulks(&[]));
         assert_eq!(core.card(b"q"), 1, "a leased member stays in the queue");
+        assert_eq!(core.info(b"q").leased, 1);
         clock.advance_ms(100);
         core.tick().unwrap();
+        let info = core.info(b"q");
+        assert_eq!(
+            (info.leased, info.ready),
+            (0, 1),
+            "a lease that ran out is not counted"
+        );
         assert_eq!(
             pop(&mut core),
             bulks(&["job"]),

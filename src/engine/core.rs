@@ -295,7 +295,8 @@ impl Core {
                 .due_range(&name, floor, self.hot_until, usize::MAX)?;
             let hot_count = hot.len() as u64;
             for s in hot {
-                self.set_leased(id, false, s.meta.leased());
+                // A lease still running (a due lease has run out).
+                self.set_leased(id, false, s.meta.leased() && s.meta.due > self.now);
                 self.place_hot(id, &s.member, s.meta);
             }
             let q = self.queue_mut(id);
@@ -455,16 +456,19 @@ impl Core {
         let Some(q) = self.queues.get_mut(qid as usize).and_then(Option::as_mut) else {
             return;
         };
-        if meta.leased() {
-            self.expired_leases += 1;
-            self.counters
-                .entry(q.name.clone())
-                .or_default()
-                .expired_leases += 1;
-        }
         if meta.due > self.now {
             self.members.park(mid);
         } else {
+            if meta.leased() {
+                // The lease ran out: the member is due again.
+                self.expired_leases += 1;
+                self.counters
+                    .entry(q.name.clone())
+                    .or_default()
+                    .expired_leases += 1;
+                q.leased = q.leased.saturating_sub(1);
+                self.leased_total = self.leased_total.saturating_sub(1);
+            }
             self.members.make_ready(&mut q.members, mid);
             self.signaled.push(qid);
         }
@@ -678,9 +682,20 @@ impl Core {
         }
     }
 
+    /// Whether a member is under a lease that has not run out: leased and
+    /// not yet come due (a cold member has not).
+    fn lease_running(&self, meta: MemberMeta, found: Found) -> bool {
+        meta.leased()
+            && match found {
+                Found::Cold => true,
+                Found::Hot(mid) => self.members.place(mid) != Place::Ready,
+            }
+    }
+
     fn remove_member(&mut self, id: QueueId, member: &[u8], meta: MemberMeta, found: Found) {
+        let running = self.lease_running(meta, found);
         self.unplace(id, found);
-        self.set_leased(id, meta.leased(), false);
+        self.set_leased(id, running, false);
         let q = self.queue_mut(id);
         q.card -= 1;
         let name = q.name.clone();
@@ -699,7 +714,8 @@ impl Core {
         found: Found,
         new: MemberMeta,
     ) {
-        self.set_leased(id, old.leased(), new.leased());
+        let running = self.lease_running(old, found);
+        self.set_leased(id, running, new.leased());
         self.lower_floor(id, new.due);
         let cold = self.is_cold(new.due);
         let name = self.queue_mut(id).name.clone();
@@ -810,7 +826,7 @@ impl Core {
             if dead.is_some() || opts.lease.is_none() {
                 let (bytes, _) = self.members.remove(&mut q.members, mid);
                 let member = Bytes::from(Vec::from(bytes));
-                self.set_leased(id, before.leased(), false);
+                // Popped members are due: any lease on them has run out.
                 self.queue_mut(id).card -= 1;
                 self.members_total -= 1;
                 self.store.delete(&queue, &member, before, false);
