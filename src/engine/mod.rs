@@ -39,7 +39,7 @@ use tokio::sync::oneshot;
 use self::clock::{Clock, SystemClock};
 use self::core::{Core, Delivery, Totals, WaiterId};
 use self::stats::SharedStats;
-use self::store::Store;
+use self::store::{Store, Syncer};
 use self::writer::Durability;
 use crate::cmd::EngineCmd;
 use crate::config::{Config, Fsync};
@@ -60,6 +60,10 @@ struct Locked {
 
 struct Inner {
     locked: Mutex<Locked>,
+    /// Writes the journal buffer to the OS.
+    journal: Syncer,
+    /// Every commit up to this lsn has been written to the OS.
+    written: AtomicU64,
     timer: Mutex<Option<std::thread::Thread>>,
     durability: Durability,
     next_waiter: AtomicU64,
@@ -99,6 +103,7 @@ impl Engine {
             started.elapsed().as_secs_f64() * 1000.0
         );
         let syncer = store.syncer();
+        let journal = store.syncer();
         let core = Core::load(store, clock, config.horizon_ms)?;
         let stats = Arc::new(SharedStats::new());
         let totals = core.totals();
@@ -126,6 +131,8 @@ impl Engine {
                 stopped: false,
             }),
             timer: Mutex::new(None),
+            journal,
+            written: AtomicU64::new(0),
             durability,
             next_waiter: AtomicU64::new(1),
             fsync,
@@ -160,19 +167,24 @@ impl Engine {
             return Err(Error::ShuttingDown);
         }
         let locked = &mut *guard;
+        let before = locked.lsn;
         locked.core.fire();
         let out = f(&mut locked.core);
         locked.core.serve_waiters();
-        let commit = commit_and_deliver(locked, &self.inner.stats);
+        let commit = commit_and_deliver(locked, &self.inner);
         let wake = locked
             .core
             .next_wakeup_ms()
             .is_some_and(|n| n < locked.timer_wakeup);
+        // After a storage failure, a call that wrote nothing is served from
+        // memory at once: what it reads can never become durable, and
+        // refusing reads too would help no one.
+        let failed = locked.core.failure().is_some();
         drop(guard);
         if wake {
             self.wake_timer();
         }
-        commit.map(|lsn| (out, lsn))
+        commit.map(|lsn| (out, if failed && lsn == before { 0 } else { lsn }))
     }
 
     fn wake_timer(&self) {
@@ -181,10 +193,11 @@ impl Engine {
         }
     }
 
-    /// Waits until commit `lsn` is as durable as the fsync policy requires.
+    /// Waits until commit `lsn` is as durable as the fsync policy requires:
+    /// written to the OS in every mode, and fsynced under `always`.
     async fn durable(&self, lsn: u64) -> Result<()> {
         if self.fsync() != Fsync::Always {
-            return Ok(());
+            return self.written(lsn).await;
         }
         let r = self.inner.durability.wait(lsn).await;
         if let Err(Error::Storage(why)) = &r {
@@ -194,6 +207,31 @@ impl Engine {
             }
         }
         r
+    }
+
+    /// Waits until commit `lsn` is written to the OS. The first caller yields
+    /// once so that the other connections ready at the same moment commit
+    /// too, then writes the journal once for all of them.
+    async fn written(&self, lsn: u64) -> Result<()> {
+        if self.inner.written.load(Ordering::Acquire) >= lsn {
+            return Ok(());
+        }
+        tokio::task::yield_now().await;
+        if self.inner.written.load(Ordering::Acquire) >= lsn {
+            return Ok(());
+        }
+        let upto = self.inner.stats.committed_lsn.load(Ordering::Acquire);
+        if let Err(e) = self.inner.journal.write() {
+            let why = format!("write failed: {}", e.detail());
+            self.inner.stats.set_failure(why.clone());
+            let mut guard = self.lock();
+            if guard.core.failure().is_none() {
+                guard.core.fail(why.clone());
+            }
+            return Err(Error::Storage(why));
+        }
+        self.inner.written.fetch_max(upto, Ordering::AcqRel);
+        Ok(())
     }
 
     /// Runs commands atomically and returns their replies in order, once
@@ -207,7 +245,15 @@ impl Engine {
         match self.with_core(|core| cmds.iter().map(|c| c.apply(core)).collect::<Vec<_>>()) {
             Ok((replies, lsn)) => match self.durable(lsn).await {
                 Ok(()) => Ok(replies),
-                Err(e) => Ok(vec![Reply::from(e); n]),
+                // Not durable: no success may be acknowledged; errors the
+                // commands gave themselves are kept, being more precise.
+                Err(e) => {
+                    let err = Reply::from(e);
+                    Ok(replies
+                        .into_iter()
+                        .map(|r| if r.is_error() { r } else { err.clone() })
+                        .collect())
+                }
             },
             Err(Error::ShuttingDown) => Err(Error::ShuttingDown),
             Err(e) => Ok(vec![Reply::from(e); n]),
@@ -240,13 +286,18 @@ impl Engine {
         }
     }
 
-    /// Waits until a delivery to a blocked client is durable.
+    /// Waits until a delivery to a blocked client is durable (it was written
+    /// to the OS before it was sent; `always` also waits for the fsync).
     ///
     /// # Errors
     ///
     /// A storage error: the delivery must not be acknowledged.
     pub async fn delivery_durable(&self, d: &Delivery) -> Result<()> {
-        self.durable(d.lsn).await
+        if self.fsync() == Fsync::Always {
+            self.durable(d.lsn).await
+        } else {
+            Ok(())
+        }
     }
 
     /// Forgets a blocked client.
@@ -260,7 +311,8 @@ impl Engine {
             return;
         }
         let r = self.with_core(|core| core.restore(&popped));
-        if !matches!(r, Ok((Ok(()), _))) {
+        let written = self.inner.journal.write();
+        if !matches!(r, Ok((Ok(()), _))) || written.is_err() {
             tracing::warn!("could not put back {} popped members", popped.len());
         }
     }
@@ -331,21 +383,38 @@ impl Engine {
 
 /// Commits the core's pending writes and sends the deliveries to blocked
 /// consumers. Returns the lsn to wait for.
-fn commit_and_deliver(locked: &mut Locked, stats: &SharedStats) -> Result<u64> {
+fn commit_and_deliver(locked: &mut Locked, inner: &Inner) -> Result<u64> {
+    let stats = &inner.stats;
     let deliveries = locked.core.take_waiter_replies();
     if locked.core.failure().is_some() {
         // Writes are refused after a storage failure; what is left in the
         // batch is bookkeeping (paging) that the failed store cannot take.
         locked.core.store_mut().discard();
     }
-    let commit = match locked.core.store_mut().commit() {
-        Ok(true) => {
-            locked.lsn += 1;
-            stats.commits.fetch_add(1, Ordering::Relaxed);
-            stats.committed_lsn.store(locked.lsn, Ordering::Release);
+    let store = locked.core.store_mut();
+    // A pop reaches its consumer only once its removal is in the OS.
+    let written = |dirty: bool| {
+        if dirty && !deliveries.is_empty() {
+            inner.journal.write().map(|()| true)
+        } else {
+            Ok(false)
+        }
+    };
+    let commit = match store
+        .commit()
+        .and_then(|dirty| Ok((dirty, written(dirty)?)))
+    {
+        Ok((dirty, written)) => {
+            if dirty {
+                locked.lsn += 1;
+                stats.commits.fetch_add(1, Ordering::Relaxed);
+                stats.committed_lsn.store(locked.lsn, Ordering::Release);
+            }
+            if written {
+                inner.written.fetch_max(locked.lsn, Ordering::AcqRel);
+            }
             Ok(locked.lsn)
         }
-        Ok(false) => Ok(locked.lsn),
         Err(e) => {
             let why = format!("write failed: {}", e.detail());
             stats.set_failure(why.clone());
@@ -419,12 +488,12 @@ fn timer_loop(inner: &Inner) {
             // Fire first: paging must never delay what is due now.
             locked.core.fire();
             locked.core.serve_waiters();
-            let _ = commit_and_deliver(locked, &inner.stats);
+            let _ = commit_and_deliver(locked, inner);
             if let Err(e) = locked.core.page_step(PAGE_BUDGET) {
                 tracing::error!("paging in from the store failed: {e}");
             }
             locked.core.serve_waiters();
-            let _ = commit_and_deliver(locked, &inner.stats);
+            let _ = commit_and_deliver(locked, inner);
             let next = locked.core.next_wakeup_ms();
             locked.timer_wakeup = next.unwrap_or(u64::MAX);
             sleep_for(locked.core.clock().as_ref(), next)

@@ -67,11 +67,11 @@ impl Durability {
         let mut rx = self.synced.clone();
         {
             let s = rx.borrow();
-            if let Some(f) = &s.failed {
-                return Err(Error::Storage(f.clone()));
-            }
             if s.lsn >= lsn {
                 return Ok(());
+            }
+            if let Some(f) = &s.failed {
+                return Err(Error::Storage(f.clone()));
             }
         }
         self.tx.send(lsn).map_err(|_| Error::ShuttingDown)?;
@@ -127,7 +127,12 @@ fn run(
         }
         last_sync = Instant::now();
         let result = syncer.sync();
-        stats.record_fsync(result.as_ref().err().map(ToString::to_string));
+        stats.record_fsync(
+            result
+                .as_ref()
+                .err()
+                .map(|e| format!("fsync failed: {}", e.detail())),
+        );
         synced.send_modify(|s| match result {
             Ok(()) => s.lsn = s.lsn.max(committed),
             Err(e) => {
