@@ -79,6 +79,10 @@ async fn serve(config: Config) -> delayd::Result<()> {
         config.appendfsync.name()
     );
     let engine = Engine::start(&config)?;
+    // fjall logs through `log`; its recovery messages (a torn journal tail)
+    // are wanted at start-up, but its per-write trace calls must not go
+    // through the tracing dispatcher afterwards.
+    log::set_max_level(log::LevelFilter::Warn);
     let listeners = server::bind(&config).await?;
     for l in &listeners {
         if let Ok(a) = l.local_addr() {
