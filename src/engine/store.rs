@@ -23,7 +23,9 @@
 //! so insertion order survives restarts. The queue name is length-prefixed so
 //! a prefix scan of one queue never strays into another whose name extends it.
 
-use std::path::Path;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, PersistMode};
@@ -141,6 +143,7 @@ fn decode_scheduled(prefix_len: usize, key: &[u8], value: &[u8]) -> Result<Sched
 /// The fjall database and the write batch of the current round.
 pub struct Store {
     db: Database,
+    dir: PathBuf,
     members: Keyspace,
     schedule: Keyspace,
     queues: Keyspace,
@@ -192,6 +195,7 @@ impl Store {
         };
         Ok(Store {
             db,
+            dir: dir.to_path_buf(),
             members,
             schedule,
             queues,
@@ -380,7 +384,11 @@ impl Store {
 
     /// A handle that can write and fsync the journal from another thread.
     pub fn syncer(&self) -> Syncer {
-        Syncer(self.db.clone())
+        Syncer {
+            db: self.db.clone(),
+            dir: self.dir.clone(),
+            journal: Arc::default(),
+        }
     }
 
     /// Reads a cold member's record, seeing this batch's writes.
@@ -538,9 +546,14 @@ impl Store {
     }
 }
 
-/// Fsyncs the journal; cloned into the writer thread.
+/// Writes and fsyncs the journal; cloned into the engine and the writer.
 #[derive(Clone)]
-pub struct Syncer(Database);
+pub struct Syncer {
+    db: Database,
+    dir: PathBuf,
+    /// The active journal file, opened once, for fsyncing it ourselves.
+    journal: Arc<Mutex<Option<(PathBuf, File)>>>,
+}
 
 impl Syncer {
     /// Writes everything committed so far to the OS (it survives a crash
@@ -550,18 +563,58 @@ impl Syncer {
     ///
     /// A storage error.
     pub fn write(&self) -> Result<()> {
-        self.0.persist(PersistMode::Buffer)?;
+        self.db.persist(PersistMode::Buffer)?;
         Ok(())
     }
 
     /// Makes everything committed so far durable (`fdatasync`).
     ///
+    /// fjall's own `persist(SyncData)` holds the journal lock for the whole
+    /// fsync, so every commit would wait behind it and group commit would
+    /// collapse. Instead the buffer goes to the OS (the lock is held only for
+    /// that `write`), then the active journal file is fsynced through a
+    /// handle of our own, with no lock held. Journals sealed meanwhile were
+    /// fsynced by fjall when it sealed them.
+    ///
     /// # Errors
     ///
-    /// A storage error: the journal may not be durable and fjall is poisoned.
+    /// A storage error: the journal may not be durable.
     pub fn sync(&self) -> Result<()> {
-        self.0.persist(PersistMode::SyncData)?;
+        self.write()?;
+        let newest = self.newest_journal()?;
+        let mut cached = self
+            .journal
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cached.as_ref().is_none_or(|(p, _)| *p != newest) {
+            *cached = Some((newest.clone(), File::open(&newest)?));
+        }
+        if let Some((_, f)) = cached.as_ref() {
+            f.sync_data()?;
+        }
         Ok(())
+    }
+
+    /// The active journal: the highest-numbered `*.jnl` in the directory.
+    fn newest_journal(&self) -> Result<PathBuf> {
+        let mut best: Option<(u64, PathBuf)> = None;
+        for entry in std::fs::read_dir(&self.dir)? {
+            let path = entry?.path();
+            if path.extension().is_none_or(|e| e != "jnl") {
+                continue;
+            }
+            let Some(n) = path
+                .file_stem()
+                .and_then(|s| s.to_str()?.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            if best.as_ref().is_none_or(|(b, _)| n > *b) {
+                best = Some((n, path));
+            }
+        }
+        best.map(|(_, p)| p)
+            .ok_or_else(|| crate::Error::Storage("no journal file found".into()))
     }
 }
 
