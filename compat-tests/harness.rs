@@ -132,22 +132,15 @@ impl Server {
 
     /// Sends SIGTERM and waits for a clean exit; returns the exit status code.
     pub fn terminate(&mut self) -> Option<i32> {
-        let mut c = self.child.take()?;
+        let pid = self.child.as_ref()?.id();
         let _ = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
+            .args(["-TERM", &pid.to_string()])
             .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(st)) = c.try_wait() {
-                return st.code();
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = c.kill();
-        None
+        self.wait_exit(Duration::from_secs(20))
     }
 
-    /// Waits for the process to exit by itself (after SHUTDOWN).
+    /// Waits for the process to exit by itself (after SHUTDOWN or SIGTERM);
+    /// kills it if it has not within `timeout`.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
         let mut c = self.child.take()?;
         let deadline = Instant::now() + timeout;

@@ -352,12 +352,7 @@ mod tests {
     use super::*;
 
     fn meta(due: u64, seq: u64) -> MemberMeta {
-        MemberMeta {
-            due,
-            seq,
-            deliveries: 0,
-            flags: 0,
-        }
+        MemberMeta::at(due, seq)
     }
 
     #[test]

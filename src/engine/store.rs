@@ -68,6 +68,17 @@ pub struct MemberMeta {
 }
 
 impl MemberMeta {
+    /// A record with no deliveries and no flags (tests).
+    #[cfg(test)]
+    pub fn at(due: u64, seq: u64) -> MemberMeta {
+        MemberMeta {
+            due,
+            seq,
+            deliveries: 0,
+            flags: 0,
+        }
+    }
+
     /// Whether the member is currently leased.
     pub fn leased(&self) -> bool {
         self.flags & FLAG_LEASED != 0
@@ -623,12 +634,7 @@ mod tests {
     use super::*;
 
     fn meta(due: u64, seq: u64) -> MemberMeta {
-        MemberMeta {
-            due,
-            seq,
-            deliveries: 0,
-            flags: 0,
-        }
+        MemberMeta::at(due, seq)
     }
 
     #[test]
