@@ -1,10 +1,10 @@
 //! One client's session: reads requests, runs them in order, writes replies.
 //!
-//! Consecutive queue commands of a pipeline go to the engine as one
-//! request, so a pipeline of N writes costs one engine round trip and joins
-//! one group commit; commands about the connection itself are answered
-//! here. MULTI queues commands and EXEC sends them to the engine as one
-//! request, which the engine runs without interleaving (atomically).
+//! Consecutive queue commands of a pipeline go to the engine as one call,
+//! so a pipeline of N writes takes the engine lock once and makes one
+//! commit; commands about the connection itself are answered here. MULTI
+//! queues commands and EXEC hands them to the engine as one call, which runs
+//! without interleaving (atomically).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -1,7 +1,8 @@
 //! The engine's state machine: queues in memory over the store.
 //!
-//! [`Core`] is single-threaded and does no socket I/O: the engine thread
-//! feeds it commands and ticks, tests call it directly with a manual clock.
+//! [`Core`] is used by one thread at a time and does no socket I/O: the
+//! engine runs commands and timer ticks on it under a mutex, tests call it
+//! directly with a manual clock.
 //! Every mutation is applied to memory and added to the store's batch in the
 //! same call, so memory and store never disagree once the round commits.
 //!
