@@ -73,7 +73,6 @@ pub struct ServerStats {
     pub connections_received: AtomicU64,
     pub rejected_connections: AtomicU64,
     pub commands_processed: AtomicU64,
-    pub net_input_bytes: AtomicU64,
 }
 
 /// Settings that CONFIG SET may change at run time.
