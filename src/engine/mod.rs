@@ -371,7 +371,7 @@ impl Engine {
                 guard.lsn += 1;
             }
             // Flush the memtables so the next start has no journal to replay.
-            if let Err(e) = guard.core.store_mut().rotate_memtables(true) {
+            if let Err(e) = guard.core.store_mut().flush_memtables() {
                 tracing::warn!("flushing memtables at shutdown failed: {e}");
             }
             guard.lsn
