@@ -292,8 +292,9 @@ impl Args {
     }
 }
 
-/// Longest queue name: the store prefixes keys with a 16-bit length.
-pub const MAX_KEY_LEN: usize = u16::MAX as usize;
+/// Longest queue name: the store prefixes keys with a 16-bit length, whose
+/// largest value marks its own records.
+pub const MAX_KEY_LEN: usize = u16::MAX as usize - 1;
 
 /// Checks that a queue name fits the store's key layout.
 ///

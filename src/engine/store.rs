@@ -1,27 +1,29 @@
 //! The on-disk layout in fjall, the source of truth.
 //!
-//! Four keyspaces, all written through one [`fjall::OwnedWriteBatch`] per
-//! engine round (atomic across keyspaces):
+//! Three keyspaces, all written through one [`fjall::OwnedWriteBatch`] per
+//! commit (atomic across keyspaces):
 //!
-//! | keyspace   | key                                   | value                                   |
-//! |------------|---------------------------------------|-----------------------------------------|
-//! | `members`  | `qlen:u16 q m`                        | `due:u64 seq:u64 deliveries:u32 flags:u8` |
-//! | `schedule` | `qlen:u16 q due:u64 seq:u64`          | `deliveries:u32 flags:u8 m`             |
-//! | `queues`   | `q`                                   | `card:u64 floor:u64`                    |
-//! | `meta`     | `"seq"`, `"hot_until"`                | next sequence number, horizon (`u64`)   |
+//! | keyspace   | key                                   | value                                     |
+//! |------------|---------------------------------------|-------------------------------------------|
+//! | `schedule` | `qlen:u16 q due:u64 seq:u64`          | `deliveries:u32 flags:u8 m`               |
+//! | `schedule` | `0xFFFF 'Q' q` (queue records)        | `card:u64 floor:u64`                      |
+//! | `members`  | `qlen:u16 q m` (cold members only)    | `due:u64 seq:u64 deliveries:u32 flags:u8` |
+//! | `meta`     | `"seq"`, `"hot_until"`                | sequence reservation, horizon (`u64`)     |
 //!
 //! All integers are big-endian so byte order is numeric order: `schedule` is
 //! each queue's time-ordered index (due time, then insertion sequence), read
 //! in order for paging the near future into memory, for ZRANGE-style rank
-//! queries and on recovery. A queue's *floor* is a due time below which it has
-//! no member: scans of its time index start there, so the tombstones that
-//! popped members leave at the head of the index are never read. `members` answers "is this member scheduled, and
-//! when" in one point read, for cold members only (due beyond the in-memory
-//! horizon): hot members are answered from memory, so the common short-delay
-//! path costs one memtable insert per add and one per pop. `queues` keeps each queue's cardinality so a
-//! restart does not count the backlog, and `meta` keeps the sequence counter
-//! so insertion order survives restarts. The queue name is length-prefixed so
-//! a prefix scan of one queue never strays into another whose name extends it.
+//! queries and on recovery. A queue's *floor* is a due time below which it
+//! has no member: scans of its time index start there, so the tombstones
+//! that popped members leave at the head of the index are never read.
+//! `members` answers "is this member scheduled, and when" in one point read,
+//! for cold members only (due beyond the in-memory horizon): hot members are
+//! answered from memory, so the common short-delay path costs one time-index
+//! insert per add and one per pop. Queue records keep each queue's
+//! cardinality so a restart does not count the backlog, and `meta` keeps the
+//! sequence counter so insertion order survives restarts. The queue name is
+//! length-prefixed so a prefix scan of one queue never strays into another
+//! whose name extends it.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -41,7 +43,6 @@ const MEMTABLE_BYTES: u64 = 8 * 1024 * 1024;
 /// Most journal bytes kept before fjall flushes the keyspaces pinning the
 /// oldest journal (64 MiB is fjall's minimum).
 const JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
-
 
 /// Sequence numbers reserved per write of the counter.
 const SEQ_BLOCK: u64 = 1 << 16;
@@ -114,6 +115,21 @@ fn queue_prefix(q: &[u8]) -> Vec<u8> {
     k
 }
 
+/// Prefix of the queue records inside `schedule`: a length prefix no queue
+/// name has (names are at most 65534 bytes), so time-index scans never meet
+/// them. They live there rather than in a keyspace of their own so that
+/// they are flushed with the time index: a small keyspace rewritten on every
+/// commit would never fill a memtable, and a restart would replay its whole
+/// history from the journal.
+const QUEUE_RECORDS: &[u8] = &[0xFF, 0xFF, b'Q'];
+
+fn queue_record_key(q: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(QUEUE_RECORDS.len() + q.len());
+    k.extend_from_slice(QUEUE_RECORDS);
+    k.extend_from_slice(q);
+    k
+}
+
 fn member_key(q: &[u8], m: &[u8]) -> Vec<u8> {
     let mut k = queue_prefix(q);
     k.extend_from_slice(m);
@@ -153,7 +169,6 @@ pub struct Store {
     dir: PathBuf,
     members: Keyspace,
     schedule: Keyspace,
-    queues: Keyspace,
     meta: Keyspace,
     batch: Option<OwnedWriteBatch>,
     /// Queue records (cardinality, floor) changed in the current batch,
@@ -178,10 +193,9 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Store> {
         std::fs::create_dir_all(dir)?;
         // Journals are replayed on start-up until every keyspace has flushed
-        // past them; the small `queues` and `meta` keyspaces rarely fill a
-        // memtable, so without a cap up to 512 MiB of journal would be
-        // replayed after a crash. The smallest cap fjall allows keeps
-        // restarts short.
+        // past them; the small `meta` keyspace rarely fills a memtable, so
+        // without a cap up to 512 MiB of journal could be replayed after a
+        // crash. The smallest cap fjall allows keeps restarts short.
         // Commits append to the journal's buffer only; the engine writes it
         // to the OS once for all the commits of a moment (Syncer::write),
         // as Redis writes its AOF once per event-loop pass.
@@ -192,7 +206,6 @@ impl Store {
         let opts = || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES);
         let members = db.keyspace("members", opts)?;
         let schedule = db.keyspace("schedule", opts)?;
-        let queues = db.keyspace("queues", opts)?;
         let meta = db.keyspace("meta", opts)?;
         let next_seq = match meta.get("seq")? {
             Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(|_| corrupt("meta"))?),
@@ -203,7 +216,6 @@ impl Store {
             dir: dir.to_path_buf(),
             members,
             schedule,
-            queues,
             meta,
             batch: None,
             cards: std::collections::HashMap::new(),
@@ -324,7 +336,7 @@ impl Store {
         }
         self.pending.clear();
         let cards = std::mem::take(&mut self.cards);
-        let queues = self.queues.clone();
+        let schedule = self.schedule.clone();
         let meta = self.meta.clone();
         // Reserve a block of sequence numbers ahead; a restart continues
         // after the block, so numbers stay unique without a write per commit.
@@ -335,12 +347,12 @@ impl Store {
         let batch = self.batch();
         for (q, (card, floor)) in cards {
             if card == 0 {
-                batch.remove(&queues, q.to_vec());
+                batch.remove(&schedule, queue_record_key(&q));
             } else {
                 let mut v = Vec::with_capacity(16);
                 v.extend_from_slice(&card.to_be_bytes());
                 v.extend_from_slice(&floor.to_be_bytes());
-                batch.insert(&queues, q.to_vec(), v);
+                batch.insert(&schedule, queue_record_key(&q), v);
             }
         }
         if let Some(reserved) = reserve {
@@ -363,7 +375,7 @@ impl Store {
     ///
     /// A storage error.
     pub fn flush_memtables(&self) -> Result<()> {
-        for ks in [&self.members, &self.schedule, &self.queues, &self.meta] {
+        for ks in [&self.members, &self.schedule, &self.meta] {
             ks.rotate_memtable_and_wait()?;
         }
         Ok(())
@@ -510,7 +522,6 @@ impl Store {
         self.commit()?;
         self.members.clear()?;
         self.schedule.clear()?;
-        self.queues.clear()?;
         Ok(())
     }
 
@@ -521,8 +532,9 @@ impl Store {
     /// A storage error.
     pub fn queues(&self) -> Result<Vec<(Bytes, u64, u64)>> {
         let mut out = Vec::new();
-        for guard in self.queues.iter() {
+        for guard in self.schedule.prefix(QUEUE_RECORDS) {
             let (k, v) = guard.into_inner()?;
+            let k = &k[QUEUE_RECORDS.len()..];
             let field = |r: std::ops::Range<usize>| -> Result<u64> {
                 let b = v.get(r).ok_or_else(|| corrupt("queue"))?;
                 Ok(u64::from_be_bytes(
