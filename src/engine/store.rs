@@ -541,7 +541,7 @@ impl Store {
                     b.try_into().map_err(|_| corrupt("queue"))?,
                 ))
             };
-            out.push((Bytes::copy_from_slice(&k), field(0..8)?, field(8..16)?));
+            out.push((Bytes::copy_from_slice(k), field(0..8)?, field(8..16)?));
         }
         Ok(out)
     }
