@@ -31,11 +31,6 @@ impl Shutdown {
         self.tx.send_replace(true);
     }
 
-    /// Whether the latch is set.
-    pub fn is_triggered(&self) -> bool {
-        *self.tx.borrow()
-    }
-
     /// Waits until the latch is set.
     pub async fn wait(&self) {
         let mut rx = self.tx.subscribe();

@@ -291,9 +291,9 @@ impl Core {
         for (name, card, floor) in self.store.queues()? {
             let id = self.queue_or_create(&name);
             self.queue_mut(id).floor = floor;
-            let hot = self
-                .store
-                .due_range(&name, floor, self.hot_until, usize::MAX)?;
+            // One scan: the members due within the horizon, and the due time
+            // of the first one beyond it.
+            let (hot, next) = self.store.page_in(&name, floor, self.hot_until)?;
             let hot_count = hot.len() as u64;
             for s in hot {
                 // A lease still running (a due lease has run out).
@@ -305,8 +305,6 @@ impl Core {
             q.cold = card.saturating_sub(hot_count);
             self.members_total += card;
             if card > hot_count {
-                let after = self.hot_until.saturating_add(1);
-                let (_, next) = self.store.page_in(&name, after, self.hot_until)?;
                 self.set_next_cold(id, next);
             }
         }

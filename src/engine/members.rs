@@ -151,11 +151,6 @@ impl Members {
         self.wheel.len()
     }
 
-    /// The wheel's time.
-    pub fn wheel_elapsed(&self) -> u64 {
-        self.wheel.elapsed()
-    }
-
     /// The next time something may come due: the wheel's next slot or the
     /// earliest parked member.
     pub fn next_deadline(&self) -> Option<u64> {
@@ -331,11 +326,6 @@ impl Members {
     /// Drops every member (FLUSHALL), keeping the wheel's time.
     pub fn clear(&mut self) {
         *self = Members::new(self.wheel.elapsed());
-    }
-
-    /// Bytes the records take (for INFO): slab capacity, not member bytes.
-    pub fn record_bytes(&self) -> usize {
-        self.recs.capacity() * std::mem::size_of::<Rec>()
     }
 
     /// Re-places a member that came due by the wheel but is not due by the

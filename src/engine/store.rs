@@ -415,33 +415,6 @@ impl Store {
         }
     }
 
-    /// Members of `q` with `from <= due <= to`, in time order, at most `limit`.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn due_range(
-        &mut self,
-        q: &[u8],
-        from: u64,
-        to: u64,
-        limit: usize,
-    ) -> Result<Vec<Scheduled>> {
-        self.commit()?;
-        let prefix_len = 2 + q.len();
-        let start = schedule_key(q, from, 0);
-        let end = schedule_key(q, to, u64::MAX);
-        let mut out = Vec::new();
-        for guard in self.schedule.range(start..=end) {
-            if out.len() >= limit {
-                break;
-            }
-            let (k, v) = guard.into_inner()?;
-            out.push(decode_scheduled(prefix_len, &k, &v)?);
-        }
-        Ok(out)
-    }
-
     /// Pages in: members of `q` with `from <= due <= until`, in time order,
     /// and the due time of the first one after `until`, in one scan.
     ///
@@ -669,7 +642,7 @@ mod tests {
         s.put(b"q", b"x", meta(1, 1), false, None);
         s.put(b"qq", b"y", meta(1, 2), false, None);
         assert_eq!(s.rank_range(b"q", 0, 0, 10).unwrap().len(), 1);
-        assert_eq!(s.due_range(b"qq", 0, 5, 10).unwrap().len(), 1);
+        assert_eq!(s.page_in(b"qq", 0, 5).unwrap().0.len(), 1);
     }
 
     #[test]
