@@ -292,9 +292,9 @@ impl Args {
     }
 }
 
-/// Longest queue name: the store prefixes keys with a 16-bit length, whose
-/// largest value marks its own records.
-pub const MAX_KEY_LEN: usize = u16::MAX as usize - 1;
+/// Longest queue name: every store key that holds a name must fit the
+/// LSM's key limit.
+pub const MAX_KEY_LEN: usize = crate::engine::store::MAX_QUEUE_NAME;
 
 /// Checks that a queue name fits the store's key layout.
 ///

@@ -149,12 +149,7 @@ impl Engine {
     }
 
     fn lock(&self) -> MutexGuard<'_, Locked> {
-        // A panic while holding the lock would be a bug; the state is still
-        // the best there is, so keep serving rather than poisoning everything.
-        self.inner
-            .locked
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner.lock()
     }
 
     /// Runs `f` on the core, then commits, hands due members to blocked
@@ -168,10 +163,18 @@ impl Engine {
         }
         let locked = &mut *guard;
         let before = locked.lsn;
-        locked.core.fire();
-        let out = f(&mut locked.core);
-        locked.core.serve_waiters();
-        let commit = commit_and_deliver(locked, &self.inner);
+        let ran = guarded(locked, |locked| {
+            locked.core.fire();
+            let out = f(&mut locked.core);
+            locked.core.serve_waiters();
+            out
+        });
+        let commit = match ran {
+            Some(out) => guarded(locked, |locked| commit_and_deliver(locked, &self.inner))
+                .unwrap_or_else(|| Err(internal_failure(locked, &self.inner.stats)))
+                .map(|lsn| (out, lsn)),
+            None => Err(internal_failure(locked, &self.inner.stats)),
+        };
         let wake = locked
             .core
             .next_wakeup_ms()
@@ -184,7 +187,7 @@ impl Engine {
         if wake {
             self.wake_timer();
         }
-        commit.map(|lsn| (out, if failed && lsn == before { 0 } else { lsn }))
+        commit.map(|(out, lsn)| (out, if failed && lsn == before { 0 } else { lsn }))
     }
 
     fn wake_timer(&self) {
@@ -457,6 +460,52 @@ fn commit_and_deliver(locked: &mut Locked, inner: &Inner) -> Result<u64> {
     commit
 }
 
+impl Inner {
+    /// Locks the engine state. A lock poisoned by a panic elsewhere is a bug
+    /// that may have left memory half-updated: the engine is failed (writes
+    /// refused, INFO and the log say why) and memory is rebuilt from the
+    /// store, rather than serving state that may disagree with it.
+    fn lock(&self) -> MutexGuard<'_, Locked> {
+        match self.locked.lock() {
+            Ok(g) => g,
+            Err(poisoned) => {
+                let mut g = poisoned.into_inner();
+                self.locked.clear_poison();
+                let _ = internal_failure(&mut g, &self.stats);
+                g
+            }
+        }
+    }
+}
+
+/// Runs `f` on the locked state, catching a panic inside it. `None`: it
+/// panicked; the caller must treat the state as failed ([`internal_failure`]).
+fn guarded<T>(locked: &mut Locked, f: impl FnOnce(&mut Locked) -> T) -> Option<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(locked))).ok()
+}
+
+/// A panic inside the engine (a bug): memory may disagree with the store, so
+/// nothing of the round is committed, writes are refused from now on (as
+/// after a storage failure) and memory is rebuilt from what the store holds.
+fn internal_failure(locked: &mut Locked, stats: &SharedStats) -> Error {
+    let why = "internal error (a bug; see the log): writes are refused until a restart".to_string();
+    stats.set_failure(why.clone());
+    if locked.core.failure().is_none() {
+        tracing::error!("a panic inside the engine: {why}");
+        locked.core.fail(why.clone());
+    }
+    let reloaded = guarded(locked, |locked| {
+        locked.core.store_mut().discard();
+        locked.core.reload()
+    });
+    match reloaded {
+        Some(Ok(())) => {}
+        Some(Err(e)) => tracing::error!("reloading state from the store failed: {e}"),
+        None => tracing::error!("reloading state from the store panicked"),
+    }
+    Error::Storage(why)
+}
+
 /// Queues paged in per step of the timer thread: each is one range scan,
 /// so a step holds the engine lock for about a millisecond at most.
 const PAGE_BUDGET: usize = 32;
@@ -477,23 +526,27 @@ fn sleep_for(clock: &dyn Clock, due_ms: Option<u64>) -> Duration {
 fn timer_loop(inner: &Inner) {
     loop {
         let sleep = {
-            let mut guard = inner
-                .locked
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut guard = inner.lock();
             if guard.stopped {
                 return;
             }
             let locked = &mut *guard;
-            // Fire first: paging must never delay what is due now.
-            locked.core.fire();
-            locked.core.serve_waiters();
-            let _ = commit_and_deliver(locked, inner);
-            if let Err(e) = locked.core.page_step(PAGE_BUDGET) {
-                tracing::error!("paging in from the store failed: {e}");
+            // A panic here must not kill the thread silently: the engine is
+            // failed and the thread goes on firing what memory holds.
+            let stepped = guarded(locked, |locked| {
+                // Fire first: paging must never delay what is due now.
+                locked.core.fire();
+                locked.core.serve_waiters();
+                let _ = commit_and_deliver(locked, inner);
+                if let Err(e) = locked.core.page_step(PAGE_BUDGET) {
+                    tracing::error!("paging in from the store failed: {e}");
+                }
+                locked.core.serve_waiters();
+                let _ = commit_and_deliver(locked, inner);
+            });
+            if stepped.is_none() {
+                let _ = internal_failure(locked, &inner.stats);
             }
-            locked.core.serve_waiters();
-            let _ = commit_and_deliver(locked, inner);
             let next = locked.core.next_wakeup_ms();
             locked.timer_wakeup = next.unwrap_or(u64::MAX);
             sleep_for(locked.core.clock().as_ref(), next)
@@ -504,5 +557,52 @@ fn timer_loop(inner: &Inner) {
         } else {
             std::thread::park_timeout(sleep);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmd::{self, Command};
+
+    fn run(engine: &Engine, args: &[&str]) -> Reply {
+        let args = args.iter().map(|a| Bytes::from(a.to_string())).collect();
+        let Ok(Command::Engine(c)) = cmd::parse(args) else {
+            panic!("not an engine command");
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(engine.exec(vec![c])).unwrap().remove(0)
+    }
+
+    /// A panic inside a command is a fatal failure: nothing of its round is
+    /// committed, writes are refused, the failure is visible, reads still
+    /// answer from what the store holds, and the timer thread lives on.
+    #[test]
+    fn a_panic_in_the_engine_fails_it_instead_of_serving_half_updated_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::start(&Config::for_dir(dir.path())).unwrap();
+        assert_eq!(run(&engine, &["DELAYADD", "q", "0", "kept"]), Reply::Int(1));
+        let r = engine.with_core(|core| {
+            let _ = core.add(
+                &Bytes::from_static(b"q"),
+                &[(0, Bytes::from_static(b"half"))],
+                core::AddFlags::default(),
+            );
+            panic!("injected");
+        });
+        assert!(matches!(r, Err(Error::Storage(_))), "{:?}", r.err());
+        assert!(engine.stats.failure().is_some());
+        let refused = run(&engine, &["DELAYADD", "q", "0", "x"]);
+        assert!(refused.is_error(), "{refused:?}");
+        // Memory was rebuilt from the store: the half-done add is gone.
+        assert_eq!(run(&engine, &["DELAYCARD", "q"]), Reply::Int(1));
+        assert_eq!(
+            run(&engine, &["DELAYRANGE", "q", "0", "-1"]),
+            Reply::Array(vec![Reply::bulk("kept")])
+        );
+        assert!(!engine.inner.locked.is_poisoned());
     }
 }

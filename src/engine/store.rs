@@ -109,14 +109,16 @@ pub struct Scheduled {
 
 fn queue_prefix(q: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(2 + q.len() + 16);
-    // Queue names are limited well below 64 KiB by the command layer.
-    k.extend_from_slice(&(q.len() as u16).to_be_bytes());
+    // Names are at most MAX_QUEUE_NAME bytes (checked by the command layer),
+    // so the length fits 16 bits and never reaches 0xFFFF.
+    let len = u16::try_from(q.len()).unwrap_or(u16::MAX);
+    k.extend_from_slice(&len.to_be_bytes());
     k.extend_from_slice(q);
     k
 }
 
 /// Prefix of the queue records inside `schedule`: a length prefix no queue
-/// name has (names are at most 65534 bytes), so time-index scans never meet
+/// name has (names are at most [`MAX_QUEUE_NAME`] bytes), so time-index scans never meet
 /// them. They live there rather than in a keyspace of their own so that
 /// they are flushed with the time index: a small keyspace rewritten on every
 /// commit would never fill a memtable, and a restart would replay its whole
@@ -130,9 +132,42 @@ fn queue_record_key(q: &[u8]) -> Vec<u8> {
     k
 }
 
+/// Longest key fjall accepts (it panics on longer ones).
+const MAX_STORE_KEY: usize = u16::MAX as usize;
+
+/// Prefix of the point-lookup keys of members too long to be a key
+/// themselves: no queue name is long enough to start with `0xFFFF`.
+const HASHED_MEMBERS: &[u8] = &[0xFF, 0xFF, b'H'];
+
+/// Length of a SHA-256 digest.
+const DIGEST_LEN: usize = 32;
+
+/// Longest queue name. Every key that holds a name must fit fjall's
+/// 65,535-byte limit: the longest is a hashed member key
+/// (`0xFFFF 'H' qlen q sha256(m)`, 37 bytes around the name); the rest of
+/// the 65,535 is kept for future key layouts.
+pub const MAX_QUEUE_NAME: usize = 65_000;
+
+const _: () = assert!(HASHED_MEMBERS.len() + 2 + MAX_QUEUE_NAME + DIGEST_LEN <= MAX_STORE_KEY);
+const _: () = assert!(2 + MAX_QUEUE_NAME + 16 <= MAX_STORE_KEY);
+const _: () = assert!(QUEUE_RECORDS.len() + MAX_QUEUE_NAME <= MAX_STORE_KEY);
+
+/// The point-lookup key of member `m` of queue `q`: the member itself when
+/// the key fits fjall's limit, else a SHA-256 digest of it under
+/// [`HASHED_MEMBERS`] (a collision-resistant digest: two members never
+/// share a key). The member's bytes are kept whole in the time index's
+/// value, whose limit is 4 GiB.
 fn member_key(q: &[u8], m: &[u8]) -> Vec<u8> {
-    let mut k = queue_prefix(q);
-    k.extend_from_slice(m);
+    if 2 + q.len() + m.len() <= MAX_STORE_KEY {
+        let mut k = queue_prefix(q);
+        k.extend_from_slice(m);
+        return k;
+    }
+    use sha2::Digest;
+    let mut k = Vec::with_capacity(HASHED_MEMBERS.len() + 2 + q.len() + DIGEST_LEN);
+    k.extend_from_slice(HASHED_MEMBERS);
+    k.extend_from_slice(&queue_prefix(q));
+    k.extend_from_slice(&sha2::Sha256::digest(m));
     k
 }
 
