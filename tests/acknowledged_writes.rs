@@ -13,6 +13,7 @@ use std::path::Path;
 
 use harness::{Server, read_reply, resp};
 
+/// Trials of the plain shape; the others run half as many per fsync mode.
 const TRIALS: usize = 40;
 
 /// Sends `packet` (several commands), reads `replies` replies, returns them.
@@ -25,7 +26,11 @@ fn send(server: &Server, packet: &[u8], replies: usize) -> Vec<Vec<u8>> {
 
 fn score(server: &Server, q: &str, m: &str) -> Option<i64> {
     let mut con = server.client();
-    redis::cmd("DELAYSCORE").arg(q).arg(m).query(&mut con).unwrap()
+    redis::cmd("DELAYSCORE")
+        .arg(q)
+        .arg(m)
+        .query(&mut con)
+        .unwrap()
 }
 
 /// Runs `TRIALS` trials of `trial` (which returns what it expects to have
@@ -33,6 +38,7 @@ fn score(server: &Server, q: &str, m: &str) -> Option<i64> {
 /// by kill -9 and a restart, and collects the losses.
 fn run_trials(
     fsync: &str,
+    trials: usize,
     mut trial: impl FnMut(&Server, usize) -> Vec<(String, String, bool)>,
 ) {
     let tmp = tempfile::tempdir().unwrap();
@@ -40,7 +46,7 @@ fn run_trials(
     let flags = ["--appendfsync", fsync];
     let mut server = Server::start_in(&dir, &flags);
     let mut wrong = Vec::new();
-    for i in 0..TRIALS {
+    for i in 0..trials {
         let expect = trial(&server, i);
         server.kill9();
         server = restart(&dir, &flags);
@@ -64,7 +70,7 @@ fn restart(dir: &Path, flags: &[&str]) -> Server {
 }
 
 fn write_then_read(fsync: &str) {
-    run_trials(fsync, |server, i| {
+    run_trials(fsync, TRIALS, |server, i| {
         let m = format!("m{i}");
         let mut packet = resp(&[b"DELAYADD", b"q", b"600000", m.as_bytes()]);
         packet.extend(resp(&[b"DELAYRANGE", b"q", b"0", b"-1"]));
@@ -88,7 +94,7 @@ fn write_pipelined_with_a_read_survives_kill9_everysec() {
 #[test]
 fn transaction_with_a_read_inside_survives_kill9() {
     for fsync in ["always", "everysec"] {
-        run_trials(fsync, |server, i| {
+        run_trials(fsync, TRIALS / 2, |server, i| {
             let (a, b) = (format!("a{i}"), format!("b{i}"));
             let mut packet = resp(&[b"MULTI"]);
             packet.extend(resp(&[b"DELAYADD", b"q", b"600000", a.as_bytes()]));
@@ -107,7 +113,7 @@ fn transaction_with_a_read_inside_survives_kill9() {
 #[test]
 fn flushall_then_write_survives_kill9() {
     for fsync in ["always", "everysec"] {
-        run_trials(fsync, |server, i| {
+        run_trials(fsync, TRIALS / 2, |server, i| {
             let (old, new) = (format!("old{i}"), format!("new{i}"));
             let added = send(
                 server,

@@ -150,7 +150,10 @@ fn large_member_can_be_leased_acked_and_dead_lettered() {
     let opts = ["LEASE", "1", "RETRIES", "1", "DEADLETTER", "dlq"];
     assert_eq!(pop(&mut con, b"q", &opts), vec![d.clone()]);
     std::thread::sleep(Duration::from_millis(50));
-    assert!(pop(&mut con, b"q", &opts).is_empty(), "moved, not delivered");
+    assert!(
+        pop(&mut con, b"q", &opts).is_empty(),
+        "moved, not delivered"
+    );
     assert_eq!(card(&mut con, b"q"), 0);
     assert_eq!(pop(&mut con, b"dlq", &["LEASE", "600000"]), vec![d.clone()]);
     s.kill9();
@@ -203,7 +206,10 @@ fn timer_thread_survives_leasing_a_large_member() {
         .query(&mut con)
         .unwrap();
     assert_eq!(got, vec![b"later".to_vec()]);
-    let info: String = redis::cmd("INFO").arg("persistence").query(&mut con).unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("persistence")
+        .query(&mut con)
+        .unwrap();
     assert!(info.contains("storage_error:\r\n"), "{info}");
 }
 

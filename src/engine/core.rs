@@ -1013,7 +1013,7 @@ impl Core {
     /// A storage error.
     pub fn flush(&mut self) -> Result<()> {
         self.check_writable()?;
-        self.store.clear()?;
+        self.store.clear();
         self.queues.clear();
         self.free_ids.clear();
         self.index.clear();

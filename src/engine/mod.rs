@@ -3,8 +3,8 @@
 //! # Threads
 //!
 //! - Commands run inline, on the connection's I/O thread, under one mutex
-//!   around [`Core`]: the in-memory work plus an append to fjall's journal and
-//!   memtables (no fsync). Every command is atomic, and a request costs no
+//!   around [`Core`]: the in-memory work plus, per round, one numbered batch
+//!   applied to storage (appended to its journal, no fsync). Every command is atomic, and a request costs no
 //!   thread hand-off: measured, the hand-off to a separate engine thread cost
 //!   half of DELAYADD's throughput at pipeline 1 on a 2-core machine.
 //! - The *timer thread* sleeps until the wheel's next deadline (to the
@@ -17,14 +17,18 @@
 //!   for all commits that arrived meanwhile (group commit); with `everysec`
 //!   it fsyncs once a second.
 //!
-//! Each commit that wrote something gets a number (its *lsn*); the writer
-//! publishes the highest lsn known durable.
+//! Each round that wrote something commits one batch with the next number
+//! (its *lsn*, kept by the [`Store`]); a reply waits until the batch holding
+//! its effects is durable, and the writer publishes the highest lsn known
+//! durable. Reads never commit, so what was acknowledged and what is durable
+//! are the same numbers.
 
 pub mod clock;
 pub mod core;
 pub mod lateness;
 pub mod members;
 pub mod stats;
+pub(crate) mod storage;
 pub mod store;
 pub mod wheel;
 pub mod writer;
@@ -39,7 +43,8 @@ use tokio::sync::oneshot;
 use self::clock::{Clock, SystemClock};
 use self::core::{Core, Delivery, Totals, WaiterId};
 use self::stats::SharedStats;
-use self::store::{Store, Syncer};
+use self::storage::Journal;
+use self::store::Store;
 use self::writer::Durability;
 use crate::cmd::EngineCmd;
 use crate::config::{Config, Fsync};
@@ -51,8 +56,6 @@ pub use self::core::{PopOptions, PopShape, Popped, Waiter};
 /// The state behind the mutex: the core and the bookkeeping of commits.
 struct Locked {
     core: Core,
-    /// Number of the last commit that wrote something.
-    lsn: u64,
     /// When the timer thread plans to wake next (Unix ms; `u64::MAX`: idle).
     timer_wakeup: u64,
     stopped: bool,
@@ -61,7 +64,7 @@ struct Locked {
 struct Inner {
     locked: Mutex<Locked>,
     /// Writes the journal buffer to the OS.
-    journal: Syncer,
+    journal: Arc<dyn Journal>,
     /// Every commit up to this lsn has been written to the OS.
     written: AtomicU64,
     timer: Mutex<Option<std::thread::Thread>>,
@@ -102,8 +105,7 @@ impl Engine {
             "store opened (journal replayed) in {:.1} ms",
             started.elapsed().as_secs_f64() * 1000.0
         );
-        let syncer = store.syncer();
-        let journal = store.syncer();
+        let journal = store.journal();
         let core = Core::load(store, clock, config.horizon_ms)?;
         let stats = Arc::new(SharedStats::new());
         let totals = core.totals();
@@ -122,11 +124,10 @@ impl Engine {
             recovery.as_secs_f64() * 1000.0
         );
         let fsync = Arc::new(AtomicU8::new(config.appendfsync.to_u8()));
-        let durability = writer::start(syncer, fsync.clone(), stats.clone())?;
+        let durability = writer::start(journal.clone(), fsync.clone(), stats.clone())?;
         let inner = Arc::new(Inner {
             locked: Mutex::new(Locked {
                 core,
-                lsn: 0,
                 timer_wakeup: 0,
                 stopped: false,
             }),
@@ -162,7 +163,7 @@ impl Engine {
             return Err(Error::ShuttingDown);
         }
         let locked = &mut *guard;
-        let before = locked.lsn;
+        let before = locked.core.store_mut().lsn();
         let ran = guarded(locked, |locked| {
             locked.core.fire();
             let out = f(&mut locked.core);
@@ -369,15 +370,12 @@ impl Engine {
             guard
                 .core
                 .wake_all_blocked(Reply::from(Error::ShuttingDown));
-            let committed = guard.core.store_mut().commit()?;
-            if committed {
-                guard.lsn += 1;
-            }
+            guard.core.store_mut().commit()?;
             // Flush the memtables so the next start has no journal to replay.
             if let Err(e) = guard.core.store_mut().flush_memtables() {
                 tracing::warn!("flushing memtables at shutdown failed: {e}");
             }
-            guard.lsn
+            guard.core.store_mut().lsn()
         };
         self.wake_timer();
         self.inner.durability.flush(lsn).await
@@ -405,18 +403,18 @@ fn commit_and_deliver(locked: &mut Locked, inner: &Inner) -> Result<u64> {
     };
     let commit = match store
         .commit()
-        .and_then(|dirty| Ok((dirty, written(dirty)?)))
+        .and_then(|lsn| Ok((lsn, written(lsn.is_some())?)))
     {
-        Ok((dirty, written)) => {
-            if dirty {
-                locked.lsn += 1;
+        Ok((committed, written)) => {
+            let lsn = store.lsn();
+            if committed.is_some() {
                 stats.commits.fetch_add(1, Ordering::Relaxed);
-                stats.committed_lsn.store(locked.lsn, Ordering::Release);
+                stats.committed_lsn.store(lsn, Ordering::Release);
             }
             if written {
-                inner.written.fetch_max(locked.lsn, Ordering::AcqRel);
+                inner.written.fetch_max(lsn, Ordering::AcqRel);
             }
-            Ok(locked.lsn)
+            Ok(lsn)
         }
         Err(e) => {
             let why = format!("write failed: {}", e.detail());

@@ -1,13 +1,14 @@
-//! The on-disk layout in fjall, the source of truth.
+//! The layout of queues in storage, and the batch of the current round.
 //!
-//! Three keyspaces, all written through one [`fjall::OwnedWriteBatch`] per
-//! commit (atomic across keyspaces):
+//! Three key spaces ([`Space`]), all written through one numbered [`Batch`]
+//! per round of commands (atomic across spaces):
 //!
-//! | keyspace   | key                                   | value                                     |
+//! | space      | key                                   | value                                     |
 //! |------------|---------------------------------------|-------------------------------------------|
 //! | `schedule` | `qlen:u16 q due:u64 seq:u64`          | `deliveries:u32 flags:u8 m`               |
 //! | `schedule` | `0xFFFF 'Q' q` (queue records)        | `card:u64 floor:u64`                      |
 //! | `members`  | `qlen:u16 q m` (cold members only)    | `due:u64 seq:u64 deliveries:u32 flags:u8` |
+//! | `members`  | `0xFFFF 'H' qlen:u16 q sha256(m)`      | the same, for members too long for a key  |
 //! | `meta`     | `"seq"`, `"hot_until"`                | sequence reservation, horizon (`u64`)     |
 //!
 //! All integers are big-endian so byte order is numeric order: `schedule` is
@@ -25,24 +26,28 @@
 //! length-prefixed so a prefix scan of one queue never strays into another
 //! whose name extends it.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+//!
+//! # The round's batch
+//!
+//! Commands write into the round's [`Batch`], which is delayd's own data:
+//! nothing reaches storage until the engine commits the round, which gives
+//! the batch the next number (its lsn) and applies it. Reads — point
+//! lookups and scans — see what storage holds with the uncommitted batch laid
+//! over it, so a read never commits anything: the lsn a reply waits for is
+//! always the one of the batch holding its effects.
+
+use std::cmp::Ordering;
+use std::collections::btree_map;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Arc;
 
 use bytes::Bytes;
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, PersistMode};
 
+use super::storage::fjall::FjallStorage;
+use super::storage::{Batch, Entry, Journal, Op, Scan, Space, Storage, prefix_end};
 use crate::Result;
-
-/// Memtable size per keyspace. fjall's default (64 MiB) makes the memtable
-/// skiplist deep and cache-cold: with it, memtable inserts took half the
-/// engine thread under `redis-benchmark -P 16`; 8 MiB doubled DELAYADD
-/// throughput (4 and 16 MiB were no better).
-const MEMTABLE_BYTES: u64 = 8 * 1024 * 1024;
-
-/// Most journal bytes kept before fjall flushes the keyspaces pinning the
-/// oldest journal (64 MiB is fjall's minimum).
-const JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Sequence numbers reserved per write of the counter.
 const SEQ_BLOCK: u64 = 1 << 16;
@@ -198,65 +203,88 @@ fn decode_scheduled(prefix_len: usize, key: &[u8], value: &[u8]) -> Result<Sched
     })
 }
 
-/// The fjall database and the write batch of the current round.
+/// The round's uncommitted writes, and what reads need to see them.
+#[derive(Default)]
+struct Pending {
+    ops: Vec<Op>,
+    /// Point-lookup entries written in the batch (`None`: removed), kept as
+    /// they are written: [`Store::get`] is on the path of every add.
+    members: HashMap<Vec<u8>, Option<MemberMeta>>,
+    /// The batch's writes per space (`None`: removed), for scans; brought
+    /// up to date from `ops[overlaid..]` only when a scan needs it.
+    overlay: [BTreeMap<Vec<u8>, Option<Vec<u8>>>; 3],
+    overlaid: usize,
+    /// Spaces cleared by the batch: storage's entries are hidden.
+    cleared: [bool; 3],
+    /// Queue records (cardinality, floor) changed in the batch, written at
+    /// commit.
+    queues: HashMap<Bytes, (u64, u64)>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.ops.is_empty() && self.queues.is_empty()
+    }
+
+    /// Lays the ops written since the last scan over storage's view.
+    fn catch_up(&mut self) {
+        for op in &self.ops[self.overlaid..] {
+            match op {
+                Op::Put(s, k, v) => {
+                    self.overlay[s.index()].insert(k.clone(), Some(v.clone()));
+                }
+                Op::Delete(s, k) => {
+                    self.overlay[s.index()].insert(k.clone(), None);
+                }
+                Op::Clear(s) => {
+                    self.overlay[s.index()].clear();
+                    self.cleared[s.index()] = true;
+                }
+            }
+        }
+        self.overlaid = self.ops.len();
+    }
+}
+
+/// Queues laid out over a [`Storage`], with the round's batch.
 pub struct Store {
-    db: Database,
-    dir: PathBuf,
-    members: Keyspace,
-    schedule: Keyspace,
-    meta: Keyspace,
-    batch: Option<OwnedWriteBatch>,
-    /// Queue records (cardinality, floor) changed in the current batch,
-    /// written at commit.
-    cards: std::collections::HashMap<Bytes, (u64, u64)>,
+    storage: Box<dyn Storage>,
+    pending: Pending,
+    /// Number of the last batch applied.
+    lsn: u64,
     next_seq: u64,
-    /// Sequence numbers below this are reserved on disk: the counter is
-    /// written once per block of numbers, not on every commit.
+    /// Sequence numbers below this are reserved in storage: the counter is
+    /// written once per block of numbers, not in every batch.
     seq_reserved: u64,
-    /// Point-lookup entries written in the uncommitted batch (`None`:
-    /// removed), so [`Store::get`] sees them without committing early.
-    pending: std::collections::HashMap<Vec<u8>, Option<MemberMeta>>,
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir`.
+    /// Opens (or creates) the fjall store in `dir`.
     ///
     /// # Errors
     ///
     /// Fails if the directory cannot be created or the store cannot be
     /// recovered.
     pub fn open(dir: &Path) -> Result<Store> {
-        std::fs::create_dir_all(dir)?;
-        // Journals are replayed on start-up until every keyspace has flushed
-        // past them; the small `meta` keyspace rarely fills a memtable, so
-        // without a cap up to 512 MiB of journal could be replayed after a
-        // crash. The smallest cap fjall allows keeps restarts short.
-        // Commits append to the journal's buffer only; the engine writes it
-        // to the OS once for all the commits of a moment (Syncer::write),
-        // as Redis writes its AOF once per event-loop pass.
-        let db = Database::builder(dir)
-            .max_journaling_size(JOURNAL_BYTES)
-            .manual_journal_persist(true)
-            .open()?;
-        let opts = || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES);
-        let members = db.keyspace("members", opts)?;
-        let schedule = db.keyspace("schedule", opts)?;
-        let meta = db.keyspace("meta", opts)?;
-        let next_seq = match meta.get("seq")? {
-            Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(|_| corrupt("meta"))?),
+        Store::over(Box::new(FjallStorage::open(dir)?))
+    }
+
+    /// A store over any storage.
+    ///
+    /// # Errors
+    ///
+    /// A storage error reading the sequence counter.
+    pub(crate) fn over(storage: Box<dyn Storage>) -> Result<Store> {
+        let next_seq = match storage.get(Space::Meta, b"seq")? {
+            Some(v) => decode_u64(&v).ok_or_else(|| corrupt("meta"))?,
             None => 1,
         };
         Ok(Store {
-            db,
-            dir: dir.to_path_buf(),
-            members,
-            schedule,
-            meta,
-            batch: None,
-            cards: std::collections::HashMap::new(),
+            storage,
+            pending: Pending::default(),
+            lsn: 0,
             next_seq,
             seq_reserved: next_seq,
-            pending: std::collections::HashMap::new(),
         })
     }
 
@@ -267,13 +295,31 @@ impl Store {
         s
     }
 
-    fn batch(&mut self) -> &mut OwnedWriteBatch {
-        self.batch.get_or_insert_with(|| self.db.batch())
+    /// The number of the last batch applied: a reply waits until the batch
+    /// holding its effects is durable.
+    pub fn lsn(&self) -> u64 {
+        self.lsn
     }
 
     /// Whether the current round has uncommitted writes.
     pub fn is_dirty(&self) -> bool {
-        self.batch.as_ref().is_some_and(|b| !b.is_empty()) || !self.cards.is_empty()
+        !self.pending.is_empty()
+    }
+
+    fn put_raw(&mut self, space: Space, key: Vec<u8>, value: Vec<u8>) {
+        self.pending.ops.push(Op::Put(space, key, value));
+    }
+
+    fn delete_raw(&mut self, space: Space, key: Vec<u8>) {
+        self.pending.ops.push(Op::Delete(space, key));
+    }
+
+    fn set_member_entry(&mut self, key: Vec<u8>, meta: Option<MemberMeta>) {
+        match meta {
+            Some(m) => self.put_raw(Space::Members, key.clone(), m.encode().to_vec()),
+            None => self.delete_raw(Space::Members, key.clone()),
+        }
+        self.pending.members.insert(key, meta);
     }
 
     /// Writes (or rewrites) a member. `cold` says whether it is beyond the
@@ -288,55 +334,45 @@ impl Store {
         cold: bool,
         old: Option<(MemberMeta, bool)>,
     ) {
-        let batch = self.batch.get_or_insert_with(|| self.db.batch());
-        let (members, schedule) = (&self.members, &self.schedule);
         if let Some((old, old_cold)) = old {
             if (old.due, old.seq) != (meta.due, meta.seq) {
-                batch.remove(schedule, schedule_key(q, old.due, old.seq));
+                self.delete_raw(Space::Schedule, schedule_key(q, old.due, old.seq));
             }
             if old_cold && !cold {
-                batch.remove(members, member_key(q, m));
-                self.pending.insert(member_key(q, m), None);
+                self.set_member_entry(member_key(q, m), None);
             }
         }
         if cold {
-            batch.insert(members, member_key(q, m), meta.encode().to_vec());
-            self.pending.insert(member_key(q, m), Some(meta));
+            self.set_member_entry(member_key(q, m), Some(meta));
         }
         let mut v = Vec::with_capacity(5 + m.len());
         v.extend_from_slice(&meta.deliveries.to_be_bytes());
         v.push(meta.flags);
         v.extend_from_slice(m);
-        batch.insert(schedule, schedule_key(q, meta.due, meta.seq), v);
+        self.put_raw(Space::Schedule, schedule_key(q, meta.due, meta.seq), v);
     }
 
     /// Deletes a member whose record is `meta`.
     pub fn delete(&mut self, q: &[u8], m: &[u8], meta: MemberMeta, cold: bool) {
-        let members = self.members.clone();
-        let schedule = self.schedule.clone();
-        let batch = self.batch();
         if cold {
-            batch.remove(&members, member_key(q, m));
+            self.set_member_entry(member_key(q, m), None);
         }
-        batch.remove(&schedule, schedule_key(q, meta.due, meta.seq));
-        if cold {
-            self.pending.insert(member_key(q, m), None);
-        }
+        self.delete_raw(Space::Schedule, schedule_key(q, meta.due, meta.seq));
     }
 
     /// A cold member was paged into memory: drop its point-lookup entry.
     pub fn warm(&mut self, q: &[u8], m: &[u8]) {
-        let members = self.members.clone();
-        self.batch().remove(&members, member_key(q, m));
-        self.pending.insert(member_key(q, m), None);
+        self.set_member_entry(member_key(q, m), None);
     }
 
     /// Records how far ahead members are in memory, so a restart loads at
     /// least as far (members up to it have no `members` entry).
     pub fn set_hot_until(&mut self, ms: u64) {
-        let meta = self.meta.clone();
-        self.batch()
-            .insert(&meta, "hot_until", ms.to_be_bytes().to_vec());
+        self.put_raw(
+            Space::Meta,
+            b"hot_until".to_vec(),
+            ms.to_be_bytes().to_vec(),
+        );
     }
 
     /// The recorded horizon (0 if none).
@@ -344,11 +380,9 @@ impl Store {
     /// # Errors
     ///
     /// A storage error.
-    pub fn hot_until(&self) -> Result<u64> {
-        match self.meta.get("hot_until")? {
-            Some(v) => Ok(u64::from_be_bytes(
-                v.as_ref().try_into().map_err(|_| corrupt("meta"))?,
-            )),
+    pub fn hot_until(&mut self) -> Result<u64> {
+        match self.read(Space::Meta, b"hot_until")? {
+            Some(v) => decode_u64(&v).ok_or_else(|| corrupt("meta")),
             None => Ok(0),
         }
     }
@@ -356,79 +390,105 @@ impl Store {
     /// Records a queue's cardinality and floor (cardinality 0 removes the
     /// queue's record).
     pub fn set_queue(&mut self, q: &Bytes, card: u64, floor: u64) {
-        self.cards.insert(q.clone(), (card, floor));
+        self.pending.queues.insert(q.clone(), (card, floor));
     }
 
-    /// Commits the current batch to the journal and memtables (not fsynced:
-    /// see [`Store::sync`]). Returns whether anything was written.
+    /// Commits the round: the batch gets the next lsn and is applied to
+    /// storage (not yet durable: see [`Journal`]). Returns the lsn, or
+    /// `None` if the round wrote nothing.
     ///
     /// # Errors
     ///
     /// A storage error; the batch is lost and must not be acknowledged.
-    pub fn commit(&mut self) -> Result<bool> {
-        if !self.is_dirty() {
-            return Ok(false);
+    pub fn commit(&mut self) -> Result<Option<u64>> {
+        if self.pending.is_empty() {
+            return Ok(None);
         }
-        self.pending.clear();
-        let cards = std::mem::take(&mut self.cards);
-        let schedule = self.schedule.clone();
-        let meta = self.meta.clone();
-        // Reserve a block of sequence numbers ahead; a restart continues
-        // after the block, so numbers stay unique without a write per commit.
-        let reserve = (self.next_seq >= self.seq_reserved).then(|| {
-            self.seq_reserved = self.next_seq + SEQ_BLOCK;
-            self.seq_reserved
-        });
-        let batch = self.batch();
-        for (q, (card, floor)) in cards {
+        let mut pending = std::mem::take(&mut self.pending);
+        for (q, (card, floor)) in pending.queues.drain() {
             if card == 0 {
-                batch.remove(&schedule, queue_record_key(&q));
+                pending
+                    .ops
+                    .push(Op::Delete(Space::Schedule, queue_record_key(&q)));
             } else {
                 let mut v = Vec::with_capacity(16);
                 v.extend_from_slice(&card.to_be_bytes());
                 v.extend_from_slice(&floor.to_be_bytes());
-                batch.insert(&schedule, queue_record_key(&q), v);
+                pending
+                    .ops
+                    .push(Op::Put(Space::Schedule, queue_record_key(&q), v));
             }
         }
-        if let Some(reserved) = reserve {
-            batch.insert(&meta, "seq", reserved.to_be_bytes().to_vec());
+        // Reserve a block of sequence numbers ahead; a restart continues
+        // after the block, so numbers stay unique without a write per batch.
+        if self.next_seq >= self.seq_reserved {
+            self.seq_reserved = self.next_seq + SEQ_BLOCK;
+            pending.ops.push(Op::Put(
+                Space::Meta,
+                b"seq".to_vec(),
+                self.seq_reserved.to_be_bytes().to_vec(),
+            ));
         }
-        match self.batch.take() {
-            Some(b) => b.commit()?,
-            None => return Ok(false),
-        }
-        Ok(true)
+        let lsn = self.lsn + 1;
+        self.storage.apply(Batch {
+            lsn,
+            ops: pending.ops,
+        })?;
+        self.lsn = lsn;
+        Ok(Some(lsn))
     }
 
-    /// Flushes every keyspace's memtable and waits (clean shutdown), so the
-    /// next start has little to replay. While running, fjall flushes a
-    /// memtable when it is full and the keyspaces pinning the oldest journal
-    /// once journals pass 64 MiB; rotating more often only piles up small
-    /// flushes, and fjall halts writers (100 ms) behind four sealed memtables.
+    /// Writes in-memory tables to disk and waits (clean shutdown), so the
+    /// next start has little to replay.
     ///
     /// # Errors
     ///
     /// A storage error.
     pub fn flush_memtables(&self) -> Result<()> {
-        for ks in [&self.members, &self.schedule, &self.meta] {
-            ks.rotate_memtable_and_wait()?;
-        }
-        Ok(())
+        self.storage.flush()
     }
 
-    /// Drops the uncommitted batch (after a failed commit).
+    /// Drops the uncommitted batch (after a failure).
     pub fn discard(&mut self) {
-        self.batch = None;
-        self.cards.clear();
-        self.pending.clear();
+        self.pending = Pending::default();
     }
 
-    /// A handle that can write and fsync the journal from another thread.
-    pub fn syncer(&self) -> Syncer {
-        Syncer {
-            db: self.db.clone(),
-            dir: self.dir.clone(),
-            journal: Arc::default(),
+    /// The handle that makes committed batches durable, for the engine and
+    /// the writer thread.
+    pub(crate) fn journal(&self) -> Arc<dyn Journal> {
+        self.storage.journal()
+    }
+
+    /// A point read seeing the batch's writes.
+    fn read(&mut self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.pending.catch_up();
+        if let Some(v) = self.pending.overlay[space.index()].get(key) {
+            return Ok(v.clone());
+        }
+        if self.pending.cleared[space.index()] {
+            return Ok(None);
+        }
+        self.storage.get(space, key)
+    }
+
+    /// A scan seeing the batch's writes: storage's entries merged with the
+    /// batch's, the batch winning.
+    fn scan(&mut self, space: Space, from: &[u8], to: Option<&[u8]>) -> Overlaid<'_> {
+        self.pending.catch_up();
+        let i = space.index();
+        let overlay = &self.pending.overlay[i];
+        let ours = match to {
+            Some(to) => overlay.range::<[u8], _>((Bound::Included(from), Bound::Excluded(to))),
+            None => overlay.range::<[u8], _>((Bound::Included(from), Bound::Unbounded)),
+        };
+        let theirs: Scan<'_> = if self.pending.cleared[i] {
+            Box::new(std::iter::empty())
+        } else {
+            self.storage.scan(space, from, to)
+        };
+        Overlaid {
+            theirs: theirs.peekable(),
+            ours: ours.peekable(),
         }
     }
 
@@ -439,10 +499,13 @@ impl Store {
     /// A storage error.
     pub fn get(&mut self, q: &[u8], m: &[u8]) -> Result<Option<MemberMeta>> {
         let key = member_key(q, m);
-        if let Some(p) = self.pending.get(&key) {
+        if let Some(p) = self.pending.members.get(&key) {
             return Ok(*p);
         }
-        match self.members.get(key)? {
+        if self.pending.cleared[Space::Members.index()] {
+            return Ok(None);
+        }
+        match self.storage.get(Space::Members, &key)? {
             Some(v) => Ok(Some(
                 MemberMeta::decode(&v).ok_or_else(|| corrupt("member"))?,
             )),
@@ -462,12 +525,11 @@ impl Store {
         from: u64,
         until: u64,
     ) -> Result<(Vec<Scheduled>, Option<u64>)> {
-        self.commit()?;
         let start = schedule_key(q, from, 0);
-        let end = schedule_key(q, u64::MAX, u64::MAX);
+        let end = prefix_end(&queue_prefix(q));
         let mut out = Vec::new();
-        for guard in self.schedule.range(start..=end) {
-            let (k, v) = guard.into_inner()?;
+        for entry in self.scan(Space::Schedule, &start, end.as_deref()) {
+            let (k, v) = entry?;
             let s = decode_scheduled(2 + q.len(), &k, &v)?;
             if s.meta.due > until {
                 return Ok((out, Some(s.meta.due)));
@@ -490,12 +552,15 @@ impl Store {
         skip: usize,
         take: usize,
     ) -> Result<Vec<Scheduled>> {
-        self.commit()?;
         let start = schedule_key(q, floor, 0);
-        let end = schedule_key(q, u64::MAX, u64::MAX);
+        let end = prefix_end(&queue_prefix(q));
         let mut out = Vec::with_capacity(take.min(1024));
-        for guard in self.schedule.range(start..=end).skip(skip).take(take) {
-            let (k, v) = guard.into_inner()?;
+        for entry in self
+            .scan(Space::Schedule, &start, end.as_deref())
+            .skip(skip)
+            .take(take)
+        {
+            let (k, v) = entry?;
             out.push(decode_scheduled(2 + q.len(), &k, &v)?);
         }
         Ok(out)
@@ -507,11 +572,11 @@ impl Store {
     ///
     /// A storage error.
     pub fn delete_queue(&mut self, q: &Bytes) -> Result<u64> {
-        self.commit()?;
         let prefix = queue_prefix(q);
+        let end = prefix_end(&prefix);
         let mut all = Vec::new();
-        for guard in self.schedule.prefix(&prefix) {
-            let (k, v) = guard.into_inner()?;
+        for entry in self.scan(Space::Schedule, &prefix, end.as_deref()) {
+            let (k, v) = entry?;
             all.push(decode_scheduled(prefix.len(), &k, &v)?);
         }
         for s in &all {
@@ -521,16 +586,13 @@ impl Store {
         Ok(all.len() as u64)
     }
 
-    /// Removes everything.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn clear(&mut self) -> Result<()> {
-        self.commit()?;
-        self.members.clear()?;
-        self.schedule.clear()?;
-        Ok(())
+    /// Removes every queue (the sequence counter and horizon stay).
+    pub fn clear(&mut self) {
+        self.pending.queues.clear();
+        self.pending.members.clear();
+        for space in [Space::Schedule, Space::Members] {
+            self.pending.ops.push(Op::Clear(space));
+        }
     }
 
     /// Every queue with its cardinality and floor, as recorded.
@@ -538,16 +600,16 @@ impl Store {
     /// # Errors
     ///
     /// A storage error.
-    pub fn queues(&self) -> Result<Vec<(Bytes, u64, u64)>> {
+    pub fn queues(&mut self) -> Result<Vec<(Bytes, u64, u64)>> {
         let mut out = Vec::new();
-        for guard in self.schedule.prefix(QUEUE_RECORDS) {
-            let (k, v) = guard.into_inner()?;
+        let end = prefix_end(QUEUE_RECORDS);
+        for entry in self.scan(Space::Schedule, QUEUE_RECORDS, end.as_deref()) {
+            let (k, v) = entry?;
             let k = &k[QUEUE_RECORDS.len()..];
             let field = |r: std::ops::Range<usize>| -> Result<u64> {
-                let b = v.get(r).ok_or_else(|| corrupt("queue"))?;
-                Ok(u64::from_be_bytes(
-                    b.try_into().map_err(|_| corrupt("queue"))?,
-                ))
+                v.get(r)
+                    .and_then(decode_u64)
+                    .ok_or_else(|| corrupt("queue"))
             };
             out.push((Bytes::copy_from_slice(k), field(0..8)?, field(8..16)?));
         }
@@ -556,84 +618,50 @@ impl Store {
 
     /// Bytes the store takes on disk.
     pub fn disk_space(&self) -> u64 {
-        self.db.disk_space().unwrap_or(0)
+        self.storage.disk_space()
     }
 }
 
-/// Writes and fsyncs the journal; cloned into the engine and the writer.
-#[derive(Clone)]
-pub struct Syncer {
-    db: Database,
-    dir: PathBuf,
-    /// The active journal file, opened once, for fsyncing it ourselves.
-    journal: Arc<Mutex<Option<(PathBuf, File)>>>,
+fn decode_u64(b: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(b.try_into().ok()?))
 }
 
-impl Syncer {
-    /// Writes everything committed so far to the OS (it survives a crash
-    /// of the process, not of the machine).
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn write(&self) -> Result<()> {
-        self.db.persist(PersistMode::Buffer)?;
-        Ok(())
-    }
+/// Storage's entries merged with the batch's, in key order; the batch's
+/// entry wins over storage's for the same key, and its removals hide them.
+struct Overlaid<'a> {
+    theirs: std::iter::Peekable<Scan<'a>>,
+    ours: std::iter::Peekable<btree_map::Range<'a, Vec<u8>, Option<Vec<u8>>>>,
+}
 
-    /// Makes everything committed so far durable (`fdatasync`).
-    ///
-    /// fjall's own `persist(SyncData)` holds the journal lock for the whole
-    /// fsync, so every commit would wait behind it and group commit would
-    /// collapse. Instead the buffer goes to the OS (the lock is held only for
-    /// that `write`), then the active journal file is fsynced through a
-    /// handle of our own, with no lock held. Journals sealed meanwhile were
-    /// fsynced by fjall when it sealed them.
-    ///
-    /// # Errors
-    ///
-    /// A storage error: the journal may not be durable.
-    pub fn sync(&self) -> Result<()> {
-        self.write()?;
-        let newest = self.newest_journal()?;
-        let mut cached = self
-            .journal
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if cached.as_ref().is_none_or(|(p, _)| *p != newest) {
-            *cached = Some((newest.clone(), File::open(&newest)?));
-        }
-        if let Some((_, f)) = cached.as_ref() {
-            f.sync_data()?;
-        }
-        Ok(())
-    }
+impl Iterator for Overlaid<'_> {
+    type Item = Result<Entry>;
 
-    /// The active journal: the highest-numbered `*.jnl` in the directory.
-    fn newest_journal(&self) -> Result<PathBuf> {
-        let mut best: Option<(u64, PathBuf)> = None;
-        for entry in std::fs::read_dir(&self.dir)? {
-            let path = entry?.path();
-            if path.extension().is_none_or(|e| e != "jnl") {
-                continue;
-            }
-            let Some(n) = path
-                .file_stem()
-                .and_then(|s| s.to_str()?.parse::<u64>().ok())
-            else {
-                continue;
+    fn next(&mut self) -> Option<Result<Entry>> {
+        loop {
+            let order = match (self.theirs.peek(), self.ours.peek()) {
+                (None, None) => return None,
+                (Some(Err(_)), _) => return self.theirs.next(),
+                (Some(Ok(_)), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some(Ok((a, _))), Some((b, _))) => a.as_slice().cmp(b.as_slice()),
             };
-            if best.as_ref().is_none_or(|(b, _)| n > *b) {
-                best = Some((n, path));
+            if order != Ordering::Greater {
+                let theirs = self.theirs.next();
+                if order == Ordering::Less {
+                    return theirs;
+                }
+            }
+            // Ours is next (or shadows theirs): a removal yields nothing.
+            if let Some((k, Some(v))) = self.ours.next() {
+                return Some(Ok((k.clone(), v.clone())));
             }
         }
-        best.map(|(_, p)| p)
-            .ok_or_else(|| crate::Error::Storage("no journal file found".into()))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::storage::memory::MemStorage;
     use super::*;
 
     fn meta(due: u64, seq: u64) -> MemberMeta {
@@ -651,8 +679,8 @@ mod tests {
             s.put(&q, b"a", meta(20, s1), true, None);
             s.put(&q, b"b", meta(10, s2), false, None);
             s.set_queue(&q, 2, 0);
-            assert!(s.commit().unwrap());
-            s.syncer().sync().unwrap();
+            assert_eq!(s.commit().unwrap(), Some(1));
+            s.journal().sync().unwrap();
         }
         let mut s = Store::open(dir.path()).unwrap();
         assert_eq!(s.queues().unwrap(), vec![(Bytes::from_static(b"q"), 2, 0)]);
@@ -693,5 +721,81 @@ mod tests {
         s.delete(b"q", b"x", meta(50, 2), true);
         assert!(s.rank_range(b"q", 0, 0, 10).unwrap().is_empty());
         assert_eq!(s.get(b"q", b"x").unwrap(), None);
+    }
+
+    fn mem() -> Store {
+        Store::over(Box::new(MemStorage::default())).unwrap()
+    }
+
+    fn members(s: &mut Store, q: &[u8]) -> Vec<Bytes> {
+        s.rank_range(q, 0, 0, 100)
+            .unwrap()
+            .into_iter()
+            .map(|x| x.member)
+            .collect()
+    }
+
+    /// Reads see the round's uncommitted writes laid over storage, and
+    /// never commit: the lsn moves only when the engine commits the round.
+    #[test]
+    fn reads_see_the_batch_without_committing_it() {
+        let mut s = mem();
+        s.put(b"q", b"a", meta(10, 1), false, None);
+        s.put(b"q", b"b", meta(20, 2), true, None);
+        assert_eq!(s.commit().unwrap(), Some(1));
+        s.delete(b"q", b"a", meta(10, 1), false);
+        s.put(b"q", b"c", meta(15, 3), false, None);
+        s.put(b"q", b"b", meta(5, 4), false, Some((meta(20, 2), true)));
+        assert_eq!(
+            members(&mut s, b"q"),
+            vec![Bytes::from("b"), Bytes::from("c")]
+        );
+        assert_eq!(s.get(b"q", b"b").unwrap(), None, "b is hot now");
+        let (page, next) = s.page_in(b"q", 0, 10).unwrap();
+        assert_eq!(page.len(), 1);
+        assert_eq!(next, Some(15));
+        assert!(s.is_dirty());
+        assert_eq!(s.lsn(), 1);
+        assert_eq!(s.commit().unwrap(), Some(2));
+        assert_eq!(
+            members(&mut s, b"q"),
+            vec![Bytes::from("b"), Bytes::from("c")]
+        );
+    }
+
+    #[test]
+    fn clear_hides_storage_until_committed_and_after() {
+        let mut s = mem();
+        s.put(b"q", b"a", meta(10, 1), true, None);
+        s.set_queue(&Bytes::from_static(b"q"), 1, 0);
+        s.commit().unwrap();
+        s.clear();
+        assert!(members(&mut s, b"q").is_empty());
+        assert_eq!(s.get(b"q", b"a").unwrap(), None);
+        s.put(b"r", b"x", meta(1, 2), false, None);
+        s.set_queue(&Bytes::from_static(b"r"), 1, 0);
+        assert_eq!(members(&mut s, b"r"), vec![Bytes::from("x")]);
+        s.commit().unwrap();
+        assert_eq!(s.queues().unwrap(), vec![(Bytes::from_static(b"r"), 1, 0)]);
+        assert_eq!(s.get(b"q", b"a").unwrap(), None);
+    }
+
+    /// A crash keeps exactly the batches written to the OS.
+    #[test]
+    fn a_crash_keeps_what_was_written_and_drops_the_rest() {
+        let storage = MemStorage::default();
+        let mut s = Store::over(Box::new(storage.clone_handle())).unwrap();
+        s.put(b"q", b"kept", meta(1, 1), true, None);
+        s.commit().unwrap();
+        s.journal().write().unwrap();
+        s.put(b"q", b"lost", meta(2, 2), true, None);
+        s.commit().unwrap();
+        let mut after = Store::over(Box::new(storage.after_crash())).unwrap();
+        assert_eq!(members(&mut after, b"q"), vec![Bytes::from("kept")]);
+        assert!(after.get(b"q", b"lost").unwrap().is_none());
+        assert!(after.next_seq() > 2, "sequence numbers are never reused");
+        // Nothing was synced: a power loss keeps nothing.
+        let mut after = Store::over(Box::new(storage.after_power_loss())).unwrap();
+        assert!(members(&mut after, b"q").is_empty());
     }
 }

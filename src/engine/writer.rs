@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::stats::SharedStats;
-use super::store::Syncer;
+use super::storage::Journal;
 use crate::config::Fsync;
 use crate::{Error, Result};
 
@@ -48,12 +48,16 @@ pub struct Durability {
 /// # Errors
 ///
 /// The thread cannot be spawned.
-pub fn start(syncer: Syncer, policy: Arc<AtomicU8>, stats: Arc<SharedStats>) -> Result<Durability> {
+pub(crate) fn start(
+    journal: Arc<dyn Journal>,
+    policy: Arc<AtomicU8>,
+    stats: Arc<SharedStats>,
+) -> Result<Durability> {
     let (tx, rx) = mpsc::channel();
     let (synced_tx, synced) = watch::channel(Synced::default());
     std::thread::Builder::new()
         .name("delayd-writer".into())
-        .spawn(move || run(&rx, &syncer, &policy, &stats, &synced_tx))?;
+        .spawn(move || run(&rx, journal.as_ref(), &policy, &stats, &synced_tx))?;
     Ok(Durability { tx, synced })
 }
 
@@ -97,7 +101,7 @@ impl Durability {
 
 fn run(
     rx: &mpsc::Receiver<u64>,
-    syncer: &Syncer,
+    journal: &dyn Journal,
     policy: &AtomicU8,
     stats: &SharedStats,
     synced: &watch::Sender<Synced>,
@@ -126,7 +130,7 @@ fn run(
             continue;
         }
         last_sync = Instant::now();
-        let result = syncer.sync();
+        let result = journal.sync();
         stats.record_fsync(
             result
                 .as_ref()
