@@ -3,6 +3,7 @@
 
 mod examples;
 mod harness;
+mod multi_shapes;
 mod redis_benchmark;
 mod redis_cli;
 mod redis_py;

@@ -80,7 +80,8 @@ impl CommandCmd {
             CommandCmd::Info(names) => Reply::Array(
                 names
                     .iter()
-                    .map(|n| find(n).map_or(Reply::NullArray, info_entry))
+                    // Redis answers an unknown name with a null bulk (`$-1`), not `*-1`.
+                    .map(|n| find(n).map_or(Reply::Null, info_entry))
                     .collect(),
             ),
             CommandCmd::Docs(names) => {
