@@ -1,0 +1,188 @@
+//! Blocked consumers: registered per queue in arrival order, served first
+//! come, first served as members come due; each due member goes to exactly
+//! one of them.
+
+use super::*;
+use crate::protocol::Reply;
+
+/// How a popped member is reported to a blocked client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PopShape {
+    /// `DELAYPOP ... BLOCK`: an array of members.
+    Members,
+    /// `BDELAYPOP`: `[key, member, due-ms]`.
+    KeyMemberDue,
+}
+
+/// A client blocked in `DELAYPOP ... BLOCK` or `BDELAYPOP`.
+#[derive(Debug)]
+pub struct Waiter {
+    pub keys: Vec<Bytes>,
+    pub opts: PopOptions,
+    pub shape: PopShape,
+    pub tx: tokio::sync::oneshot::Sender<Delivery>,
+}
+
+/// What a blocked client receives.
+#[derive(Debug)]
+pub struct Delivery {
+    pub reply: Reply,
+    /// The members it carries, to put back if the client is gone by the time
+    /// it arrives.
+    pub popped: Vec<Popped>,
+    /// The commit that removed or leased them; the reply waits until it is
+    /// durable.
+    pub lsn: u64,
+}
+
+/// A reply to a blocked client, sent once its pop is committed.
+#[derive(Debug)]
+pub struct WaiterReply {
+    pub tx: tokio::sync::oneshot::Sender<Delivery>,
+    pub reply: Reply,
+    pub popped: Vec<Popped>,
+}
+
+impl Core {
+    /// Registers a blocked client, or serves it at once if a member is due.
+    pub fn block(&mut self, id: WaiterId, waiter: Waiter) {
+        for key in &waiter.keys {
+            self.waiters.entry(key.clone()).or_default().push_back(id);
+        }
+        let keys = waiter.keys.clone();
+        self.blocked.insert(id, waiter);
+        for key in keys {
+            if let Some(qid) = self.queue_id(&key) {
+                self.signaled.push(qid);
+            }
+        }
+        self.serve_waiters();
+    }
+
+    /// Forgets a blocked client (timed out or disconnected).
+    pub fn unblock(&mut self, id: WaiterId) {
+        if let Some(w) = self.blocked.remove(&id) {
+            self.forget_waiter(id, &w.keys);
+        }
+    }
+
+    pub(super) fn forget_waiter(&mut self, id: WaiterId, keys: &[Bytes]) {
+        for key in keys {
+            if let Some(list) = self.waiters.get_mut(key) {
+                list.retain(|&w| w != id);
+                if list.is_empty() {
+                    self.waiters.remove(key);
+                }
+            }
+        }
+    }
+
+    /// Hands due members to blocked clients, first come first served.
+    pub fn serve_waiters(&mut self) {
+        while let Some(qid) = self.signaled.pop() {
+            let Some(q) = self.queues.get(qid as usize).and_then(Option::as_ref) else {
+                continue;
+            };
+            let name = q.name.clone();
+            loop {
+                let has_ready = self
+                    .queues
+                    .get(qid as usize)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|q| q.members.ready_len() > 0);
+                if !has_ready {
+                    break;
+                }
+                let Some(wid) = self.waiters.get_mut(&name).and_then(VecDeque::pop_front) else {
+                    break;
+                };
+                let Some(w) = self.blocked.remove(&wid) else {
+                    continue;
+                };
+                self.forget_waiter(wid, &w.keys);
+                if w.tx.is_closed() {
+                    continue;
+                }
+                match self.pop(&name, &w.opts) {
+                    // Everything due was dead-lettered: keep waiting, first in line.
+                    Ok(popped) if popped.is_empty() => {
+                        for key in &w.keys {
+                            let list = self.waiters.entry(key.clone()).or_default();
+                            if key == &name {
+                                list.push_front(wid);
+                            } else {
+                                list.push_back(wid);
+                            }
+                        }
+                        self.blocked.insert(wid, w);
+                        break;
+                    }
+                    Ok(popped) => {
+                        let reply = pop_reply(&popped, w.shape, w.opts.with_counts);
+                        self.outgoing.push(WaiterReply {
+                            tx: w.tx,
+                            reply,
+                            popped,
+                        });
+                    }
+                    Err(e) => {
+                        self.outgoing.push(WaiterReply {
+                            tx: w.tx,
+                            reply: e.into(),
+                            popped: Vec::new(),
+                        });
+                    }
+                }
+            }
+        }
+        self.waiters.retain(|_, l| !l.is_empty());
+    }
+
+    /// Answers every blocked client with `reply` (at shutdown).
+    pub fn wake_all_blocked(&mut self, reply: Reply) {
+        for (_, w) in self.blocked.drain() {
+            let _ = w.tx.send(Delivery {
+                reply: reply.clone(),
+                popped: Vec::new(),
+                lsn: 0,
+            });
+        }
+        self.waiters.clear();
+    }
+
+    /// Replies for blocked clients produced since the last call.
+    pub fn take_waiter_replies(&mut self) -> Vec<WaiterReply> {
+        std::mem::take(&mut self.outgoing)
+    }
+}
+
+/// The reply for a pop, in the shape the command asked for.
+pub fn pop_reply(popped: &[Popped], shape: PopShape, with_counts: bool) -> Reply {
+    match shape {
+        PopShape::Members if with_counts => Reply::Pairs(
+            popped
+                .iter()
+                .map(|p| {
+                    (
+                        Reply::Bulk(p.member.clone()),
+                        Reply::Int(i64::from(p.deliveries)),
+                    )
+                })
+                .collect(),
+        ),
+        PopShape::Members => Reply::Array(
+            popped
+                .iter()
+                .map(|p| Reply::Bulk(p.member.clone()))
+                .collect(),
+        ),
+        PopShape::KeyMemberDue => match popped.first() {
+            Some(p) => Reply::Array(vec![
+                Reply::Bulk(p.queue.clone()),
+                Reply::Bulk(p.member.clone()),
+                Reply::Int(p.before.due as i64),
+            ]),
+            None => Reply::NullArray,
+        },
+    }
+}
