@@ -4,6 +4,11 @@
 //! ([`cmd`]) and run in the [`engine`], whose source of truth is a fjall
 //! LSM store and whose clock is a hierarchical timing wheel.
 
+#![forbid(unsafe_code)]
+// A server must not die on an unexpected value: outside tests, every
+// failure is an error value, never an unwrap.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod cmd;
 pub mod config;
 pub mod connection;

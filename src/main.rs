@@ -1,5 +1,8 @@
 //! The `delayd` server binary.
 
+#![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::ExitCode;
 
 use delayd::config::{Config, LoadError};

@@ -223,8 +223,9 @@ impl Members {
                 id
             }
             None => {
+                let id = next_id(self.recs.len());
                 self.recs.push(rec);
-                u32::try_from(self.recs.len() - 1).unwrap_or(u32::MAX)
+                id
             }
         };
         let recs = &self.recs;
@@ -335,6 +336,20 @@ impl Members {
         r.place = Place::Parked;
         self.parked.insert((r.due, r.seq), id);
     }
+}
+
+/// The id of the record pushed at `len`.
+///
+/// # Panics
+///
+/// At 2^32 - 1 records: the id would alias the lists' `NIL` end marker (a
+/// member slab that large — hundreds of GB — is never reached).
+#[expect(clippy::expect_used, reason = "32-bit ids, see # Panics")]
+fn next_id(len: usize) -> u32 {
+    u32::try_from(len)
+        .ok()
+        .filter(|&id| id != super::wheel::NIL)
+        .expect("fewer than 2^32 - 1 members in memory")
 }
 
 #[cfg(test)]

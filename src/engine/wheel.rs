@@ -271,6 +271,12 @@ impl<T> Wheel<T> {
     ///
     /// Gives the payload back if the deadline is not after the wheel's
     /// current time.
+    ///
+    /// # Panics
+    ///
+    /// With 2^32 - 1 entries already in the wheel (the ids are 32-bit; the
+    /// engine holds far fewer members in memory).
+    #[expect(clippy::expect_used, reason = "32-bit ids, see # Panics")]
     pub fn insert(&mut self, deadline: u64, payload: T) -> Result<TimerKey, T> {
         if deadline <= self.timers.elapsed() {
             return Err(payload);

@@ -185,6 +185,33 @@ pub struct Core {
     paging: Option<u64>,
 }
 
+/// The live queue `id` names.
+///
+/// # Panics
+///
+/// If `id` names no live queue: ids come from the name index, the wheel and
+/// the cold heap, which only hold live queues' ids, so this is a bug; the
+/// engine catches the panic and fails (refuses writes) instead of serving
+/// state that may disagree with the store.
+#[expect(clippy::expect_used, reason = "an invariant of the slab, see # Panics")]
+fn live(queues: &[Option<Queue>], id: QueueId) -> &Queue {
+    queues[id as usize]
+        .as_ref()
+        .expect("queue id names a live queue")
+}
+
+/// [`live`], mutably.
+///
+/// # Panics
+///
+/// As [`live`].
+#[expect(clippy::expect_used, reason = "an invariant of the slab, see # Panics")]
+fn live_mut(queues: &mut [Option<Queue>], id: QueueId) -> &mut Queue {
+    queues[id as usize]
+        .as_mut()
+        .expect("queue id names a live queue")
+}
+
 /// A hash of a queue name that is the same in every process, so SCAN
 /// cursors stay meaningful; 0 is reserved for "start" and "done".
 fn name_hash(name: &[u8]) -> u64 {
@@ -363,10 +390,7 @@ impl Core {
     // ---- queues and members: where each member lives ----
 
     fn queue_mut(&mut self, id: QueueId) -> &mut Queue {
-        // Ids come from the index or the wheel, which only name live queues.
-        self.queues[id as usize]
-            .as_mut()
-            .expect("queue id names a live queue")
+        live_mut(&mut self.queues, id)
     }
 
     fn queue_id(&self, name: &[u8]) -> Option<QueueId> {
@@ -420,9 +444,7 @@ impl Core {
     /// Puts a member in memory at its due time.
     fn place_hot(&mut self, id: QueueId, member: &[u8], meta: MemberMeta) {
         let now = self.now;
-        let q = self.queues[id as usize]
-            .as_mut()
-            .expect("queue id names a live queue");
+        let q = live_mut(&mut self.queues, id);
         let (_, ready) = self
             .members
             .insert(&mut q.members, id, member.into(), meta, now);
@@ -457,9 +479,7 @@ impl Core {
 
     /// Takes a member out of memory (or out of the cold count).
     fn unplace(&mut self, id: QueueId, found: Found) {
-        let q = self.queues[id as usize]
-            .as_mut()
-            .expect("queue id names a live queue");
+        let q = live_mut(&mut self.queues, id);
         match found {
             Found::Hot(mid) => {
                 self.members.remove(&mut q.members, mid);
@@ -470,9 +490,7 @@ impl Core {
 
     /// Finds a member on either tier.
     fn lookup(&mut self, id: QueueId, member: &[u8]) -> Result<Option<(MemberMeta, Found)>> {
-        let q = self.queues[id as usize]
-            .as_ref()
-            .expect("queue id names a live queue");
+        let q = live(&self.queues, id);
         if let Some(mid) = self.members.find(&q.members, member) {
             return Ok(Some((self.members.meta(mid), Found::Hot(mid))));
         }
@@ -551,9 +569,7 @@ impl Core {
         match (found, cold) {
             (Found::Hot(mid), false) => {
                 let now = self.now;
-                let q = self.queues[id as usize]
-                    .as_mut()
-                    .expect("queue id names a live queue");
+                let q = live_mut(&mut self.queues, id);
                 if self.members.update(&mut q.members, mid, new, now) {
                     self.signaled.push(id);
                 }
