@@ -14,7 +14,10 @@
 //!
 //! A failed fsync is published as an error: the replies waiting on it become
 //! errors (nothing is acknowledged that is not durable) and the engine stops
-//! taking writes.
+//! taking writes. Only a failed write or fsync of the journal itself gets
+//! here: the fsync needs no new file descriptor (see [`Journal::follow`]),
+//! so running out of descriptors, say after a burst of connections, cannot
+//! poison the store.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -53,6 +56,8 @@ pub(crate) fn start(
     policy: Arc<AtomicU8>,
     stats: Arc<SharedStats>,
 ) -> Result<Durability> {
+    // While descriptors are plentiful.
+    journal.follow();
     let (tx, rx) = mpsc::channel();
     let (synced_tx, synced) = watch::channel(Synced::default());
     std::thread::Builder::new()
@@ -110,7 +115,10 @@ fn run(
     loop {
         let requested = match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(lsn) => Some(lsn),
-            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Timeout) => {
+                journal.follow();
+                None
+            }
             Err(RecvTimeoutError::Disconnected) => return,
         };
         let mut want = requested.unwrap_or(0);

@@ -58,7 +58,7 @@ impl FjallStorage {
         let journal = Arc::new(FjallJournal {
             db: db.clone(),
             dir: dir.to_path_buf(),
-            file: Mutex::default(),
+            handle: Mutex::default(),
         });
         Ok(FjallStorage {
             db,
@@ -135,8 +135,19 @@ impl Storage for FjallStorage {
 pub(crate) struct FjallJournal {
     db: Database,
     dir: PathBuf,
-    /// The active journal file, opened once, for fsyncing it ourselves.
-    file: Mutex<Option<(PathBuf, File)>>,
+    /// Our handle on the active journal.
+    handle: Mutex<JournalHandle>,
+}
+
+/// The active journal as we have it open. fjall names journals `<id>.jnl`
+/// and rotates from one to the next id, so telling whether it rotated takes
+/// a `stat` of the next name, not a descriptor.
+#[derive(Default)]
+struct JournalHandle {
+    open: Option<(u64, File)>,
+    /// Set while fsyncs go through fjall's own handle because ours could not
+    /// be opened (logged once per episode).
+    falling_back: bool,
 }
 
 impl Journal for FjallJournal {
@@ -151,43 +162,149 @@ impl Journal for FjallJournal {
     /// that `write`), then the active journal file is fsynced through a
     /// handle of our own, with no lock held. Journals sealed meanwhile were
     /// fsynced by fjall when it sealed them.
+    ///
+    /// Our handle is opened once and again only after a rotation. If it
+    /// cannot be (no descriptor or memory left, say), that is no fault of
+    /// the journal: the fsync goes through fjall's handle instead, which
+    /// needs no new descriptor (commits wait meanwhile), and the next fsync
+    /// tries to open ours again. So only a failed write or fsync of the
+    /// journal itself is an error.
     fn sync(&self) -> Result<()> {
         self.write()?;
-        let newest = self.newest_journal()?;
-        let mut cached = self
-            .file
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if cached.as_ref().is_none_or(|(p, _)| *p != newest) {
-            *cached = Some((newest.clone(), File::open(&newest)?));
+        let mut handle = self.handle();
+        match self.follow_locked(&mut handle) {
+            Ok(()) => {
+                if std::mem::take(&mut handle.falling_back) {
+                    tracing::info!("the journal is open for fsync again");
+                }
+            }
+            Err(e) => {
+                if !std::mem::replace(&mut handle.falling_back, true) {
+                    tracing::warn!(
+                        "cannot open the journal for fsync ({e}); fsyncing through the store's \
+                         own handle until it can be"
+                    );
+                }
+                drop(handle);
+                self.db.persist(PersistMode::SyncData)?;
+                return Ok(());
+            }
         }
-        if let Some((_, f)) = cached.as_ref() {
-            f.sync_data()?;
+        if let Some((_, file)) = &handle.open {
+            file.sync_data()
+                .map_err(|e| crate::Error::Storage(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Opens the active journal if it is not open yet or fjall has rotated
+    /// to a new one (a `stat`, and a descriptor only then): at start-up,
+    /// while descriptors are plentiful, so that fsyncs need none, and when
+    /// idle, so that a sealed journal that fjall deletes is not kept on disk
+    /// by our handle.
+    fn follow(&self) {
+        let _ = self.follow_locked(&mut self.handle());
+    }
+}
+
+impl FjallJournal {
+    fn handle(&self) -> std::sync::MutexGuard<'_, JournalHandle> {
+        self.handle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn follow_locked(&self, handle: &mut JournalHandle) -> std::io::Result<()> {
+        let known = handle.open.as_ref().map(|(id, _)| *id);
+        if let Some(newer) = follow_journal(&self.dir, known)? {
+            handle.open = Some(newer);
         }
         Ok(())
     }
 }
 
-impl FjallJournal {
-    /// The active journal: the highest-numbered `*.jnl` in the directory.
-    fn newest_journal(&self) -> Result<PathBuf> {
-        let mut best: Option<(u64, PathBuf)> = None;
-        for entry in std::fs::read_dir(&self.dir)? {
-            let path = entry?.path();
-            if path.extension().is_none_or(|e| e != "jnl") {
-                continue;
+/// Opens the active journal in `dir` if it is newer than journal `known`
+/// (`None`: none known yet). Only a rotation costs a descriptor (and a
+/// directory listing the first time).
+fn follow_journal(dir: &Path, known: Option<u64>) -> std::io::Result<Option<(u64, File)>> {
+    let name = |id: u64| dir.join(format!("{id}.jnl"));
+    let newest = match known {
+        Some(id) => {
+            let mut n = id;
+            while name(n + 1).try_exists()? {
+                n += 1;
             }
-            let Some(n) = path
-                .file_stem()
-                .and_then(|s| s.to_str()?.parse::<u64>().ok())
-            else {
-                continue;
-            };
-            if best.as_ref().is_none_or(|(b, _)| n > *b) {
-                best = Some((n, path));
+            if n == id {
+                return Ok(None);
             }
+            n
         }
-        best.map(|(_, p)| p)
-            .ok_or_else(|| crate::Error::Storage("no journal file found".into()))
+        None => newest_journal(dir)?,
+    };
+    Ok(Some((newest, File::open(name(newest))?)))
+}
+
+/// The id of the highest-numbered `*.jnl` in `dir`.
+fn newest_journal(dir: &Path) -> std::io::Result<u64> {
+    let mut best = None;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_none_or(|e| e != "jnl") {
+            continue;
+        }
+        if let Some(n) = path
+            .file_stem()
+            .and_then(|s| s.to_str()?.parse::<u64>().ok())
+        {
+            best = best.max(Some(n));
+        }
+    }
+    best.ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no journal file found"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_journal_is_followed_across_rotations_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(follow_journal(dir.path(), None).is_err(), "no journal yet");
+        for f in ["2.jnl", "3.jnl", "10.txt", "x.jnl"] {
+            std::fs::write(dir.path().join(f), b"").unwrap();
+        }
+        let id = |j: Option<(u64, File)>| j.map(|(id, _)| id);
+        assert_eq!(id(follow_journal(dir.path(), None).unwrap()), Some(3));
+        assert_eq!(id(follow_journal(dir.path(), Some(3)).unwrap()), None);
+        // Two rotations since the last fsync.
+        std::fs::write(dir.path().join("4.jnl"), b"").unwrap();
+        std::fs::write(dir.path().join("5.jnl"), b"").unwrap();
+        assert_eq!(id(follow_journal(dir.path(), Some(3)).unwrap()), Some(5));
+    }
+
+    #[test]
+    fn sync_without_its_own_handle_goes_through_fjall() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        {
+            let mut storage = FjallStorage::open(dir.path()).unwrap();
+            storage
+                .apply(Batch {
+                    lsn: 1,
+                    ops: vec![Op::Put(Space::Meta, b"k".to_vec(), b"v".to_vec())],
+                })
+                .unwrap();
+            // A journal handle that cannot find the journal to open.
+            let journal = FjallJournal {
+                db: storage.db.clone(),
+                dir: elsewhere.path().to_path_buf(),
+                handle: Mutex::default(),
+            };
+            journal.sync().unwrap();
+            assert!(journal.handle().falling_back);
+            journal.sync().unwrap();
+        }
+        let storage = FjallStorage::open(dir.path()).unwrap();
+        assert_eq!(storage.get(Space::Meta, b"k").unwrap(), Some(b"v".to_vec()));
     }
 }

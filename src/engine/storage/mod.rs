@@ -123,6 +123,11 @@ pub(crate) trait Journal: Send + Sync {
     ///
     /// A storage error: the batches may not be durable.
     fn sync(&self) -> Result<()>;
+
+    /// Gets ready for the next [`Journal::sync`] ahead of time, so that it
+    /// needs no new file descriptor (the writer calls it at start-up and
+    /// when idle). A failure is met again, and handled, by that sync.
+    fn follow(&self) {}
 }
 
 /// The first key after every key that starts with `prefix`, if any.
