@@ -85,7 +85,8 @@ pub struct Config {
     #[arg(long)]
     pub requirepass: Option<String>,
 
-    /// Maximum number of connected clients.
+    /// Maximum number of connected clients (lowered at start if the
+    /// open-files limit cannot be raised to hold them).
     #[arg(long, default_value_t = 10_000)]
     pub maxclients: usize,
 
@@ -241,6 +242,18 @@ impl Config {
         let mut config = Config::try_parse_from(all).map_err(LoadError::Cli)?;
         config.config_file = Some(std::fs::canonicalize(&path).unwrap_or(path));
         Ok(config.normalized())
+    }
+
+    /// Raises the open-files limit to hold `maxclients` clients besides
+    /// the server's own files, or lowers `maxclients` to what the limit
+    /// holds (see [`crate::fdlimit::fit`]).
+    ///
+    /// # Errors
+    ///
+    /// The limit leaves no room for a single client.
+    pub fn fit_open_files(&mut self) -> Result<(), String> {
+        self.maxclients = crate::fdlimit::fit(self.maxclients)?;
+        Ok(())
     }
 
     /// An empty password means none, as with `CONFIG SET requirepass ""`.

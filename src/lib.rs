@@ -14,6 +14,7 @@ pub mod config;
 pub mod connection;
 pub mod engine;
 pub mod error;
+pub mod fdlimit;
 pub mod glob;
 pub mod metrics;
 pub mod protocol;

@@ -42,7 +42,7 @@ fn init_logging(level: &str) {
 }
 
 fn main() -> ExitCode {
-    let config = match Config::load(std::env::args_os()) {
+    let mut config = match Config::load(std::env::args_os()) {
         Ok(c) => c,
         Err(LoadError::Cli(e)) => e.exit(),
         Err(LoadError::File(why)) => {
@@ -53,6 +53,11 @@ fn main() -> ExitCode {
     init_logging(&config.loglevel);
     if let Some(file) = &config.config_file {
         tracing::info!("configuration read from {}", file.display());
+    }
+    // Before the store opens its files: it needs its share of descriptors.
+    if let Err(why) = config.fit_open_files() {
+        tracing::error!("{why}");
+        return ExitCode::FAILURE;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.io_threads.max(1))

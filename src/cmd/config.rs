@@ -19,8 +19,9 @@ use crate::{Error, Result};
 /// ```
 ///
 /// `GET` takes glob patterns and replies with a map (a flat array in RESP2)
-/// of the effective values. `SET` changes `maxclients`, `appendfsync`,
-/// `requirepass` and `loglevel` at run time; the rest are fixed at start.
+/// of the effective values. `SET` changes `maxclients` (no higher than the
+/// open-files limit allows), `appendfsync`, `requirepass` and `loglevel` at
+/// run time; the rest are fixed at start.
 #[derive(Debug)]
 pub enum ConfigCmd {
     Get(Vec<Bytes>),
@@ -168,7 +169,22 @@ fn set(shared: &Shared, pairs: &[(String, String)]) -> Result<()> {
                     .ok()
                     .filter(|n| *n >= 1)
                     .ok_or_else(|| failed(name, "argument must be a positive integer"))?;
-                maxclients = Some(n as usize);
+                let n = usize::try_from(n).unwrap_or(usize::MAX);
+                // More clients need more descriptors: raise the open-files
+                // limit first, or refuse as Redis does.
+                if n > shared.runtime().maxclients {
+                    let fits = crate::fdlimit::fit(n).unwrap_or(0);
+                    if fits < n {
+                        return Err(failed(
+                            name,
+                            &format!(
+                                "The operating system is not able to handle the specified \
+                                 number of clients, try with {fits}"
+                            ),
+                        ));
+                    }
+                }
+                maxclients = Some(n);
             }
             "requirepass" => requirepass = Some(value.clone()),
             "loglevel" => {

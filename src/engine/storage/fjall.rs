@@ -21,6 +21,13 @@ const MEMTABLE_BYTES: u64 = 8 * 1024 * 1024;
 /// oldest journal (64 MiB is fjall's minimum).
 const JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Most table files fjall keeps open (its descriptor cache; fjall's default
+/// is 900). Tables past it are opened per read. It is counted in the
+/// descriptors kept from clients ([`crate::fdlimit::RESERVED_FDS`]), so a
+/// burst of connections cannot take the store's descriptors. 256 tables of
+/// fjall's 64 MiB hold 16 GiB, far beyond a delay queue's usual backlog.
+pub(crate) const CACHED_FILES: usize = 256;
+
 /// The fjall database and its keyspaces.
 pub(crate) struct FjallStorage {
     db: Database,
@@ -48,6 +55,7 @@ impl FjallStorage {
         let db = Database::builder(dir)
             .max_journaling_size(JOURNAL_BYTES)
             .manual_journal_persist(true)
+            .max_cached_files(Some(CACHED_FILES))
             .open()?;
         let opts = || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES);
         let spaces = [
