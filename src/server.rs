@@ -2,11 +2,11 @@
 //! and the state the connections share.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::Result;
@@ -196,14 +196,27 @@ pub async fn run(listeners: Vec<TcpListener>, shared: Arc<Shared>) -> Result<()>
     shared.engine.shutdown().await
 }
 
+/// How long the accept loop waits after a failed accept.
+const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Least time between two log lines about failed accepts.
+const ACCEPT_WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    let mut warned: Option<Instant> = None;
     loop {
         let (socket, _) = match listener.accept().await {
             Ok(s) => s,
             Err(e) => {
-                // Out of file descriptors and the like: back off, keep serving.
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                // Out of file descriptors and the like: the connection stays
+                // in the listen backlog and the listener stays readable, so
+                // back off instead of spinning, and keep serving. Every retry
+                // fails alike until a descriptor is free: say so now and then.
+                if warned.is_none_or(|t| t.elapsed() >= ACCEPT_WARN_EVERY) {
+                    tracing::warn!("accept failed: {e}");
+                    warned = Some(Instant::now());
+                }
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
         };
@@ -217,7 +230,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 .stats
                 .rejected_connections
                 .fetch_add(1, Ordering::Relaxed);
-            tokio::spawn(reject(socket));
+            reject(socket);
             continue;
         }
         shared.connected.fetch_add(1, Ordering::Relaxed);
@@ -229,10 +242,14 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-async fn reject(mut socket: TcpStream) {
-    let _ = socket
-        .write_all(b"-ERR max number of clients reached\r\n")
-        .await;
+/// Tells a client past `maxclients` so and closes its connection at once, as
+/// Redis does: one non-blocking write, which a fresh socket's buffer takes
+/// whole. A task per rejected client would keep a descriptor each while a
+/// burst lasts.
+fn reject(socket: TcpStream) {
+    if let Ok(mut socket) = socket.into_std() {
+        let _ = socket.write(b"-ERR max number of clients reached\r\n");
+    }
 }
 
 async fn serve(socket: TcpStream, shared: &Arc<Shared>) {
