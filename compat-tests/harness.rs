@@ -58,10 +58,33 @@ impl Server {
 
     /// Starts a server on a given port and directory.
     pub fn start_on(dir: &Path, port: u16, extra: &[&str]) -> Server {
+        Server::launch(dir, port, extra, None)
+    }
+
+    /// Starts a server with a fresh data directory under an open-files
+    /// limit of its own (`ulimit -n`, soft and hard), the test's left alone.
+    pub fn start_with_nofile(nofile: u32, extra: &[&str]) -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("data");
+        let mut s = Server::launch(&dir, free_port(), extra, Some(nofile));
+        s._tmp = Some(tmp);
+        s
+    }
+
+    fn launch(dir: &Path, port: u16, extra: &[&str], nofile: Option<u32>) -> Server {
         std::fs::create_dir_all(dir).expect("data dir");
         let log = dir.with_extension(format!("{port}.log"));
         let logfile = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_delayd"))
+        let bin = env!("CARGO_BIN_EXE_delayd");
+        let mut cmd = match nofile {
+            None => Command::new(bin),
+            Some(n) => {
+                let mut sh = Command::new("sh");
+                sh.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\""), bin]);
+                sh
+            }
+        };
+        let child = cmd
             .args(["--port", &port.to_string(), "--dir"])
             .arg(dir)
             .args(extra)
@@ -98,6 +121,11 @@ impl Server {
             std::thread::sleep(Duration::from_millis(20));
         }
         panic!("delayd did not start; log:\n{}", self.log_text());
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// The server's log so far.
