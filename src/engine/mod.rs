@@ -204,10 +204,10 @@ impl Engine {
             return self.written(lsn).await;
         }
         let r = self.inner.durability.wait(lsn).await;
-        if let Err(Error::Storage(why)) = &r {
+        if let Err(Error::Storage(e)) = &r {
             let mut guard = self.lock();
             if guard.core.failure().is_none() {
-                guard.core.fail(why.clone());
+                guard.core.fail(e.to_string());
             }
         }
         r
@@ -232,7 +232,7 @@ impl Engine {
             if guard.core.failure().is_none() {
                 guard.core.fail(why.clone());
             }
-            return Err(Error::Storage(why));
+            return Err(Error::storage(why));
         }
         self.inner.written.fetch_max(upto, Ordering::AcqRel);
         Ok(())
@@ -424,7 +424,7 @@ fn commit_and_deliver(locked: &mut Locked, inner: &Inner) -> Result<u64> {
             if let Err(e) = locked.core.reload() {
                 tracing::error!("reloading state from the store failed: {e}");
             }
-            Err(Error::Storage(why))
+            Err(Error::storage(why))
         }
     };
     let mut lost = Vec::new();
@@ -501,7 +501,7 @@ fn internal_failure(locked: &mut Locked, stats: &SharedStats) -> Error {
         Some(Err(e)) => tracing::error!("reloading state from the store failed: {e}"),
         None => tracing::error!("reloading state from the store panicked"),
     }
-    Error::Storage(why)
+    Error::storage(why)
 }
 
 /// Queues paged in per step of the timer thread: each is one range scan,

@@ -184,7 +184,7 @@ fn schedule_key(q: &[u8], due: u64, seq: u64) -> Vec<u8> {
 }
 
 fn corrupt(what: &str) -> crate::Error {
-    crate::Error::Storage(format!("corrupt {what} record"))
+    crate::Error::storage(format!("corrupt {what} record"))
 }
 
 fn decode_scheduled(prefix_len: usize, key: &[u8], value: &[u8]) -> Result<Scheduled> {

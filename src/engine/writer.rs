@@ -80,7 +80,7 @@ impl Durability {
                 return Ok(());
             }
             if let Some(f) = &s.failed {
-                return Err(Error::Storage(f.clone()));
+                return Err(Error::storage(f.clone()));
             }
         }
         self.tx.send(lsn).map_err(|_| Error::ShuttingDown)?;
@@ -89,7 +89,7 @@ impl Durability {
             .await
             .map_err(|_| Error::ShuttingDown)?;
         match &s.failed {
-            Some(f) => Err(Error::Storage(f.clone())),
+            Some(f) => Err(Error::storage(f.clone())),
             None => Ok(()),
         }
     }

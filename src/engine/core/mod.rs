@@ -333,7 +333,7 @@ impl Core {
     /// [`Error::Storage`] once the store has failed.
     pub fn check_writable(&self) -> Result<()> {
         match &self.failed {
-            Some(why) => Err(Error::Storage(format!(
+            Some(why) => Err(Error::storage(format!(
                 "{why}; writes are refused until restart"
             ))),
             None => Ok(()),

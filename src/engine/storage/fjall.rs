@@ -200,7 +200,7 @@ impl Journal for FjallJournal {
         }
         if let Some((_, file)) = &handle.open {
             file.sync_data()
-                .map_err(|e| crate::Error::Storage(e.to_string()))?;
+                .map_err(|e| crate::Error::storage_caused(e.to_string(), e))?;
         }
         Ok(())
     }
