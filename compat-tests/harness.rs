@@ -390,3 +390,96 @@ pub fn resp(args: &[&[u8]]) -> Vec<u8> {
     }
     v
 }
+
+/// A real redis-server on a free loopback port, persisting nothing; killed
+/// when dropped.
+pub struct RedisServer {
+    pub port: u16,
+    child: Child,
+    _cwd: tempfile::TempDir,
+}
+
+impl RedisServer {
+    pub fn start(bin: &Path) -> RedisServer {
+        let port = free_port();
+        // Nothing is saved, but a working directory of its own keeps any
+        // stray file out of the source tree.
+        let cwd = tempfile::tempdir().expect("tempdir");
+        let child = Command::new(bin)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .current_dir(cwd.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        let r = RedisServer {
+            port,
+            child,
+            _cwd: cwd,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(c) = TcpStream::connect(("127.0.0.1", port)) {
+                let mut c = Conn::wrap(c);
+                if c.ask("PING") == b"+PONG\r\n" {
+                    return r;
+                }
+            }
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A raw connection that reads replies byte for byte.
+pub struct Conn {
+    w: TcpStream,
+    r: BufReader<TcpStream>,
+}
+
+impl Conn {
+    pub fn wrap(c: TcpStream) -> Conn {
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Conn {
+            w: c.try_clone().unwrap(),
+            r: BufReader::new(c),
+        }
+    }
+
+    /// Connects and switches to `proto` (2 or 3).
+    pub fn open(port: u16, proto: u8) -> Conn {
+        let mut c = Conn::wrap(TcpStream::connect(("127.0.0.1", port)).expect("connect"));
+        if proto == 3 {
+            let hello = c.ask("HELLO 3");
+            assert!(hello.starts_with(b"%"), "HELLO 3: {}", show(&hello));
+        }
+        c
+    }
+
+    /// Sends one command (words split on spaces) and reads its reply.
+    pub fn ask(&mut self, cmd: &str) -> Vec<u8> {
+        let args: Vec<&[u8]> = cmd.split(' ').map(str::as_bytes).collect();
+        self.w.write_all(&resp(&args)).unwrap();
+        read_reply(&mut self.r)
+    }
+}
+
+/// Starts delayd and redis-server, or `None` (SKIPPED) without redis-server.
+pub fn servers() -> Option<(Server, RedisServer)> {
+    let bin = require_tool("redis-server", "apt-get install -y redis-server")?;
+    Some((Server::start(&[]), RedisServer::start(&bin)))
+}
+
+/// A reply, printable.
+pub fn show(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}

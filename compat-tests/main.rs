@@ -4,6 +4,7 @@
 mod examples;
 mod harness;
 mod multi_shapes;
+mod query_by_time;
 mod redis_benchmark;
 mod redis_cli;
 mod redis_py;

@@ -15,6 +15,7 @@ pub mod config;
 pub mod delayack;
 pub mod delayadd;
 pub mod delaycard;
+pub mod delaycount;
 pub mod delayinfo;
 pub mod delaypop;
 pub mod delayrange;
@@ -75,6 +76,7 @@ pub enum EngineCmd {
     DelayRem(delayrem::DelayRem),
     DelayScore(delayscore::DelayScore),
     DelayCard(delaycard::DelayCard),
+    DelayCount(delaycount::DelayCount),
     DelayRange(delayrange::DelayRange),
     DelayInfo(delayinfo::DelayInfo),
     Keyspace(keyspace::Keyspace),
@@ -96,6 +98,7 @@ impl EngineCmd {
             EngineCmd::DelayRem(c) => c.apply(core),
             EngineCmd::DelayScore(c) => c.apply(core),
             EngineCmd::DelayCard(c) => Ok(c.apply(core)),
+            EngineCmd::DelayCount(c) => c.apply(core),
             EngineCmd::DelayRange(c) => c.apply(core),
             EngineCmd::DelayInfo(c) => Ok(c.apply(core)),
             EngineCmd::Keyspace(c) => c.apply(core),
@@ -182,6 +185,9 @@ pub fn parse_spec(spec: &'static table::CommandSpec, args: Vec<Bytes>) -> Result
             &mut p,
         )?)),
         "delaycard" => Command::Engine(EngineCmd::DelayCard(delaycard::DelayCard::parse(&mut p)?)),
+        "delaycount" => Command::Engine(EngineCmd::DelayCount(delaycount::DelayCount::parse(
+            &mut p,
+        )?)),
         "delayrange" => Command::Engine(EngineCmd::DelayRange(delayrange::DelayRange::parse(
             &mut p,
         )?)),

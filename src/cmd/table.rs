@@ -261,18 +261,45 @@ pub static COMMANDS: &[CommandSpec] = &[
         last_key: 1,
         step: 1,
         acl: &["read", "sortedset", "slow"],
-        summary: "Returns members by rank in due order, like ZRANGE.",
+        summary: "Returns members in due order by rank or, with BYSCORE, by due time, like ZRANGE.",
         group: DELAY,
-        complexity: "O(log(N)+M) with M the number of members returned.",
+        complexity: "O(log(N)+M) with M the number of members skipped and returned.",
         args: &[
             Arg::new("key", T::Key),
-            Arg::new("start", T::Integer),
-            Arg::new("stop", T::Integer),
+            Arg::new("start", T::String),
+            Arg::new("stop", T::String),
+            Arg::new("byscore", T::PureToken)
+                .token("BYSCORE")
+                .optional(),
+            Arg::new("rev", T::PureToken).token("REV").optional(),
+            Arg::new("limit", T::Block)
+                .token("LIMIT")
+                .optional()
+                .with(&[
+                    Arg::new("offset", T::Integer),
+                    Arg::new("count", T::Integer),
+                ]),
             Arg::new("withscores", T::PureToken)
                 .token("WITHSCORES")
                 .optional(),
         ],
         ..spec("delayrange", -4)
+    },
+    CommandSpec {
+        flags: &["readonly"],
+        first_key: 1,
+        last_key: 1,
+        step: 1,
+        acl: &["read", "sortedset", "slow"],
+        summary: "Counts the members due within a window of due times, like ZCOUNT.",
+        group: DELAY,
+        complexity: "O(log(N)+M) with M the number of members in the window.",
+        args: &[
+            Arg::new("key", T::Key),
+            Arg::new("min", T::Double),
+            Arg::new("max", T::Double),
+        ],
+        ..spec("delaycount", 4)
     },
     CommandSpec {
         flags: &["readonly"],

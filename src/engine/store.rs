@@ -37,7 +37,6 @@
 //! always the one of the batch holding its effects.
 
 use std::cmp::Ordering;
-use std::collections::btree_map;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::path::Path;
@@ -474,6 +473,17 @@ impl Store {
     /// A scan seeing the batch's writes: storage's entries merged with the
     /// batch's, the batch winning.
     fn scan(&mut self, space: Space, from: &[u8], to: Option<&[u8]>) -> Overlaid<'_> {
+        self.scan_dir(space, from, to, false)
+    }
+
+    /// [`Store::scan`] in either direction.
+    fn scan_dir(
+        &mut self,
+        space: Space,
+        from: &[u8],
+        to: Option<&[u8]>,
+        reverse: bool,
+    ) -> Overlaid<'_> {
         self.pending.catch_up();
         let i = space.index();
         let overlay = &self.pending.overlay[i];
@@ -481,14 +491,20 @@ impl Store {
             Some(to) => overlay.range::<[u8], _>((Bound::Included(from), Bound::Excluded(to))),
             None => overlay.range::<[u8], _>((Bound::Included(from), Bound::Unbounded)),
         };
+        let ours: OverlayScan<'_> = if reverse {
+            Box::new(ours.rev())
+        } else {
+            Box::new(ours)
+        };
         let theirs: Scan<'_> = if self.pending.cleared[i] {
             Box::new(std::iter::empty())
         } else {
-            self.storage.scan(space, from, to)
+            self.storage.scan(space, from, to, reverse)
         };
         Overlaid {
             theirs: theirs.peekable(),
             ours: ours.peekable(),
+            reverse,
         }
     }
 
@@ -552,11 +568,35 @@ impl Store {
         skip: usize,
         take: usize,
     ) -> Result<Vec<Scheduled>> {
-        let start = schedule_key(q, floor, 0);
-        let end = prefix_end(&queue_prefix(q));
+        self.due_range(q, (floor, u64::MAX), false, skip, take)
+    }
+
+    /// Members of `q` with `min <= due <= max` (`due` as `(min, max)`), in
+    /// time order (latest first with `reverse`): skip `skip`, take `take`.
+    /// One range scan of the time index: O(log n + skip + take), whether the
+    /// members are in memory or only on disk.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn due_range(
+        &mut self,
+        q: &[u8],
+        (min, max): (u64, u64),
+        reverse: bool,
+        skip: usize,
+        take: usize,
+    ) -> Result<Vec<Scheduled>> {
         let mut out = Vec::with_capacity(take.min(1024));
+        if min > max {
+            return Ok(out);
+        }
+        let start = schedule_key(q, min, 0);
+        let mut upto = queue_prefix(q);
+        upto.extend_from_slice(&max.to_be_bytes());
+        let end = prefix_end(&upto);
         for entry in self
-            .scan(Space::Schedule, &start, end.as_deref())
+            .scan_dir(Space::Schedule, &start, end.as_deref(), reverse)
             .skip(skip)
             .take(take)
         {
@@ -564,6 +604,28 @@ impl Store {
             out.push(decode_scheduled(2 + q.len(), &k, &v)?);
         }
         Ok(out)
+    }
+
+    /// How many members of `q` have `min <= due <= max`: a scan of that
+    /// window of the time index (keys only are decoded).
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn due_count(&mut self, q: &[u8], (min, max): (u64, u64)) -> Result<u64> {
+        if min > max {
+            return Ok(0);
+        }
+        let start = schedule_key(q, min, 0);
+        let mut upto = queue_prefix(q);
+        upto.extend_from_slice(&max.to_be_bytes());
+        let end = prefix_end(&upto);
+        let mut n = 0;
+        for entry in self.scan(Space::Schedule, &start, end.as_deref()) {
+            entry?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// Deletes every member of `q`, returning how many there were.
@@ -630,8 +692,13 @@ fn decode_u64(b: &[u8]) -> Option<u64> {
 /// entry wins over storage's for the same key, and its removals hide them.
 struct Overlaid<'a> {
     theirs: std::iter::Peekable<Scan<'a>>,
-    ours: std::iter::Peekable<btree_map::Range<'a, Vec<u8>, Option<Vec<u8>>>>,
+    ours: std::iter::Peekable<OverlayScan<'a>>,
+    /// Both run in descending key order.
+    reverse: bool,
 }
+
+/// The batch's entries of a scan.
+type OverlayScan<'a> = Box<dyn Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)> + 'a>;
 
 impl Iterator for Overlaid<'_> {
     type Item = Result<Entry>;
@@ -643,7 +710,10 @@ impl Iterator for Overlaid<'_> {
                 (Some(Err(_)), _) => return self.theirs.next(),
                 (Some(Ok(_)), None) => Ordering::Less,
                 (None, Some(_)) => Ordering::Greater,
-                (Some(Ok((a, _))), Some((b, _))) => a.as_slice().cmp(b.as_slice()),
+                (Some(Ok((a, _))), Some((b, _))) => {
+                    let order = a.as_slice().cmp(b.as_slice());
+                    if self.reverse { order.reverse() } else { order }
+                }
             };
             if order != Ordering::Greater {
                 let theirs = self.theirs.next();

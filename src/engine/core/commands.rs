@@ -199,12 +199,19 @@ impl Core {
             .map_or(0, |q| q.card)
     }
 
-    /// `DELAYRANGE`: members by rank in due order (ZRANGE's index rules).
+    /// `DELAYRANGE`: members by rank in due order (ZRANGE's index rules;
+    /// with `rev`, ranks count from the latest due).
     ///
     /// # Errors
     ///
     /// A storage error.
-    pub fn range(&mut self, key: &[u8], start: i64, stop: i64) -> Result<Vec<Scheduled>> {
+    pub fn range(
+        &mut self,
+        key: &[u8],
+        start: i64,
+        stop: i64,
+        rev: bool,
+    ) -> Result<Vec<Scheduled>> {
         let card = self.card(key) as i64;
         let start = if start < 0 {
             (card + start).max(0)
@@ -219,12 +226,56 @@ impl Core {
         if card == 0 || start > stop || start >= card {
             return Ok(Vec::new());
         }
-        let floor = self
-            .queue_id(key)
+        let floor = self.floor(key);
+        self.store.due_range(
+            key,
+            (floor, u64::MAX),
+            rev,
+            start as usize,
+            (stop - start + 1) as usize,
+        )
+    }
+
+    /// `DELAYRANGE ... BYSCORE`: members with `min <= due <= max`, in due
+    /// order (latest first with `rev`), skipping `offset` and taking at most
+    /// `count`. O(log n + offset + count) on either tier.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn range_by_due(
+        &mut self,
+        key: &[u8],
+        (min, max): (u64, u64),
+        rev: bool,
+        offset: usize,
+        count: usize,
+    ) -> Result<Vec<Scheduled>> {
+        if self.queue_id(key).is_none() {
+            return Ok(Vec::new());
+        }
+        let min = min.max(self.floor(key));
+        self.store.due_range(key, (min, max), rev, offset, count)
+    }
+
+    /// `DELAYCOUNT`: how many members have `min <= due <= max`.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn count_due(&mut self, key: &[u8], (min, max): (u64, u64)) -> Result<u64> {
+        if self.queue_id(key).is_none() {
+            return Ok(0);
+        }
+        let min = min.max(self.floor(key));
+        self.store.due_count(key, (min, max))
+    }
+
+    /// No member of the queue is due before this (0 for no queue).
+    fn floor(&self, key: &[u8]) -> u64 {
+        self.queue_id(key)
             .and_then(|id| self.queues[id as usize].as_ref())
-            .map_or(0, |q| q.floor);
-        self.store
-            .rank_range(key, floor, start as usize, (stop - start + 1) as usize)
+            .map_or(0, |q| q.floor)
     }
 
     /// `DELAYINFO`: a queue's figures.

@@ -787,7 +787,7 @@ mod tests {
         assert_eq!(core.totals().hot, 0);
         assert_eq!(core.card(b"q"), 2);
         let order: Vec<_> = core
-            .range(b"q", 0, -1)
+            .range(b"q", 0, -1, false)
             .unwrap()
             .into_iter()
             .map(|s| s.member)

@@ -85,15 +85,20 @@ impl Storage for FjallStorage {
         Ok(self.space(space).get(key)?.map(|v| v.to_vec()))
     }
 
-    fn scan(&self, space: Space, from: &[u8], to: Option<&[u8]>) -> Scan<'_> {
+    fn scan(&self, space: Space, from: &[u8], to: Option<&[u8]>, reverse: bool) -> Scan<'_> {
         let ks = self.space(space);
         let entry = |g: fjall::Guard| -> Result<super::Entry> {
             let (k, v) = g.into_inner()?;
             Ok((k.to_vec(), v.to_vec()))
         };
-        match to {
-            Some(to) => Box::new(ks.range(from.to_vec()..to.to_vec()).map(entry)),
-            None => Box::new(ks.range(from.to_vec()..).map(entry)),
+        let range = match to {
+            Some(to) => ks.range(from.to_vec()..to.to_vec()),
+            None => ks.range(from.to_vec()..),
+        };
+        if reverse {
+            Box::new(range.rev().map(entry))
+        } else {
+            Box::new(range.map(entry))
         }
     }
 

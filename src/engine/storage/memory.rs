@@ -82,13 +82,16 @@ impl Storage for MemStorage {
         Ok(self.state().live[space.index()].get(key).cloned())
     }
 
-    fn scan(&self, space: Space, from: &[u8], to: Option<&[u8]>) -> Scan<'_> {
+    fn scan(&self, space: Space, from: &[u8], to: Option<&[u8]>, reverse: bool) -> Scan<'_> {
         let state = self.state();
-        let entries: Vec<_> = state.live[space.index()]
+        let mut entries: Vec<_> = state.live[space.index()]
             .range(from.to_vec()..)
             .take_while(|(k, _)| to.is_none_or(|e| k.as_slice() < e))
             .map(|(k, v)| Ok((k.clone(), v.clone())))
             .collect();
+        if reverse {
+            entries.reverse();
+        }
         Box::new(entries.into_iter())
     }
 

@@ -81,8 +81,8 @@ pub(crate) trait Storage: Send {
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>>;
 
     /// Entries with `from <= key`, and `key < to` when `to` is given, in
-    /// key order.
-    fn scan(&self, space: Space, from: &[u8], to: Option<&[u8]>) -> Scan<'_>;
+    /// key order (descending with `reverse`).
+    fn scan(&self, space: Space, from: &[u8], to: Option<&[u8]>, reverse: bool) -> Scan<'_>;
 
     /// Applies a batch atomically (all of its operations or, after a crash
     /// before the batch was made durable, none).
