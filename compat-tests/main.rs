@@ -7,5 +7,6 @@ mod multi_shapes;
 mod query_by_time;
 mod redis_benchmark;
 mod redis_cli;
+mod redis_parity;
 mod redis_py;
 mod redis_rs;

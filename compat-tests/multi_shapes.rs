@@ -229,7 +229,8 @@ fn exec_on_queues_with_members_matches_redis() {
             ("DEL q z", "DEL q z", Same),
             ("DBSIZE", "DBSIZE", Same),
             // Errors at EXEC time are elements of the reply; the others run.
-            ("DELAYPOP q COUNT 0", "ZPOPMIN q -1", Same),
+            ("DELAYPOP q COUNT -1", "ZPOPMIN q -1", Same),
+            ("DELAYPOP q COUNT 0", "ZPOPMIN q 0", Same),
             ("DELAYPOP q BLOCK -1", "BLPOP q -1", Same),
             ("BDELAYPOP q x", "BZPOPMIN q x", Same),
             ("DELAYADD q XX NX 1 a", "ZADD q XX NX 1 a", Same),

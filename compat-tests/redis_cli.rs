@@ -649,7 +649,7 @@ fn pipelined_errors_keep_order() {
     // Argument errors and unknown commands in the middle of a pipeline of
     // queue commands are answered in their place, as Redis does.
     c.send(
-        b"DELAYADD q 1000 a\r\nDELAYADD q notanumber b\r\nDELAYCARD q\r\nNOSUCH\r\nDELAYCARD q\r\nDELAYPOP q COUNT 0\r\nDELAYCARD q\r\n",
+        b"DELAYADD q 1000 a\r\nDELAYADD q notanumber b\r\nDELAYCARD q\r\nNOSUCH\r\nDELAYCARD q\r\nDELAYPOP q COUNT -1\r\nDELAYCARD q\r\n",
     );
     let got: Vec<String> = (0..7).map(|_| c.reply()).collect();
     assert_eq!(

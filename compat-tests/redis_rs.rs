@@ -727,7 +727,7 @@ fn error_texts_match_redis() {
             "ERR value is not an integer or out of range",
         ),
         (
-            &["DELAYPOP", "q", "COUNT", "0"],
+            &["DELAYPOP", "q", "COUNT", "-1"],
             "ERR value is out of range, must be positive",
         ),
         (&["DELAYPOP", "q", "BLOCK", "-1"], "ERR timeout is negative"),

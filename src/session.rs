@@ -280,6 +280,7 @@ impl Session {
             Command::Config(c) => c.apply(&self.shared),
             Command::Info(c) => c.apply(&self.shared),
             Command::Time => cmd::time::apply(),
+            Command::Role => cmd::role::apply(),
             Command::Multi => {
                 if self.multi.is_some() {
                     Reply::from(Error::msg("MULTI calls can not be nested"))

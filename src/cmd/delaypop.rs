@@ -58,7 +58,14 @@ impl DelayPop {
         };
         while let Some(opt) = args.try_next() {
             if is(&opt, "COUNT") {
-                c.opts.count = positive(args.next_int()?)?.min(1 << 20) as usize;
+                // COUNT 0 answers an empty array at once, as ZPOPMIN and
+                // LPOP with a count of 0 do.
+                let n = args.next_int()?;
+                c.opts.count = if n == 0 {
+                    0
+                } else {
+                    positive(n)?.min(1 << 20) as usize
+                };
             } else if is(&opt, "LEASE") {
                 c.opts.lease = Some(positive(args.next_int()?)?.min(MAX_DUE_MS));
             } else if is(&opt, "RETRIES") {
@@ -100,6 +107,9 @@ impl DelayPop {
     ///
     /// A storage error.
     pub fn apply(&self, core: &mut Core) -> Result<Reply> {
+        if self.opts.count == 0 {
+            return Ok(Reply::Array(Vec::new()));
+        }
         let popped = core.pop(&self.key, &self.opts)?;
         if popped.is_empty() && self.block.is_some() {
             return Ok(Reply::NullArray);
@@ -116,7 +126,7 @@ mod tests {
     #[test]
     fn parse_errors() {
         assert_eq!(
-            err(DelayPop::parse(&mut args(&["q", "COUNT", "0"]))),
+            err(DelayPop::parse(&mut args(&["q", "COUNT", "-1"]))),
             "ERR value is out of range, must be positive"
         );
         assert_eq!(
@@ -153,6 +163,11 @@ mod tests {
         clock.advance_ms(9);
         core.tick().unwrap();
         assert_eq!(pop(&mut core, &["q", "COUNT", "5"]), Reply::Array(vec![]));
+        assert_eq!(pop(&mut core, &["q", "COUNT", "0"]), Reply::Array(vec![]));
+        assert_eq!(
+            pop(&mut core, &["q", "COUNT", "0", "BLOCK", "0"]),
+            Reply::Array(vec![])
+        );
         clock.advance_ms(21);
         core.tick().unwrap();
         assert_eq!(

@@ -30,6 +30,7 @@ const SECTIONS: &[&str] = &[
     "memory",
     "persistence",
     "stats",
+    "replication",
     "keyspace",
     "delay",
 ];
@@ -193,6 +194,21 @@ impl Info {
                     );
                     kv("expired_keys", &0);
                     kv("evicted_keys", &0);
+                }
+                "replication" => {
+                    // A single node is a master with no replicas, in the
+                    // fields exporters and sentinel-style checks read.
+                    kv("role", &"master");
+                    kv("connected_slaves", &0);
+                    kv("master_failover_state", &"no-failover");
+                    kv("master_replid", &super::role::REPLICATION_ID);
+                    kv("master_replid2", &"0".repeat(40));
+                    kv("master_repl_offset", &0);
+                    kv("second_repl_offset", &-1);
+                    kv("repl_backlog_active", &0);
+                    kv("repl_backlog_size", &1_048_576);
+                    kv("repl_backlog_first_byte_offset", &0);
+                    kv("repl_backlog_histlen", &0);
                 }
                 "keyspace" if totals.queues > 0 => {
                     kv(

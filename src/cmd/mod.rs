@@ -26,6 +26,7 @@ pub mod hello;
 pub mod info;
 pub mod keyspace;
 pub mod ping;
+pub mod role;
 pub mod select;
 pub mod shutdown;
 pub mod table;
@@ -53,6 +54,7 @@ pub enum Command {
     Config(config::ConfigCmd),
     Info(info::Info),
     Time,
+    Role,
     Multi,
     Exec,
     Discard,
@@ -163,6 +165,7 @@ pub fn parse_spec(spec: &'static table::CommandSpec, args: Vec<Bytes>) -> Result
         "config" => Command::Config(config::ConfigCmd::parse(&mut p)?),
         "info" => Command::Info(info::Info::parse(&mut p)?),
         "time" => Command::Time,
+        "role" => Command::Role,
         "multi" => Command::Multi,
         "exec" => Command::Exec,
         "discard" => Command::Discard,
@@ -172,7 +175,8 @@ pub fn parse_spec(spec: &'static table::CommandSpec, args: Vec<Bytes>) -> Result
         "delayadd" => Command::Engine(EngineCmd::DelayAdd(delayadd::DelayAdd::parse(&mut p)?)),
         "delaypop" => {
             let c = delaypop::DelayPop::parse(&mut p)?;
-            if c.block.is_some() {
+            // COUNT 0 never waits: it answers an empty array at once.
+            if c.block.is_some() && c.opts.count > 0 {
                 Command::BlockingPop(c)
             } else {
                 Command::Engine(EngineCmd::DelayPop(c))

@@ -426,6 +426,14 @@ pub static COMMANDS: &[CommandSpec] = &[
         ..spec("time", 1)
     },
     CommandSpec {
+        flags: &["noscript", "loading", "stale", "fast"],
+        acl: &["admin", "fast", "dangerous"],
+        summary: "Returns the replication role.",
+        group: "server",
+        since: "2.8.12",
+        ..spec("role", 1)
+    },
+    CommandSpec {
         flags: &["noscript", "loading", "stale", "fast", "allow_busy"],
         acl: &["fast", "transaction"],
         summary: "Starts a transaction.",
