@@ -509,21 +509,40 @@ impl Core {
                 continue;
             }
             done += 1;
-            let name = q.name.clone();
-            let (batch, next) = self.store.page_in(&name, from.min(due), target)?;
-            let q = self.queue_mut(id);
-            q.cold = q.cold.saturating_sub(batch.len() as u64);
-            for s in batch {
-                self.store.warm(&name, &s.member);
-                self.place_hot(id, &s.member, s.meta);
-            }
-            let cold = self.queue_mut(id).cold;
-            self.set_next_cold(id, next.filter(|_| cold > 0));
+            self.page_queue(id, from.min(due), target)?;
         }
         self.hot_until = target;
         self.store.set_hot_until(target);
         self.paging = None;
         Ok(false)
+    }
+
+    /// Pages in the members of queue `id` due in `from..=until` that are
+    /// only on disk, and records the queue's next cold due time.
+    fn page_queue(&mut self, id: QueueId, from: u64, until: u64) -> Result<()> {
+        let name = self.queue_mut(id).name.clone();
+        let (batch, next) = self.store.page_in(&name, from, until)?;
+        for s in batch {
+            // Already in memory: a pager step cut short by its budget paged
+            // this queue in, then a member added beyond the old horizon
+            // brought it back into the heap. Placed twice, it would also be
+            // counted off the cold members twice.
+            let hot = self
+                .queues
+                .get(id as usize)
+                .and_then(Option::as_ref)
+                .is_some_and(|q| self.members.find(&q.members, &s.member).is_some());
+            if hot {
+                continue;
+            }
+            let q = self.queue_mut(id);
+            q.cold = q.cold.saturating_sub(1);
+            self.store.warm(&name, &s.member);
+            self.place_hot(id, &s.member, s.meta);
+        }
+        let cold = self.queue_mut(id).cold;
+        self.set_next_cold(id, next.filter(|_| cold > 0));
+        Ok(())
     }
 
     /// Records the earliest cold due time of a queue.

@@ -912,4 +912,34 @@ mod regressions {
         };
         check(&[add(1, 1001, 1), Commit, FlushAll, add_two]);
     }
+
+    /// A queue paged in by a pager step cut short by its budget, then given
+    /// a member beyond the old horizon (cold, though within the step's
+    /// target), was paged in again by the next step: the scan started at
+    /// the old horizon, placed the members already in memory a second time
+    /// and counted them off the queue's cold members, so a member still on
+    /// disk no longer answered DELAYSCORE.
+    #[test]
+    fn a_queue_is_not_paged_in_twice_when_paging_is_cut_short() {
+        check(&[
+            add(0, 1500, 0),
+            add(0, 5000, 2),
+            add(2, 1500, 0),
+            Commit,
+            Advance(600),
+            Timer { budget: 1 },
+            add(0, 900, 1),
+            Commit,
+            Timer { budget: 1 },
+            Timer { budget: 1 },
+            Advance(900),
+            Pop {
+                q: 0,
+                count: 3,
+                lease: None,
+                retries: None,
+                with_counts: false,
+            },
+        ]);
+    }
 }
