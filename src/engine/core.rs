@@ -735,6 +735,8 @@ impl Core {
         let running = self.lease_running(old, found);
         self.set_leased(id, running, new.leased());
         self.lower_floor(id, new.due);
+        // The floor may have moved: a restart scans from the recorded one.
+        self.save_queue(id);
         let cold = self.is_cold(new.due);
         let name = self.queue_mut(id).name.clone();
         self.store

@@ -942,4 +942,34 @@ mod regressions {
             },
         ]);
     }
+
+    /// A member rescheduled below its queue's floor (the floor rose with a
+    /// pop; DELAYADD AT a past time moved the member under it) lowered the
+    /// floor in memory only: after a restart, scans started at the recorded
+    /// floor and the member was gone from DELAYRANGE and never paged in.
+    #[test]
+    fn a_reschedule_below_the_floor_survives_a_restart() {
+        let add_at = |xx, t| Add {
+            q: 0,
+            nx: false,
+            xx,
+            ch: false,
+            at: true,
+            items: vec![(t, 1)],
+        };
+        check(&[
+            add_at(false, 521),
+            Pop {
+                q: 0,
+                count: 1,
+                lease: Some(1),
+                retries: None,
+                with_counts: false,
+            },
+            add_at(true, 0),
+            Commit,
+            Write,
+            Crash,
+        ]);
+    }
 }
