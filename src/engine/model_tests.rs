@@ -972,4 +972,33 @@ mod regressions {
             Crash,
         ]);
     }
+
+    /// A restart loads members up to the new horizon, further than the
+    /// recorded one: members that were cold kept their point-lookup entry,
+    /// so once popped they still answered DELAYSCORE (and DELAYADD took a
+    /// new add of them for a reschedule).
+    #[test]
+    fn members_paged_in_by_a_restart_are_gone_once_popped() {
+        check(&[
+            Add {
+                q: 2,
+                nx: false,
+                xx: false,
+                ch: false,
+                at: false,
+                items: vec![(1001, 0), (0, 2), (5693, 1)],
+            },
+            Commit,
+            Write,
+            Advance(1500),
+            Crash,
+            Pop {
+                q: 2,
+                count: 2,
+                lease: None,
+                retries: None,
+                with_counts: false,
+            },
+        ]);
+    }
 }
