@@ -548,6 +548,24 @@ impl Core {
         Ok(())
     }
 
+    /// Pages in a queue's members that are due by now but still only on
+    /// disk. The pager runs well ahead of due times, but falls behind when
+    /// the wall clock jumps forward or the process is stopped for more than
+    /// half a horizon; until the timer thread catches up, a pop would miss
+    /// those members, or overtake them and raise the floor above them.
+    fn page_due(&mut self, id: QueueId) -> Result<()> {
+        let Some(q) = self.queues.get(id as usize).and_then(Option::as_ref) else {
+            return Ok(());
+        };
+        match q.next_cold_due {
+            Some(due) if q.cold > 0 && due <= self.now => {
+                let from = self.hot_until.saturating_add(1).min(due);
+                self.page_queue(id, from, self.now)
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Records the earliest cold due time of a queue.
     fn set_next_cold(&mut self, id: QueueId, next: Option<u64>) {
         self.queue_mut(id).next_cold_due = next;
@@ -830,6 +848,7 @@ impl Core {
         let Some(id) = self.queue_id(key) else {
             return Ok(Vec::new());
         };
+        self.page_due(id)?;
         let mut out = Vec::new();
         while out.len() < opts.count {
             let Some(q) = self.queues.get_mut(id as usize).and_then(Option::as_mut) else {

@@ -1001,4 +1001,21 @@ mod regressions {
             },
         ]);
     }
+
+    /// The clock moved past the pager (a jump forward, or the process
+    /// stopped for more than half a horizon) and no timer step ran yet:
+    /// members due by the clock but still on disk were not popped, even one
+    /// added a moment ago with no delay.
+    #[test]
+    fn a_pop_sees_due_members_the_pager_has_not_reached() {
+        let pop = Pop {
+            q: 2,
+            count: 3,
+            lease: None,
+            retries: None,
+            with_counts: false,
+        };
+        check(&[Advance(1001), add(2, 0, 0), pop.clone()]);
+        check(&[add(2, 1001, 0), add(2, 0, 1), Advance(1001), pop]);
+    }
 }
