@@ -431,6 +431,9 @@ impl Core {
     /// when nothing is due; every command starts with it.
     pub fn fire(&mut self) {
         let now = self.clock.now_ms();
+        if now < self.now {
+            self.unready_after(now);
+        }
         self.now = now;
         let mut fired = std::mem::take(&mut self.fired);
         // The wheel never runs backwards; if the wall clock stepped back,
@@ -448,6 +451,33 @@ impl Core {
             fired.clear();
         }
         self.fired = fired;
+    }
+
+    /// The wall clock stepped back to `now`: ready members due after it are
+    /// not due by it any more and wait for it again (in the wheel, or
+    /// parked), so that none is delivered before its due time by the wall
+    /// clock; a lease on one is running again. Costs a pass over the
+    /// in-memory members of queues with ready ones, on a step back only.
+    fn unready_after(&mut self, now: u64) {
+        let members = &mut self.members;
+        for q in self.queues.iter_mut().flatten() {
+            if q.members.ready_len() == 0 {
+                continue;
+            }
+            let early: Vec<u32> = q
+                .members
+                .ids()
+                .filter(|&mid| members.place(mid) == Place::Ready && members.meta(mid).due > now)
+                .collect();
+            for mid in early {
+                let meta = members.meta(mid);
+                members.update(&mut q.members, mid, meta, now);
+                if meta.leased() {
+                    q.leased += 1;
+                    self.leased_total += 1;
+                }
+            }
+        }
     }
 
     /// A member came due by the wheel: make it ready, or park it if the

@@ -1018,4 +1018,61 @@ mod regressions {
         check(&[Advance(1001), add(2, 0, 0), pop.clone()]);
         check(&[add(2, 1001, 0), add(2, 0, 1), Advance(1001), pop]);
     }
+
+    /// A member that came due stayed in its ready list when the wall clock
+    /// stepped back, and was delivered before its due time by the clock.
+    #[test]
+    fn a_step_back_makes_due_members_wait_for_the_clock_again() {
+        let pop = |lease| Pop {
+            q: 0,
+            count: 2,
+            lease,
+            retries: None,
+            with_counts: true,
+        };
+        check(&[add(0, 0, 0), StepBack(1), pop(None), Advance(1), pop(None)]);
+        // A lease that ran out is running again after the step back.
+        check(&[
+            add(0, 0, 0),
+            pop(Some(10)),
+            Advance(10),
+            Timer { budget: 1 },
+            StepBack(5),
+            pop(Some(10)),
+            Advance(5),
+            pop(Some(10)),
+        ]);
+    }
+
+    /// The same for a blocked consumer: it is served when the wall clock
+    /// reaches the member's due time again, not before (and not never).
+    #[test]
+    fn a_blocked_consumer_waits_for_the_clock_after_a_step_back() {
+        use crate::engine::core::{PopOptions, PopShape, Waiter};
+
+        let mut h = super::Harness::new().unwrap();
+        h.step(&add(0, 0, 0)).unwrap();
+        h.step(&StepBack(100)).unwrap();
+        h.core.fire();
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        h.core.block(
+            1,
+            Waiter {
+                keys: vec![super::queue(0)],
+                opts: PopOptions::count(1),
+                shape: PopShape::Members,
+                tx,
+            },
+        );
+        assert!(
+            h.core.take_waiter_replies().is_empty(),
+            "served before the due time"
+        );
+        h.step(&Advance(100)).unwrap();
+        h.core.fire();
+        h.core.serve_waiters();
+        let replies = h.core.take_waiter_replies();
+        assert_eq!(replies.len(), 1, "not served once due again");
+        assert!(rx.try_recv().is_err());
+    }
 }
