@@ -27,6 +27,8 @@ pub mod clock;
 pub mod core;
 pub mod lateness;
 pub mod members;
+#[cfg(test)]
+mod model_tests;
 pub mod stats;
 pub(crate) mod storage;
 pub mod store;

@@ -654,6 +654,9 @@ impl Store {
         self.pending.members.clear();
         for space in [Space::Schedule, Space::Members] {
             self.pending.ops.push(Op::Clear(space));
+            // At once, not at the next scan: point lookups (`get`) do not
+            // catch up with the ops and must not see storage's entries.
+            self.pending.cleared[space.index()] = true;
         }
     }
 

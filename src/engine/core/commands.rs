@@ -87,6 +87,7 @@ impl Core {
         let Some(id) = self.queue_id(key) else {
             return Ok(Vec::new());
         };
+        self.page_due(id)?;
         let mut out = Vec::new();
         while out.len() < opts.count {
             let Some(q) = self.queues.get_mut(id as usize).and_then(Option::as_mut) else {

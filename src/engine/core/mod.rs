@@ -273,10 +273,8 @@ impl Core {
         self.leased_total = 0;
         // At least as far as before the restart: members up to the recorded
         // horizon have no point-lookup entry and must be in memory.
-        self.hot_until = self
-            .now
-            .saturating_add(self.horizon_ms)
-            .max(self.store.hot_until()?);
+        let recorded = self.store.hot_until()?;
+        self.hot_until = self.now.saturating_add(self.horizon_ms).max(recorded);
         for (name, card, floor) in self.store.queues()? {
             let id = self.queue_or_create(&name);
             self.queue_mut(id).floor = floor;
@@ -285,6 +283,11 @@ impl Core {
             let (hot, next) = self.store.page_in(&name, floor, self.hot_until)?;
             let hot_count = hot.len() as u64;
             for s in hot {
+                // Cold before the restart: drop its point-lookup entry, as
+                // the pager does, or a lookup would find it after its pop.
+                if s.meta.due > recorded {
+                    self.store.warm(&name, &s.member);
+                }
                 // A lease still running (a due lease has run out).
                 self.set_leased(id, false, s.meta.leased() && s.meta.due > self.now);
                 self.place_hot(id, &s.member, s.meta);
@@ -562,6 +565,8 @@ impl Core {
         let running = self.lease_running(old, found);
         self.set_leased(id, running, new.leased());
         self.lower_floor(id, new.due);
+        // The floor may have moved: a restart scans from the recorded one.
+        self.save_queue(id);
         let cold = self.is_cold(new.due);
         let name = self.queue_mut(id).name.clone();
         self.store

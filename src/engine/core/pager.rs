@@ -37,6 +37,9 @@ impl Core {
     /// when nothing is due; every command starts with it.
     pub fn fire(&mut self) {
         let now = self.clock.now_ms();
+        if now < self.now {
+            self.unready_after(now);
+        }
         self.now = now;
         let mut fired = std::mem::take(&mut self.fired);
         // The wheel never runs backwards; if the wall clock stepped back,
@@ -54,6 +57,33 @@ impl Core {
             fired.clear();
         }
         self.fired = fired;
+    }
+
+    /// The wall clock stepped back to `now`: ready members due after it are
+    /// not due by it any more and wait for it again (in the wheel, or
+    /// parked), so that none is delivered before its due time by the wall
+    /// clock; a lease on one is running again. Costs a pass over the
+    /// in-memory members of queues with ready ones, on a step back only.
+    fn unready_after(&mut self, now: u64) {
+        let members = &mut self.members;
+        for q in self.queues.iter_mut().flatten() {
+            if q.members.ready_len() == 0 {
+                continue;
+            }
+            let early: Vec<u32> = q
+                .members
+                .ids()
+                .filter(|&mid| members.place(mid) == Place::Ready && members.meta(mid).due > now)
+                .collect();
+            for mid in early {
+                let meta = members.meta(mid);
+                members.update(&mut q.members, mid, meta, now);
+                if meta.leased() {
+                    q.leased += 1;
+                    self.leased_total += 1;
+                }
+            }
+        }
     }
 
     /// A member came due by the wheel: make it ready, or park it if the
@@ -118,21 +148,58 @@ impl Core {
                 continue;
             }
             done += 1;
-            let name = q.name.clone();
-            let (batch, next) = self.store.page_in(&name, from.min(due), target)?;
-            let q = self.queue_mut(id);
-            q.cold = q.cold.saturating_sub(batch.len() as u64);
-            for s in batch {
-                self.store.warm(&name, &s.member);
-                self.place_hot(id, &s.member, s.meta);
-            }
-            let cold = self.queue_mut(id).cold;
-            self.set_next_cold(id, next.filter(|_| cold > 0));
+            self.page_queue(id, from.min(due), target)?;
         }
         self.hot_until = target;
         self.store.set_hot_until(target);
         self.paging = None;
         Ok(false)
+    }
+
+    /// Pages in the members of queue `id` due in `from..=until` that are
+    /// only on disk, and records the queue's next cold due time.
+    fn page_queue(&mut self, id: QueueId, from: u64, until: u64) -> Result<()> {
+        let name = self.queue_mut(id).name.clone();
+        let (batch, next) = self.store.page_in(&name, from, until)?;
+        for s in batch {
+            // Already in memory: a pager step cut short by its budget paged
+            // this queue in, then a member added beyond the old horizon
+            // brought it back into the heap. Placed twice, it would also be
+            // counted off the cold members twice.
+            let hot = self
+                .queues
+                .get(id as usize)
+                .and_then(Option::as_ref)
+                .is_some_and(|q| self.members.find(&q.members, &s.member).is_some());
+            if hot {
+                continue;
+            }
+            let q = self.queue_mut(id);
+            q.cold = q.cold.saturating_sub(1);
+            self.store.warm(&name, &s.member);
+            self.place_hot(id, &s.member, s.meta);
+        }
+        let cold = self.queue_mut(id).cold;
+        self.set_next_cold(id, next.filter(|_| cold > 0));
+        Ok(())
+    }
+
+    /// Pages in a queue's members that are due by now but still only on
+    /// disk. The pager runs well ahead of due times, but falls behind when
+    /// the wall clock jumps forward or the process is stopped for more than
+    /// half a horizon; until the timer thread catches up, a pop would miss
+    /// those members, or overtake them and raise the floor above them.
+    pub(super) fn page_due(&mut self, id: QueueId) -> Result<()> {
+        let Some(q) = self.queues.get(id as usize).and_then(Option::as_ref) else {
+            return Ok(());
+        };
+        match q.next_cold_due {
+            Some(due) if q.cold > 0 && due <= self.now => {
+                let from = self.hot_until.saturating_add(1).min(due);
+                self.page_queue(id, from, self.now)
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Records the earliest cold due time of a queue.

@@ -57,9 +57,17 @@ impl MemStorage {
     }
 
     /// The store as a restart after a crash of the process finds it: what
-    /// was written to the OS.
+    /// was written to the OS. What was not yet synced still is not (the OS
+    /// holds it in its page cache): a power loss after the restart loses it.
     pub(crate) fn after_crash(&self) -> MemStorage {
-        Self::reopen(self.state().written.clone())
+        let state = self.state();
+        MemStorage(Arc::new(Mutex::new(State {
+            live: state.written.clone(),
+            written: state.written.clone(),
+            synced: state.synced.clone(),
+            unwritten: Vec::new(),
+            unsynced: state.unsynced.clone(),
+        })))
     }
 
     /// The store as a restart after a power loss finds it: what was synced.
