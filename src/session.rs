@@ -12,9 +12,11 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use crate::cmd::delaypop::{PopShape, pop_reply};
 use crate::cmd::{self, Command, EngineCmd};
 use crate::connection::Connection;
-use crate::engine::{PopOptions, PopShape};
+use crate::engine::PopOptions;
+use crate::engine::core::Delivery;
 use crate::protocol::{Protocol, Reply};
 use crate::server::{ClientInfo, Shared};
 use crate::{Error, Result};
@@ -121,19 +123,8 @@ impl Session {
             return Ok(());
         }
         let cmds = std::mem::take(batch);
-        let n = cmds.len();
-        match self.shared.engine.exec(cmds).await {
-            Ok(replies) => {
-                for r in &replies {
-                    self.reply(r);
-                }
-            }
-            Err(e) => {
-                let r = Reply::from(e);
-                for _ in 0..n {
-                    self.reply(&r);
-                }
-            }
+        for r in &cmd::execute(&self.shared.engine, cmds).await {
+            self.reply(r);
         }
         Ok(())
     }
@@ -236,10 +227,7 @@ impl Session {
                 },
             });
         }
-        match self.shared.engine.exec(cmds).await {
-            Ok(replies) => Reply::Array(replies),
-            Err(e) => Reply::from(e),
-        }
+        Reply::Array(cmd::execute(&self.shared.engine, cmds).await)
     }
 
     /// Runs a command that is not a plain queue command. `None`: no reply.
@@ -321,7 +309,7 @@ impl Session {
                 .await?
             }
             Command::Engine(e) => {
-                let mut r = self.shared.engine.exec(vec![e]).await?;
+                let mut r = cmd::execute(&self.shared.engine, vec![e]).await;
                 r.pop().unwrap_or(Reply::NullArray)
             }
         }))
@@ -344,7 +332,19 @@ impl Session {
     ) -> Result<Reply> {
         let engine = self.shared.engine.clone();
         let shared = self.shared.clone();
-        let (id, mut rx) = engine.block(keys, opts, shape)?;
+        let with_counts = opts.with_counts;
+        let (id, mut rx) = engine.block(keys, opts)?;
+        // The reply for a delivery, once it is durable.
+        let deliver = |d: Delivery| async move {
+            match engine.delivery_durable(&d).await {
+                Ok(()) => match d.popped {
+                    Ok(popped) => pop_reply(popped.as_slice(), shape, with_counts),
+                    Err(e) => Reply::from(e),
+                },
+                Err(e) => Reply::from(e),
+            }
+        };
+        let engine = self.shared.engine.clone();
         self.info.blocked.store(true, Ordering::Relaxed);
         let sleep = tokio::time::sleep(std::time::Duration::from_millis(timeout_ms));
         tokio::pin!(sleep);
@@ -352,14 +352,14 @@ impl Session {
         let result = loop {
             tokio::select! {
                 r = &mut rx => break match r {
-                    Ok(d) => engine.delivery_durable(&d).await.map(|()| d.reply).or_else(|e| Ok(Reply::from(e))),
+                    Ok(d) => Ok(deliver(d).await),
                     Err(_) => Ok(Reply::from(Error::ShuttingDown)),
                 },
                 () = &mut sleep, if timeout_ms > 0 => {
                     rx.close();
                     // A member handed over at the same instant is delivered, not lost.
                     break match rx.try_recv() {
-                        Ok(d) => engine.delivery_durable(&d).await.map(|()| d.reply).or_else(|e| Ok(Reply::from(e))),
+                        Ok(d) => Ok(deliver(d).await),
                         Err(_) => {
                             engine.unblock(id);
                             Ok(Reply::NullArray)
@@ -371,8 +371,8 @@ impl Session {
                     if gone {
                         engine.unblock(id);
                         rx.close();
-                        if let Ok(d) = rx.try_recv() {
-                            engine.restore(d.popped);
+                        if let Ok(mut d) = rx.try_recv() {
+                            engine.restore(d.take_popped());
                         }
                         break Err(Error::msg("client went away while blocked"));
                     }
@@ -380,7 +380,7 @@ impl Session {
                 () = shared.shutdown.wait() => {
                     rx.close();
                     break match rx.try_recv() {
-                        Ok(d) => Ok(d.reply),
+                        Ok(d) => Ok(deliver(d).await),
                         Err(_) => {
                             engine.unblock(id);
                             Ok(Reply::from(Error::ShuttingDown))

@@ -3,7 +3,8 @@
 use bytes::Bytes;
 
 use super::Args;
-use crate::engine::core::{Core, PopOptions, PopShape, pop_reply};
+use super::delaypop::{PopShape, pop_reply};
+use crate::engine::core::{Core, PopOptions};
 use crate::protocol::Reply;
 use crate::{Error, Result};
 

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use super::{Args, is};
-use crate::engine::core::{Core, MAX_DUE_MS, PopOptions, PopShape, pop_reply};
+use crate::engine::core::{Core, MAX_DUE_MS, PopOptions, Popped};
 use crate::protocol::Reply;
 use crate::{Error, Result};
 
@@ -115,6 +115,46 @@ impl DelayPop {
             return Ok(Reply::NullArray);
         }
         Ok(pop_reply(&popped, PopShape::Members, self.opts.with_counts))
+    }
+}
+
+/// How popped members are shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PopShape {
+    /// `DELAYPOP`: an array of members.
+    Members,
+    /// `BDELAYPOP`: `[key, member, due-ms]`.
+    KeyMemberDue,
+}
+
+/// The reply for a pop, in the shape the command asked for.
+pub fn pop_reply(popped: &[Popped], shape: PopShape, with_counts: bool) -> Reply {
+    match shape {
+        PopShape::Members if with_counts => Reply::Pairs(
+            popped
+                .iter()
+                .map(|p| {
+                    (
+                        Reply::Bulk(p.member.clone()),
+                        Reply::Int(i64::from(p.deliveries)),
+                    )
+                })
+                .collect(),
+        ),
+        PopShape::Members => Reply::Array(
+            popped
+                .iter()
+                .map(|p| Reply::Bulk(p.member.clone()))
+                .collect(),
+        ),
+        PopShape::KeyMemberDue => match popped.first() {
+            Some(p) => Reply::Array(vec![
+                Reply::Bulk(p.queue.clone()),
+                Reply::Bulk(p.member.clone()),
+                Reply::Int(p.before.due as i64),
+            ]),
+            None => Reply::NullArray,
+        },
     }
 }
 

@@ -35,6 +35,7 @@ pub mod time;
 use bytes::Bytes;
 
 use crate::engine::core::Core;
+use crate::engine::{Engine, Round};
 use crate::protocol::Reply;
 use crate::{Error, Result};
 
@@ -109,6 +110,29 @@ impl EngineCmd {
             EngineCmd::Ready(r) => Ok(r.clone()),
         };
         r.unwrap_or_else(Reply::from)
+    }
+}
+
+/// Runs queue commands as one round of the engine (atomically) and returns
+/// their replies in order, once their effects are durable per
+/// `appendfsync`.
+pub async fn execute(engine: &Engine, cmds: Vec<EngineCmd>) -> Vec<Reply> {
+    let n = cmds.len();
+    match engine
+        .run(|core| cmds.iter().map(|c| c.apply(core)).collect::<Vec<_>>())
+        .await
+    {
+        Round::Durable(replies) => replies,
+        // Not durable: no success may be acknowledged; errors the commands
+        // gave themselves are kept, being more precise.
+        Round::NotDurable(replies, e) => {
+            let err = Reply::from(e);
+            replies
+                .into_iter()
+                .map(|r| if r.is_error() { r } else { err.clone() })
+                .collect()
+        }
+        Round::Failed(e) => vec![Reply::from(e); n],
     }
 }
 

@@ -48,12 +48,10 @@ use self::stats::SharedStats;
 use self::storage::Journal;
 use self::store::Store;
 use self::writer::Durability;
-use crate::cmd::EngineCmd;
 use crate::config::{Config, Fsync};
-use crate::protocol::Reply;
 use crate::{Error, Result};
 
-pub use self::core::{PopOptions, PopShape, Popped, Waiter};
+pub use self::core::{PopOptions, Popped, Waiter};
 
 /// The state behind the mutex: the core and the bookkeeping of commits.
 struct Locked {
@@ -74,6 +72,19 @@ struct Inner {
     next_waiter: AtomicU64,
     fsync: Arc<AtomicU8>,
     stats: Arc<SharedStats>,
+}
+
+/// How a round of commands ended.
+#[derive(Debug)]
+pub enum Round<T> {
+    /// It ran and its writes are as durable as `appendfsync` requires.
+    Durable(T),
+    /// It ran, but its writes are not durable: nothing of it may be
+    /// acknowledged as a success.
+    NotDurable(T, Error),
+    /// It did not run, or its commit failed (the engine stopped, the store
+    /// failed).
+    Failed(Error),
 }
 
 /// A handle to the engine, cloned into every connection.
@@ -240,29 +251,16 @@ impl Engine {
         Ok(())
     }
 
-    /// Runs commands atomically and returns their replies in order, once
-    /// their effects are durable per `appendfsync`.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::ShuttingDown`] once the engine has stopped.
-    pub async fn exec(&self, cmds: Vec<EngineCmd>) -> Result<Vec<Reply>> {
-        let n = cmds.len();
-        match self.with_core(|core| cmds.iter().map(|c| c.apply(core)).collect::<Vec<_>>()) {
-            Ok((replies, lsn)) => match self.durable(lsn).await {
-                Ok(()) => Ok(replies),
-                // Not durable: no success may be acknowledged; errors the
-                // commands gave themselves are kept, being more precise.
-                Err(e) => {
-                    let err = Reply::from(e);
-                    Ok(replies
-                        .into_iter()
-                        .map(|r| if r.is_error() { r } else { err.clone() })
-                        .collect())
-                }
+    /// Runs `f` on the core as one round (atomic: no other client's
+    /// command runs in between), commits the round's batch, and waits until
+    /// it is as durable as `appendfsync` requires.
+    pub async fn run<T>(&self, f: impl FnOnce(&mut Core) -> T) -> Round<T> {
+        match self.with_core(f) {
+            Ok((out, lsn)) => match self.durable(lsn).await {
+                Ok(()) => Round::Durable(out),
+                Err(e) => Round::NotDurable(out, e),
             },
-            Err(Error::ShuttingDown) => Err(Error::ShuttingDown),
-            Err(e) => Ok(vec![Reply::from(e); n]),
+            Err(e) => Round::Failed(e),
         }
     }
 
@@ -276,16 +274,10 @@ impl Engine {
         &self,
         keys: Vec<Bytes>,
         opts: PopOptions,
-        shape: PopShape,
     ) -> Result<(WaiterId, oneshot::Receiver<Delivery>)> {
         let id = self.inner.next_waiter.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        let waiter = Waiter {
-            keys,
-            opts,
-            shape,
-            tx,
-        };
+        let waiter = Waiter { keys, opts, tx };
         match self.with_core(|core| core.block(id, waiter)) {
             Ok(_) | Err(Error::Storage(_)) => Ok((id, rx)),
             Err(e) => Err(e),
@@ -369,9 +361,7 @@ impl Engine {
         let lsn = {
             let mut guard = self.lock();
             guard.stopped = true;
-            guard
-                .core
-                .wake_all_blocked(Reply::from(Error::ShuttingDown));
+            guard.core.wake_all_blocked();
             guard.core.store_mut().commit()?;
             // Flush the memtables so the next start has no journal to replay.
             if let Err(e) = guard.core.store_mut().flush_memtables() {
@@ -433,18 +423,16 @@ fn commit_and_deliver(locked: &mut Locked, inner: &Inner) -> Result<u64> {
     for d in deliveries {
         let delivery = match &commit {
             Ok(lsn) => Delivery {
-                reply: d.reply,
                 popped: d.popped,
                 lsn: *lsn,
             },
             Err(e) => Delivery {
-                reply: Reply::Error(e.reply_text()),
-                popped: Vec::new(),
+                popped: Err(Error::storage(e.detail())),
                 lsn: 0,
             },
         };
-        if let Err(back) = d.tx.send(delivery) {
-            lost.extend(back.popped);
+        if let Err(mut back) = d.tx.send(delivery) {
+            lost.extend(back.take_popped());
         }
     }
     if !lost.is_empty() {
@@ -563,18 +551,27 @@ fn timer_loop(inner: &Inner) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cmd::{self, Command};
 
-    fn run(engine: &Engine, args: &[&str]) -> Reply {
-        let args = args.iter().map(|a| Bytes::from(a.to_string())).collect();
-        let Ok(Command::Engine(c)) = cmd::parse(args) else {
-            panic!("not an engine command");
-        };
+    /// Runs `f` as a round and returns its output once durable.
+    fn run<T: std::fmt::Debug>(engine: &Engine, f: impl FnOnce(&mut Core) -> T) -> Result<T> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
-        rt.block_on(engine.exec(vec![c])).unwrap().remove(0)
+        match rt.block_on(engine.run(f)) {
+            Round::Durable(out) => Ok(out),
+            Round::NotDurable(_, e) | Round::Failed(e) => Err(e),
+        }
+    }
+
+    fn add(engine: &Engine, m: &'static str) -> Result<i64> {
+        run(engine, |core| {
+            core.add(
+                &Bytes::from_static(b"q"),
+                &[(0, Bytes::from_static(m.as_bytes()))],
+                core::AddFlags::default(),
+            )
+        })?
     }
 
     /// A panic inside a command is a fatal failure: nothing of its round is
@@ -584,7 +581,7 @@ mod tests {
     fn a_panic_in_the_engine_fails_it_instead_of_serving_half_updated_state() {
         let dir = tempfile::tempdir().unwrap();
         let engine = Engine::start(&Config::for_dir(dir.path())).unwrap();
-        assert_eq!(run(&engine, &["DELAYADD", "q", "0", "kept"]), Reply::Int(1));
+        assert_eq!(add(&engine, "kept").unwrap(), 1);
         let r = engine.with_core(|core| {
             let _ = core.add(
                 &Bytes::from_static(b"q"),
@@ -595,14 +592,14 @@ mod tests {
         });
         assert!(matches!(r, Err(Error::Storage(_))), "{:?}", r.err());
         assert!(engine.stats.failure().is_some());
-        let refused = run(&engine, &["DELAYADD", "q", "0", "x"]);
-        assert!(refused.is_error(), "{refused:?}");
+        assert!(add(&engine, "x").is_err(), "writes are refused");
         // Memory was rebuilt from the store: the half-done add is gone.
-        assert_eq!(run(&engine, &["DELAYCARD", "q"]), Reply::Int(1));
-        assert_eq!(
-            run(&engine, &["DELAYRANGE", "q", "0", "-1"]),
-            Reply::Array(vec![Reply::bulk("kept")])
-        );
+        assert_eq!(run(&engine, |core| core.card(b"q")).unwrap(), 1);
+        let all = run(&engine, |core| core.range(b"q", 0, -1, false))
+            .unwrap()
+            .unwrap();
+        let members: Vec<_> = all.into_iter().map(|s| s.member).collect();
+        assert_eq!(members, vec![Bytes::from_static(b"kept")]);
         assert!(!engine.inner.locked.is_poisoned());
     }
 }

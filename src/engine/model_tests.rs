@@ -1048,7 +1048,7 @@ mod regressions {
     /// reaches the member's due time again, not before (and not never).
     #[test]
     fn a_blocked_consumer_waits_for_the_clock_after_a_step_back() {
-        use crate::engine::core::{PopOptions, PopShape, Waiter};
+        use crate::engine::core::{PopOptions, Waiter};
 
         let mut h = super::Harness::new().unwrap();
         h.step(&add(0, 0, 0)).unwrap();
@@ -1060,7 +1060,6 @@ mod regressions {
             Waiter {
                 keys: vec![super::queue(0)],
                 opts: PopOptions::count(1),
-                shape: PopShape::Members,
                 tx,
             },
         );

@@ -40,7 +40,7 @@ mod pager;
 mod waiters;
 
 pub use self::commands::Popped;
-pub use self::waiters::{Delivery, PopShape, Waiter, WaiterReply, pop_reply};
+pub use self::waiters::{Delivery, Waiter, WaiterReply};
 
 /// Latest due time accepted: the last millisecond of year 9999.
 pub const MAX_DUE_MS: u64 = 253_402_300_799_999;
@@ -638,7 +638,6 @@ mod tests {
 
     use super::*;
     use crate::engine::clock::ManualClock;
-    use crate::protocol::Reply;
 
     const HORIZON: u64 = 10_000;
 
@@ -857,7 +856,6 @@ mod tests {
         let waiter = |tx| Waiter {
             keys: vec![b("q")],
             opts: PopOptions::count(1),
-            shape: PopShape::KeyMemberDue,
             tx,
         };
         core.block(1, waiter(tx1));
@@ -872,16 +870,17 @@ mod tests {
         assert_eq!(replies.len(), 1);
         let r = replies.into_iter().next().unwrap();
         r.tx.send(Delivery {
-            reply: r.reply,
             popped: r.popped,
             lsn: 1,
         })
         .unwrap();
-        let reply = rx1.try_recv().unwrap().reply;
+        let popped = rx1.try_recv().unwrap().popped.unwrap();
+        assert_eq!(popped.len(), 1);
         assert_eq!(
-            reply,
-            Reply::Array(vec![Reply::bulk("q"), Reply::bulk("a"), Reply::Int(100)])
+            (&popped[0].queue[..], &popped[0].member[..]),
+            (&b"q"[..], &b"a"[..])
         );
+        assert_eq!(popped[0].before.due, 100);
         assert!(rx2.try_recv().is_err(), "second waiter still waiting");
     }
 }

@@ -3,44 +3,42 @@
 //! one of them.
 
 use super::*;
-use crate::protocol::Reply;
-
-/// How a popped member is reported to a blocked client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PopShape {
-    /// `DELAYPOP ... BLOCK`: an array of members.
-    Members,
-    /// `BDELAYPOP`: `[key, member, due-ms]`.
-    KeyMemberDue,
-}
 
 /// A client blocked in `DELAYPOP ... BLOCK` or `BDELAYPOP`.
 #[derive(Debug)]
 pub struct Waiter {
     pub keys: Vec<Bytes>,
     pub opts: PopOptions,
-    pub shape: PopShape,
     pub tx: tokio::sync::oneshot::Sender<Delivery>,
 }
 
-/// What a blocked client receives.
+/// What a blocked client receives: the members popped for it, or why it
+/// was woken without any (a storage failure, the server stopping).
 #[derive(Debug)]
 pub struct Delivery {
-    pub reply: Reply,
-    /// The members it carries, to put back if the client is gone by the time
-    /// it arrives.
-    pub popped: Vec<Popped>,
+    /// The members, to put back if the client is gone by the time they
+    /// arrive.
+    pub popped: Result<Vec<Popped>>,
     /// The commit that removed or leased them; the reply waits until it is
     /// durable.
     pub lsn: u64,
 }
 
-/// A reply to a blocked client, sent once its pop is committed.
+impl Delivery {
+    /// The members it carries (none for a failure).
+    pub fn take_popped(&mut self) -> Vec<Popped> {
+        match &mut self.popped {
+            Ok(p) => std::mem::take(p),
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+/// A pop for a blocked client, sent once it is committed.
 #[derive(Debug)]
 pub struct WaiterReply {
     pub tx: tokio::sync::oneshot::Sender<Delivery>,
-    pub reply: Reply,
-    pub popped: Vec<Popped>,
+    pub popped: Result<Vec<Popped>>,
 }
 
 impl Core {
@@ -117,33 +115,18 @@ impl Core {
                         self.blocked.insert(wid, w);
                         break;
                     }
-                    Ok(popped) => {
-                        let reply = pop_reply(&popped, w.shape, w.opts.with_counts);
-                        self.outgoing.push(WaiterReply {
-                            tx: w.tx,
-                            reply,
-                            popped,
-                        });
-                    }
-                    Err(e) => {
-                        self.outgoing.push(WaiterReply {
-                            tx: w.tx,
-                            reply: e.into(),
-                            popped: Vec::new(),
-                        });
-                    }
+                    popped => self.outgoing.push(WaiterReply { tx: w.tx, popped }),
                 }
             }
         }
         self.waiters.retain(|_, l| !l.is_empty());
     }
 
-    /// Answers every blocked client with `reply` (at shutdown).
-    pub fn wake_all_blocked(&mut self, reply: Reply) {
+    /// Wakes every blocked client with [`Error::ShuttingDown`].
+    pub fn wake_all_blocked(&mut self) {
         for (_, w) in self.blocked.drain() {
             let _ = w.tx.send(Delivery {
-                reply: reply.clone(),
-                popped: Vec::new(),
+                popped: Err(Error::ShuttingDown),
                 lsn: 0,
             });
         }
@@ -153,36 +136,5 @@ impl Core {
     /// Replies for blocked clients produced since the last call.
     pub fn take_waiter_replies(&mut self) -> Vec<WaiterReply> {
         std::mem::take(&mut self.outgoing)
-    }
-}
-
-/// The reply for a pop, in the shape the command asked for.
-pub fn pop_reply(popped: &[Popped], shape: PopShape, with_counts: bool) -> Reply {
-    match shape {
-        PopShape::Members if with_counts => Reply::Pairs(
-            popped
-                .iter()
-                .map(|p| {
-                    (
-                        Reply::Bulk(p.member.clone()),
-                        Reply::Int(i64::from(p.deliveries)),
-                    )
-                })
-                .collect(),
-        ),
-        PopShape::Members => Reply::Array(
-            popped
-                .iter()
-                .map(|p| Reply::Bulk(p.member.clone()))
-                .collect(),
-        ),
-        PopShape::KeyMemberDue => match popped.first() {
-            Some(p) => Reply::Array(vec![
-                Reply::Bulk(p.queue.clone()),
-                Reply::Bulk(p.member.clone()),
-                Reply::Int(p.before.due as i64),
-            ]),
-            None => Reply::NullArray,
-        },
     }
 }
