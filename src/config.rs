@@ -6,54 +6,9 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
-use clap::{CommandFactory, Parser, ValueEnum};
+use clap::{CommandFactory, Parser};
 
-/// When the journal is fsynced (`--appendfsync`, as in Redis).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Fsync {
-    /// Before every reply to a write (group commit: one fsync per batch).
-    Always,
-    /// Once a second; a crash of the machine loses at most the last second.
-    #[value(name = "everysec")]
-    EverySec,
-    /// Left to the operating system.
-    No,
-}
-
-impl Fsync {
-    /// The name used in flags, CONFIG and INFO.
-    pub fn name(self) -> &'static str {
-        match self {
-            Fsync::Always => "always",
-            Fsync::EverySec => "everysec",
-            Fsync::No => "no",
-        }
-    }
-
-    /// Parses a CONFIG SET value.
-    pub fn parse(s: &str) -> Option<Fsync> {
-        match s.to_ascii_lowercase().as_str() {
-            "always" => Some(Fsync::Always),
-            "everysec" => Some(Fsync::EverySec),
-            "no" => Some(Fsync::No),
-            _ => None,
-        }
-    }
-
-    /// Encodes for an atomic.
-    pub fn to_u8(self) -> u8 {
-        self as u8
-    }
-
-    /// Decodes from an atomic.
-    pub fn from_u8(v: u8) -> Fsync {
-        match v {
-            0 => Fsync::Always,
-            1 => Fsync::EverySec,
-            _ => Fsync::No,
-        }
-    }
-}
+pub use crate::engine::Fsync;
 
 /// delayd's configuration.
 #[derive(Debug, Clone, Parser)]
@@ -78,7 +33,7 @@ pub struct Config {
     pub dir: PathBuf,
 
     /// When to fsync the journal.
-    #[arg(long, value_enum, default_value_t = Fsync::EverySec)]
+    #[arg(long, value_parser = parse_fsync, default_value = "everysec")]
     pub appendfsync: Fsync,
 
     /// Password every client must give with AUTH or HELLO ... AUTH.
@@ -404,6 +359,11 @@ pub fn split_args(line: &str) -> Result<Vec<String>, String> {
         }
         words.push(String::from_utf8(word).map_err(|_| "a value is not UTF-8".to_string())?);
     }
+}
+
+/// Parses `--appendfsync`.
+fn parse_fsync(s: &str) -> Result<Fsync, String> {
+    Fsync::parse(s).ok_or_else(|| format!("'{s}' is not one of always, everysec, no"))
 }
 
 #[cfg(test)]

@@ -86,7 +86,11 @@ async fn serve(config: Config) -> delayd::Result<()> {
         config.dir.display(),
         config.appendfsync.name()
     );
-    let engine = Engine::start(&config)?;
+    let engine = Engine::start(&delayd::engine::Options {
+        dir: config.dir.clone(),
+        horizon_ms: config.horizon_ms,
+        appendfsync: config.appendfsync,
+    })?;
     // fjall logs through `log`; its recovery messages (a torn journal tail)
     // are wanted at start-up, but its per-write trace calls must not go
     // through the tracing dispatcher afterwards.

@@ -48,10 +48,10 @@ use self::stats::SharedStats;
 use self::storage::Journal;
 use self::store::Store;
 use self::writer::Durability;
-use crate::config::{Config, Fsync};
 use crate::{Error, Result};
 
 pub use self::core::{PopOptions, Popped, Waiter};
+pub use self::writer::Fsync;
 
 /// The state behind the mutex: the core and the bookkeeping of commits.
 struct Locked {
@@ -72,6 +72,28 @@ struct Inner {
     next_waiter: AtomicU64,
     fsync: Arc<AtomicU8>,
     stats: Arc<SharedStats>,
+}
+
+/// What the engine is started with.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The data directory.
+    pub dir: std::path::PathBuf,
+    /// How far ahead members are kept in memory (ms).
+    pub horizon_ms: u64,
+    /// When writes are fsynced.
+    pub appendfsync: Fsync,
+}
+
+impl Options {
+    /// Defaults (as the server's flags have them) for a data directory.
+    pub fn for_dir(dir: impl Into<std::path::PathBuf>) -> Options {
+        Options {
+            dir: dir.into(),
+            horizon_ms: 120_000,
+            appendfsync: Fsync::EverySec,
+        }
+    }
 }
 
 /// How a round of commands ended.
@@ -102,7 +124,7 @@ impl Engine {
     /// # Errors
     ///
     /// Fails if the store cannot be opened or recovered.
-    pub fn start(config: &Config) -> Result<Engine> {
+    pub fn start(config: &Options) -> Result<Engine> {
         Self::start_with_clock(config, Arc::new(SystemClock))
     }
 
@@ -111,7 +133,7 @@ impl Engine {
     /// # Errors
     ///
     /// Fails if the store cannot be opened or recovered.
-    pub fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> Result<Engine> {
+    pub fn start_with_clock(config: &Options, clock: Arc<dyn Clock>) -> Result<Engine> {
         let started = Instant::now();
         let store = Store::open(&config.dir)?;
         tracing::info!(
@@ -580,7 +602,7 @@ mod tests {
     #[test]
     fn a_panic_in_the_engine_fails_it_instead_of_serving_half_updated_state() {
         let dir = tempfile::tempdir().unwrap();
-        let engine = Engine::start(&Config::for_dir(dir.path())).unwrap();
+        let engine = Engine::start(&Options::for_dir(dir.path())).unwrap();
         assert_eq!(add(&engine, "kept").unwrap(), 1);
         let r = engine.with_core(|core| {
             let _ = core.add(

@@ -28,8 +28,53 @@ use tokio::sync::watch;
 
 use super::stats::SharedStats;
 use super::storage::Journal;
-use crate::config::Fsync;
 use crate::{Error, Result};
+
+/// When the journal is fsynced (`--appendfsync`, as in Redis).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fsync {
+    /// Before every reply to a write (group commit: one fsync per batch).
+    Always,
+    /// Once a second; a crash of the machine loses at most the last second.
+    EverySec,
+    /// Left to the operating system.
+    No,
+}
+
+impl Fsync {
+    /// The name used in flags, CONFIG and INFO.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fsync::Always => "always",
+            Fsync::EverySec => "everysec",
+            Fsync::No => "no",
+        }
+    }
+
+    /// Parses a CONFIG SET value.
+    pub fn parse(s: &str) -> Option<Fsync> {
+        match s.to_ascii_lowercase().as_str() {
+            "always" => Some(Fsync::Always),
+            "everysec" => Some(Fsync::EverySec),
+            "no" => Some(Fsync::No),
+            _ => None,
+        }
+    }
+
+    /// Encodes for an atomic.
+    pub fn to_u8(self) -> u8 {
+        self as u8
+    }
+
+    /// Decodes from an atomic.
+    pub fn from_u8(v: u8) -> Fsync {
+        match v {
+            0 => Fsync::Always,
+            1 => Fsync::EverySec,
+            _ => Fsync::No,
+        }
+    }
+}
 
 /// What the writer has made durable.
 #[derive(Debug, Clone, Default)]

@@ -23,7 +23,7 @@ const JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Most table files fjall keeps open (its descriptor cache; fjall's default
 /// is 900). Tables past it are opened per read. It is counted in the
-/// descriptors kept from clients ([`crate::fdlimit::RESERVED_FDS`]), so a
+/// descriptors kept from clients (the server reserves them, see `fdlimit.rs`), so a
 /// burst of connections cannot take the store's descriptors. 256 tables of
 /// fjall's 64 MiB hold 16 GiB, far beyond a delay queue's usual backlog.
 pub(crate) const CACHED_FILES: usize = 256;
