@@ -151,7 +151,7 @@ def run(port, protocol, password):
     for args, text in [
         (("DELAYADD", "q", "x", "m"), "value is not an integer or out of range"),
         (("DELAYADD", "q", 1, "m", 2), "syntax error"),
-        (("DELAYPOP", "q", "COUNT", 0), "value is out of range, must be positive"),
+        (("DELAYPOP", "q", "COUNT", -1), "value is out of range, must be positive"),
         (("NOSUCH", "x"), "unknown command 'NOSUCH', with args beginning with: 'x' "),
         (("DELAYCARD",), "wrong number of arguments for 'delaycard' command"),
     ]:

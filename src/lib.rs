@@ -9,6 +9,7 @@
 // failure is an error value, never an unwrap.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod client;
 pub mod cmd;
 pub mod config;
 pub mod connection;
@@ -20,6 +21,7 @@ pub mod metrics;
 pub mod protocol;
 pub mod server;
 pub mod session;
+pub mod shared;
 pub mod shutdown;
 
 pub use error::{Error, Result};

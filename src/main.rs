@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 use delayd::config::{Config, LoadError};
 use delayd::engine::Engine;
-use delayd::server::{self, Shared};
+use delayd::server;
+use delayd::shared::Shared;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -27,7 +27,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::Config;
 use crate::engine::lateness::{BOUNDS_US, Lateness};
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::{Error, Result};
 
 /// The Content-Type of the exposition.

@@ -1,156 +1,18 @@
-//! The accept loop: listeners, the connection limit, one task per client,
-//! and the state the connections share.
+//! The accept loop: listeners, the connection limit, one task per client.
 
-use std::collections::BTreeMap;
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::Result;
+use crate::client::ClientInfo;
 use crate::config::Config;
 use crate::connection::Connection;
-use crate::engine::Engine;
-use crate::protocol::Limits;
 use crate::session::Session;
-use crate::shutdown::Shutdown;
-
-/// What CLIENT LIST / CLIENT INFO show about a connection.
-#[derive(Debug)]
-pub struct ClientInfo {
-    pub id: u64,
-    pub addr: String,
-    pub laddr: String,
-    pub created: Instant,
-    pub name: Mutex<String>,
-    pub lib_name: Mutex<String>,
-    pub lib_ver: Mutex<String>,
-    pub last_cmd: Mutex<String>,
-    pub last_active: Mutex<Instant>,
-    pub resp: AtomicU64,
-    pub blocked: AtomicBool,
-    pub in_multi: AtomicBool,
-}
-
-impl ClientInfo {
-    /// The CLIENT LIST line for this client (without the newline).
-    pub fn line(&self) -> String {
-        let get = |m: &Mutex<String>| m.lock().map(|s| s.clone()).unwrap_or_default();
-        let idle = self
-            .last_active
-            .lock()
-            .map(|t| t.elapsed().as_secs())
-            .unwrap_or(0);
-        let flags = if self.blocked.load(Ordering::Relaxed) {
-            "b"
-        } else if self.in_multi.load(Ordering::Relaxed) {
-            "x"
-        } else {
-            "N"
-        };
-        format!(
-            "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
-            self.id,
-            self.addr,
-            self.laddr,
-            get(&self.name),
-            self.created.elapsed().as_secs(),
-            idle,
-            flags,
-            get(&self.last_cmd),
-            self.resp.load(Ordering::Relaxed),
-            get(&self.lib_name),
-            get(&self.lib_ver),
-        )
-    }
-}
-
-/// Server-wide counters for INFO.
-#[derive(Debug, Default)]
-pub struct ServerStats {
-    pub connections_received: AtomicU64,
-    pub rejected_connections: AtomicU64,
-    pub commands_processed: AtomicU64,
-}
-
-/// Settings that CONFIG SET may change at run time.
-#[derive(Debug, Clone)]
-pub struct Runtime {
-    pub maxclients: usize,
-    pub requirepass: Option<String>,
-}
-
-/// State shared by every connection.
-pub struct Shared {
-    pub config: Config,
-    pub engine: Engine,
-    pub runtime: RwLock<Runtime>,
-    pub clients: Mutex<BTreeMap<u64, Arc<ClientInfo>>>,
-    pub connected: AtomicUsize,
-    pub next_client_id: AtomicU64,
-    pub stats: ServerStats,
-    pub started: Instant,
-    pub shutdown: Shutdown,
-    /// The port actually bound (differs from the config with `--port 0`).
-    pub port: AtomicU64,
-    /// (when, commands processed then, rate) for `instantaneous_ops_per_sec`.
-    ops_sample: Mutex<(Instant, u64, u64)>,
-}
-
-impl Shared {
-    /// Shared state for a server over `engine`.
-    pub fn new(config: Config, engine: Engine) -> Arc<Shared> {
-        Arc::new(Shared {
-            runtime: RwLock::new(Runtime {
-                maxclients: config.maxclients,
-                requirepass: config.requirepass.clone(),
-            }),
-            port: AtomicU64::new(u64::from(config.port)),
-            config,
-            engine,
-            clients: Mutex::new(BTreeMap::new()),
-            connected: AtomicUsize::new(0),
-            next_client_id: AtomicU64::new(1),
-            stats: ServerStats::default(),
-            started: Instant::now(),
-            shutdown: Shutdown::new(),
-            ops_sample: Mutex::new((Instant::now(), 0, 0)),
-        })
-    }
-
-    /// Commands per second, measured between INFO calls at least a second apart.
-    pub fn ops_per_sec(&self) -> u64 {
-        let total = self.stats.commands_processed.load(Ordering::Relaxed);
-        let Ok(mut s) = self.ops_sample.lock() else {
-            return 0;
-        };
-        let elapsed = s.0.elapsed().as_secs_f64();
-        if elapsed >= 1.0 {
-            s.2 = ((total - s.1) as f64 / elapsed) as u64;
-            *s = (Instant::now(), total, s.2);
-        }
-        s.2
-    }
-
-    /// A copy of the run-time settings.
-    pub fn runtime(&self) -> Runtime {
-        self.runtime
-            .read()
-            .map(|r| r.clone())
-            .unwrap_or_else(|e| e.into_inner().clone())
-    }
-
-    /// Framing limits for a client in the given authentication state.
-    pub fn limits(&self, authenticated: bool) -> Limits {
-        Limits {
-            max_bulk_len: self.config.proto_max_bulk_len,
-            max_args: 1024 * 1024,
-            authenticated,
-        }
-    }
-}
+use crate::shared::Shared;
 
 /// Binds every address of `--bind` on `--port`.
 ///

@@ -2,9 +2,10 @@
 
 use bytes::Bytes;
 
-use super::Args;
+use super::{Args, ClientCommand, Command};
+use crate::client::ClientState;
 use crate::protocol::Reply;
-use crate::session::Session;
+use crate::shared::Shared;
 use crate::{Error, Result};
 
 /// Authenticates the connection against `--requirepass`. The only user is
@@ -38,8 +39,8 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// # Errors
 ///
 /// Redis's texts: no password configured, or `WRONGPASS`.
-pub fn check(session: &Session, user: Option<&[u8]>, pass: &[u8]) -> Result<()> {
-    let Some(expected) = session.shared.runtime().requirepass else {
+pub fn check(shared: &Shared, user: Option<&[u8]>, pass: &[u8]) -> Result<()> {
+    let Some(expected) = shared.runtime().requirepass else {
         if user.is_none() {
             return Err(Error::msg(
                 "AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
@@ -68,6 +69,15 @@ fn wrongpass() -> Error {
     )
 }
 
+/// The table's parser.
+///
+/// # Errors
+///
+/// As [`Auth::parse`].
+pub fn parse(args: &mut Args) -> Result<Command> {
+    Ok(Command::client(Auth::parse(args)?))
+}
+
 impl Auth {
     /// Parses the arguments after the command name.
     ///
@@ -91,16 +101,18 @@ impl Auth {
             _ => Err(Error::Syntax),
         }
     }
+}
 
-    /// Authenticates the session.
-    pub fn apply(&self, session: &mut Session) -> Reply {
-        match check(session, self.user.as_deref(), &self.pass) {
+impl ClientCommand for Auth {
+    /// Authenticates the client.
+    fn apply(&self, shared: &Shared, client: &mut ClientState) -> Option<Reply> {
+        Some(match check(shared, self.user.as_deref(), &self.pass) {
             Ok(()) => {
-                session.set_authenticated(true);
+                client.authenticated = true;
                 Reply::OK
             }
             Err(e) => Reply::from(e),
-        }
+        })
     }
 }
 

@@ -2,8 +2,8 @@
 
 use bytes::Bytes;
 
-use super::Args;
 use super::delaypop::{PopShape, pop_reply};
+use super::{Args, Blocking, Command, EngineCommand};
 use crate::engine::core::{Core, PopOptions};
 use crate::protocol::Reply;
 use crate::{Error, Result};
@@ -48,6 +48,22 @@ pub fn parse_timeout_secs(b: &[u8]) -> Result<u64> {
     Ok(ms as u64)
 }
 
+/// The table's parser: a pop that waits on several queues.
+///
+/// # Errors
+///
+/// As [`BDelayPop::parse`].
+pub fn parse(args: &mut Args) -> Result<Command> {
+    let c = BDelayPop::parse(args)?;
+    Ok(Command::Blocking(Blocking {
+        keys: c.keys.clone(),
+        opts: PopOptions::count(1),
+        shape: PopShape::KeyMemberDue,
+        timeout_ms: c.timeout_ms,
+        now: Box::new(c),
+    }))
+}
+
 impl BDelayPop {
     /// Parses the arguments after the command name.
     ///
@@ -64,14 +80,16 @@ impl BDelayPop {
             .collect::<Result<Vec<_>>>()?;
         Ok(BDelayPop { keys, timeout_ms })
     }
+}
 
+impl EngineCommand for BDelayPop {
     /// Pops without waiting (inside MULTI): the first queue, in argument
     /// order, that has a due member; null if none has.
     ///
     /// # Errors
     ///
     /// A storage error.
-    pub fn apply_now(&self, core: &mut Core) -> Result<Reply> {
+    fn apply(&self, core: &mut Core) -> Result<Reply> {
         for key in &self.keys {
             let popped = core.pop(key, &PopOptions::count(1))?;
             if !popped.is_empty() {

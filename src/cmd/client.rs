@@ -2,9 +2,10 @@
 
 use bytes::Bytes;
 
-use super::{Args, is};
+use super::{Args, ClientCommand, Command, is};
+use crate::client::ClientState;
 use crate::protocol::Reply;
-use crate::session::Session;
+use crate::shared::Shared;
 use crate::{Error, Result};
 
 /// Connection introspection and naming.
@@ -38,16 +39,25 @@ pub enum Client {
 /// # Errors
 ///
 /// Names with spaces, newlines or other special characters, as Redis refuses.
-pub fn set_name(session: &Session, name: &[u8]) -> Result<()> {
+pub fn set_name(client: &ClientState, name: &[u8]) -> Result<()> {
     if name.iter().any(|&c| !(b'!'..=b'~').contains(&c)) {
         return Err(Error::msg(
             "Client names cannot contain spaces, newlines or special characters.",
         ));
     }
-    if let Ok(mut n) = session.info.name.lock() {
+    if let Ok(mut n) = client.info.name.lock() {
         *n = String::from_utf8_lossy(name).into_owned();
     }
     Ok(())
+}
+
+/// The table's parser.
+///
+/// # Errors
+///
+/// As [`Client::parse`].
+pub fn parse(args: &mut Args) -> Result<Command> {
+    Ok(Command::client(Client::parse(args)?))
 }
 
 impl Client {
@@ -136,17 +146,25 @@ impl Client {
             }
         })
     }
+}
 
+impl ClientCommand for Client {
     /// Applies the subcommand.
-    pub fn apply(&self, session: &mut Session) -> Reply {
+    fn apply(&self, shared: &Shared, client: &mut ClientState) -> Option<Reply> {
+        Some(self.run(shared, client))
+    }
+}
+
+impl Client {
+    fn run(&self, shared: &Shared, client: &mut ClientState) -> Reply {
         match self {
-            Client::Id => Reply::Int(session.info.id as i64),
-            Client::SetName(name) => match set_name(session, name) {
+            Client::Id => Reply::Int(client.info.id as i64),
+            Client::SetName(name) => match set_name(client, name) {
                 Ok(()) => Reply::OK,
                 Err(e) => Reply::from(e),
             },
             Client::GetName => {
-                let name = session
+                let name = client
                     .info
                     .name
                     .lock()
@@ -166,9 +184,9 @@ impl Client {
                     )));
                 }
                 let slot = if is(attr, "LIB-NAME") {
-                    &session.info.lib_name
+                    &client.info.lib_name
                 } else {
-                    &session.info.lib_ver
+                    &client.info.lib_ver
                 };
                 if let Ok(mut s) = slot.lock() {
                     *s = String::from_utf8_lossy(value).into_owned();
@@ -176,8 +194,7 @@ impl Client {
                 Reply::OK
             }
             Client::List(ids) => {
-                let clients = session
-                    .shared
+                let clients = shared
                     .clients
                     .lock()
                     .map(|c| c.values().cloned().collect::<Vec<_>>())
@@ -191,7 +208,7 @@ impl Client {
                 }
                 Reply::bulk(out)
             }
-            Client::Info => Reply::bulk(format!("{}\n", session.info.line())),
+            Client::Info => Reply::bulk(format!("{}\n", client.info.line())),
             Client::Flag => Reply::OK,
             Client::Help => Reply::Array(
                 [

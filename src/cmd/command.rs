@@ -3,8 +3,10 @@
 use bytes::Bytes;
 
 use super::table::{Arg, COMMANDS, CommandSpec, lookup};
-use super::{Args, is};
+use super::{Args, ClientCommand, Command, is};
+use crate::client::ClientState;
 use crate::protocol::Reply;
+use crate::shared::Shared;
 use crate::{Error, Result};
 
 /// Describes commands.
@@ -27,6 +29,15 @@ pub enum CommandCmd {
     Info(Vec<Bytes>),
     Docs(Vec<Bytes>),
     GetKeys(Vec<Bytes>),
+}
+
+/// The table's parser.
+///
+/// # Errors
+///
+/// As [`CommandCmd::parse`].
+pub fn parse(args: &mut Args) -> Result<Command> {
+    Ok(Command::client(CommandCmd::parse(args)?))
 }
 
 impl CommandCmd {
@@ -62,9 +73,17 @@ impl CommandCmd {
             });
         })
     }
+}
 
+impl ClientCommand for CommandCmd {
+    fn apply(&self, _: &Shared, _: &mut ClientState) -> Option<Reply> {
+        Some(self.reply())
+    }
+}
+
+impl CommandCmd {
     /// The reply.
-    pub fn apply(&self) -> Reply {
+    pub fn reply(&self) -> Reply {
         match self {
             CommandCmd::All => Reply::Array(COMMANDS.iter().map(info_entry).collect()),
             CommandCmd::Count => Reply::Int(COMMANDS.len() as i64),
@@ -263,7 +282,7 @@ mod tests {
 
     #[test]
     fn info_entries_have_ten_elements() {
-        let Reply::Array(all) = CommandCmd::All.apply() else {
+        let Reply::Array(all) = CommandCmd::All.reply() else {
             panic!()
         };
         assert_eq!(all.len(), COMMANDS.len());
@@ -277,17 +296,17 @@ mod tests {
     fn getkeys_uses_key_positions() {
         let c = CommandCmd::parse(&mut args(&["GETKEYS", "BDELAYPOP", "a", "b", "0"])).unwrap();
         assert_eq!(
-            c.apply(),
+            c.reply(),
             Reply::Array(vec![Reply::bulk("a"), Reply::bulk("b")])
         );
         let c = CommandCmd::parse(&mut args(&["GETKEYS", "DELAYADD", "q", "1", "m"])).unwrap();
-        assert_eq!(c.apply(), Reply::Array(vec![Reply::bulk("q")]));
+        assert_eq!(c.reply(), Reply::Array(vec![Reply::bulk("q")]));
     }
 
     #[test]
     fn docs_describe_delayadd() {
         let c = CommandCmd::parse(&mut args(&["DOCS", "delayadd"])).unwrap();
-        let Reply::Map(m) = c.apply() else { panic!() };
+        let Reply::Map(m) = c.reply() else { panic!() };
         assert_eq!(m.len(), 1);
         let Reply::Map(doc) = &m[0].1 else { panic!() };
         assert!(doc.iter().any(|(k, _)| *k == Reply::bulk("arguments")));

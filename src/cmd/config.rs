@@ -2,10 +2,11 @@
 
 use bytes::Bytes;
 
-use super::{Args, is};
+use super::{Args, ClientCommand, Command, is};
+use crate::client::ClientState;
 use crate::config::Fsync;
 use crate::protocol::Reply;
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::{Error, Result};
 
 /// Reads and changes configuration.
@@ -77,6 +78,15 @@ fn all_params(shared: &Shared) -> Vec<(&'static str, String)> {
     v
 }
 
+/// The table's parser.
+///
+/// # Errors
+///
+/// As [`ConfigCmd::parse`].
+pub fn parse(args: &mut Args) -> Result<Command> {
+    Ok(Command::client(ConfigCmd::parse(args)?))
+}
+
 impl ConfigCmd {
     /// Parses the arguments after the command name.
     ///
@@ -118,9 +128,17 @@ impl ConfigCmd {
             })
         }
     }
+}
 
+impl ClientCommand for ConfigCmd {
+    fn apply(&self, shared: &Shared, _: &mut ClientState) -> Option<Reply> {
+        Some(self.run(shared))
+    }
+}
+
+impl ConfigCmd {
     /// Applies the subcommand.
-    pub fn apply(&self, shared: &Shared) -> Reply {
+    pub fn run(&self, shared: &Shared) -> Reply {
         match self {
             ConfigCmd::Get(patterns) => {
                 let pairs = all_params(shared)

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::Args;
+use super::{Args, Command, EngineCommand};
 use crate::Result;
 use crate::engine::core::Core;
 use crate::protocol::Reply;
@@ -25,6 +25,15 @@ pub struct DelayAck {
     pub members: Vec<Bytes>,
 }
 
+/// The table's parser: arguments to a command.
+///
+/// # Errors
+///
+/// As [`DelayAck::parse`].
+pub fn parse(args: &mut Args) -> Result<Command> {
+    Ok(Command::engine(DelayAck::parse(args)?))
+}
+
 impl DelayAck {
     /// Parses the arguments after the command name.
     ///
@@ -37,13 +46,15 @@ impl DelayAck {
             members: args.rest(),
         })
     }
+}
 
+impl EngineCommand for DelayAck {
     /// Applies the command.
     ///
     /// # Errors
     ///
     /// A storage error.
-    pub fn apply(&self, core: &mut Core) -> Result<Reply> {
+    fn apply(&self, core: &mut Core) -> Result<Reply> {
         Ok(Reply::Int(core.remove(&self.key, &self.members, true)?))
     }
 }

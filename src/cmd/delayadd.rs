@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::{Args, is};
+use super::{Args, Command, EngineCommand, is};
 use crate::engine::core::{AddFlags, Core, MAX_DUE_MS};
 use crate::protocol::Reply;
 use crate::{Error, Result};
@@ -28,6 +28,15 @@ pub struct DelayAdd {
     pub flags: AddFlags,
     pub at: bool,
     pub items: Vec<(i64, Bytes)>,
+}
+
+/// The table's parser: arguments to a command.
+///
+/// # Errors
+///
+/// As [`DelayAdd::parse`].
+pub fn parse(args: &mut Args) -> Result<Command> {
+    Ok(Command::engine(DelayAdd::parse(args)?))
 }
 
 impl DelayAdd {
@@ -87,13 +96,15 @@ impl DelayAdd {
             items,
         })
     }
+}
 
+impl EngineCommand for DelayAdd {
     /// Applies the command.
     ///
     /// # Errors
     ///
     /// A storage error, or a due time beyond the representable range.
-    pub fn apply(&self, core: &mut Core) -> Result<Reply> {
+    fn apply(&self, core: &mut Core) -> Result<Reply> {
         let now = core.now();
         let mut items = Vec::with_capacity(self.items.len());
         for (v, m) in &self.items {

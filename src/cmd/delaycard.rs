@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::Args;
+use super::{Args, Command, EngineCommand};
 use crate::Result;
 use crate::engine::core::Core;
 use crate::protocol::Reply;
@@ -20,6 +20,15 @@ pub struct DelayCard {
     pub key: Bytes,
 }
 
+/// The table's parser: arguments to a command.
+///
+/// # Errors
+///
+/// As [`DelayCard::parse`].
+pub fn parse(args: &mut Args) -> Result<Command> {
+    Ok(Command::engine(DelayCard::parse(args)?))
+}
+
 impl DelayCard {
     /// Parses the arguments after the command name.
     ///
@@ -31,9 +40,11 @@ impl DelayCard {
             key: args.next_key()?,
         })
     }
+}
 
+impl EngineCommand for DelayCard {
     /// Applies the command.
-    pub fn apply(&self, core: &mut Core) -> Reply {
-        Reply::Int(core.card(&self.key) as i64)
+    fn apply(&self, core: &mut Core) -> Result<Reply> {
+        Ok(Reply::Int(core.card(&self.key) as i64))
     }
 }

@@ -2,8 +2,8 @@
 
 use bytes::Bytes;
 
-use super::Args;
 use super::delayrange::due_window;
+use super::{Args, Command, EngineCommand};
 use crate::Result;
 use crate::engine::core::Core;
 use crate::protocol::Reply;
@@ -23,6 +23,15 @@ pub struct DelayCount {
     pub window: (u64, u64),
 }
 
+/// The table's parser: arguments to a command.
+///
+/// # Errors
+///
+/// As [`DelayCount::parse`].
+pub fn parse(args: &mut Args) -> Result<Command> {
+    Ok(Command::engine(DelayCount::parse(args)?))
+}
+
 impl DelayCount {
     /// Parses the arguments after the command name.
     ///
@@ -35,13 +44,15 @@ impl DelayCount {
         args.finish()?;
         Ok(DelayCount { key, window })
     }
+}
 
+impl EngineCommand for DelayCount {
     /// Applies the command.
     ///
     /// # Errors
     ///
     /// A storage error.
-    pub fn apply(&self, core: &mut Core) -> Result<Reply> {
+    fn apply(&self, core: &mut Core) -> Result<Reply> {
         Ok(Reply::Int(core.count_due(&self.key, self.window)? as i64))
     }
 }

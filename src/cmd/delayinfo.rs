@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::Args;
+use super::{Args, Command, EngineCommand};
 use crate::Result;
 use crate::engine::core::Core;
 use crate::protocol::Reply;
@@ -25,6 +25,15 @@ pub struct DelayInfo {
     pub key: Bytes,
 }
 
+/// The table's parser: arguments to a command.
+///
+/// # Errors
+///
+/// As [`DelayInfo::parse`].
+pub fn parse(args: &mut Args) -> Result<Command> {
+    Ok(Command::engine(DelayInfo::parse(args)?))
+}
+
 impl DelayInfo {
     /// Parses the arguments after the command name.
     ///
@@ -36,27 +45,31 @@ impl DelayInfo {
             key: args.next_key()?,
         })
     }
+}
 
+impl EngineCommand for DelayInfo {
     /// Applies the command.
-    pub fn apply(&self, core: &mut Core) -> Reply {
-        let info = core.info(&self.key);
-        let now = core.now();
-        let field = |k: &'static str, v: Reply| (Reply::bulk_static(k), v);
-        let int = |v: u64| Reply::Int(v as i64);
-        Reply::Map(vec![
-            field("pending", int(info.pending)),
-            field("ready", int(info.ready)),
-            field("leased", int(info.leased)),
-            field("dead-lettered", int(info.counters.dead_lettered)),
-            field("next-due-ms", info.next_due.map_or(Reply::Null, int)),
-            field(
-                "oldest-ready-age-ms",
-                int(info.oldest_ready_due.map_or(0, |d| now.saturating_sub(d))),
-            ),
-            field("added", int(info.counters.added)),
-            field("popped", int(info.counters.popped)),
-            field("acked", int(info.counters.acked)),
-            field("expired-leases", int(info.counters.expired_leases)),
-        ])
+    fn apply(&self, core: &mut Core) -> Result<Reply> {
+        Ok({
+            let info = core.info(&self.key);
+            let now = core.now();
+            let field = |k: &'static str, v: Reply| (Reply::bulk_static(k), v);
+            let int = |v: u64| Reply::Int(v as i64);
+            Reply::Map(vec![
+                field("pending", int(info.pending)),
+                field("ready", int(info.ready)),
+                field("leased", int(info.leased)),
+                field("dead-lettered", int(info.counters.dead_lettered)),
+                field("next-due-ms", info.next_due.map_or(Reply::Null, int)),
+                field(
+                    "oldest-ready-age-ms",
+                    int(info.oldest_ready_due.map_or(0, |d| now.saturating_sub(d))),
+                ),
+                field("added", int(info.counters.added)),
+                field("popped", int(info.counters.popped)),
+                field("acked", int(info.counters.acked)),
+                field("expired-leases", int(info.counters.expired_leases)),
+            ])
+        })
     }
 }

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::{Args, is};
+use super::{Args, Blocking, Command, EngineCommand, is};
 use crate::engine::core::{Core, MAX_DUE_MS, PopOptions, Popped};
 use crate::protocol::Reply;
 use crate::{Error, Result};
@@ -40,6 +40,26 @@ pub fn positive(v: i64) -> Result<u64> {
     } else {
         Ok(v as u64)
     }
+}
+
+/// The table's parser: a pop, waiting with `BLOCK` (except `COUNT 0`, which
+/// answers an empty array at once).
+///
+/// # Errors
+///
+/// As [`DelayPop::parse`].
+pub fn parse(args: &mut Args) -> Result<Command> {
+    let c = DelayPop::parse(args)?;
+    Ok(match c.block {
+        Some(timeout_ms) if c.opts.count > 0 => Command::Blocking(Blocking {
+            keys: vec![c.key.clone()],
+            opts: c.opts.clone(),
+            shape: PopShape::Members,
+            timeout_ms,
+            now: Box::new(c),
+        }),
+        _ => Command::engine(c),
+    })
 }
 
 impl DelayPop {
@@ -99,14 +119,16 @@ impl DelayPop {
         }
         Ok(c)
     }
+}
 
+impl EngineCommand for DelayPop {
     /// Pops what is due now. Inside MULTI a `BLOCK` pop does not wait, as
     /// Redis's blocking commands do not: nothing due gives the timeout reply.
     ///
     /// # Errors
     ///
     /// A storage error.
-    pub fn apply(&self, core: &mut Core) -> Result<Reply> {
+    fn apply(&self, core: &mut Core) -> Result<Reply> {
         if self.opts.count == 0 {
             return Ok(Reply::Array(Vec::new()));
         }

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::{Args, is, parse_int};
+use super::{Args, Command, EngineCommand, is, parse_int};
 use crate::engine::core::Core;
 use crate::protocol::Reply;
 use crate::{Error, Result};
@@ -43,6 +43,15 @@ pub enum RangeBy {
         offset: usize,
         count: usize,
     },
+}
+
+/// The table's parser: arguments to a command.
+///
+/// # Errors
+///
+/// As [`DelayRange::parse`].
+pub fn parse(args: &mut Args) -> Result<Command> {
+    Ok(Command::engine(DelayRange::parse(args)?))
 }
 
 impl DelayRange {
@@ -111,13 +120,15 @@ impl DelayRange {
             with_scores,
         })
     }
+}
 
+impl EngineCommand for DelayRange {
     /// Applies the command.
     ///
     /// # Errors
     ///
     /// A storage error.
-    pub fn apply(&self, core: &mut Core) -> Result<Reply> {
+    fn apply(&self, core: &mut Core) -> Result<Reply> {
         let items = match self.by {
             RangeBy::Rank { start, stop } => core.range(&self.key, start, stop, self.rev)?,
             RangeBy::Due {

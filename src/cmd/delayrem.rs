@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::Args;
+use super::{Args, Command, EngineCommand};
 use crate::Result;
 use crate::engine::core::Core;
 use crate::protocol::Reply;
@@ -22,6 +22,15 @@ pub struct DelayRem {
     pub members: Vec<Bytes>,
 }
 
+/// The table's parser: arguments to a command.
+///
+/// # Errors
+///
+/// As [`DelayRem::parse`].
+pub fn parse(args: &mut Args) -> Result<Command> {
+    Ok(Command::engine(DelayRem::parse(args)?))
+}
+
 impl DelayRem {
     /// Parses the arguments after the command name.
     ///
@@ -34,13 +43,15 @@ impl DelayRem {
             members: args.rest(),
         })
     }
+}
 
+impl EngineCommand for DelayRem {
     /// Applies the command.
     ///
     /// # Errors
     ///
     /// A storage error.
-    pub fn apply(&self, core: &mut Core) -> Result<Reply> {
+    fn apply(&self, core: &mut Core) -> Result<Reply> {
         Ok(Reply::Int(core.remove(&self.key, &self.members, false)?))
     }
 }

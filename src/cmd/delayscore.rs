@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::Args;
+use super::{Args, Command, EngineCommand};
 use crate::Result;
 use crate::engine::core::Core;
 use crate::protocol::Reply;
@@ -21,6 +21,15 @@ pub struct DelayScore {
     pub member: Bytes,
 }
 
+/// The table's parser: arguments to a command.
+///
+/// # Errors
+///
+/// As [`DelayScore::parse`].
+pub fn parse(args: &mut Args) -> Result<Command> {
+    Ok(Command::engine(DelayScore::parse(args)?))
+}
+
 impl DelayScore {
     /// Parses the arguments after the command name.
     ///
@@ -33,13 +42,15 @@ impl DelayScore {
             member: args.next_bytes()?,
         })
     }
+}
 
+impl EngineCommand for DelayScore {
     /// Applies the command.
     ///
     /// # Errors
     ///
     /// A storage error.
-    pub fn apply(&self, core: &mut Core) -> Result<Reply> {
+    fn apply(&self, core: &mut Core) -> Result<Reply> {
         Ok(match core.score(&self.key, &self.member)? {
             Some(m) => Reply::Int(m.due as i64),
             None => Reply::Null,

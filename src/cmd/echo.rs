@@ -2,9 +2,11 @@
 
 use bytes::Bytes;
 
-use super::Args;
+use super::{Args, ClientCommand, Command};
 use crate::Result;
+use crate::client::ClientState;
 use crate::protocol::Reply;
+use crate::shared::Shared;
 
 /// Replies with the message, byte for byte (redis-cli `--pipe` relies on it).
 ///
@@ -18,6 +20,15 @@ pub struct Echo {
     pub msg: Bytes,
 }
 
+/// The table's parser.
+///
+/// # Errors
+///
+/// As [`Echo::parse`].
+pub fn parse(args: &mut Args) -> Result<Command> {
+    Ok(Command::client(Echo::parse(args)?))
+}
+
 impl Echo {
     /// Parses the arguments after the command name.
     ///
@@ -29,9 +40,10 @@ impl Echo {
             msg: args.next_bytes()?,
         })
     }
+}
 
-    /// The reply.
-    pub fn apply(&self) -> Reply {
-        Reply::Bulk(self.msg.clone())
+impl ClientCommand for Echo {
+    fn apply(&self, _: &Shared, _: &mut ClientState) -> Option<Reply> {
+        Some(Reply::Bulk(self.msg.clone()))
     }
 }

@@ -1,12 +1,11 @@
 //! `HELLO`.
 
-use std::sync::atomic::Ordering;
-
 use bytes::Bytes;
 
-use super::{Args, is};
+use super::{Args, ClientCommand, Command, is};
+use crate::client::ClientState;
 use crate::protocol::{Protocol, Reply};
-use crate::session::Session;
+use crate::shared::Shared;
 use crate::{Error, Result};
 
 /// The Redis version delayd reports: clients gate features on it, and
@@ -26,6 +25,15 @@ pub struct Hello {
     pub proto: Option<Protocol>,
     pub auth: Option<(Bytes, Bytes)>,
     pub setname: Option<Bytes>,
+}
+
+/// The table's parser.
+///
+/// # Errors
+///
+/// As [`Hello::parse`].
+pub fn parse(args: &mut Args) -> Result<Command> {
+    Ok(Command::client(Hello::parse(args)?))
 }
 
 impl Hello {
@@ -70,39 +78,43 @@ impl Hello {
         }
         Ok(h)
     }
+}
 
-    /// Applies the handshake to the session.
-    pub fn apply(&self, session: &mut Session) -> Reply {
+impl ClientCommand for Hello {
+    /// Applies the handshake to the client.
+    fn apply(&self, shared: &Shared, client: &mut ClientState) -> Option<Reply> {
+        Some(self.handshake(shared, client))
+    }
+}
+
+impl Hello {
+    fn handshake(&self, shared: &Shared, client: &mut ClientState) -> Reply {
         if let Some((user, pass)) = &self.auth {
-            if let Err(e) = super::auth::check(session, Some(user), pass) {
+            if let Err(e) = super::auth::check(shared, Some(user), pass) {
                 return Reply::from(e);
             }
-            session.set_authenticated(true);
+            client.authenticated = true;
         }
-        if !session.authenticated {
+        if !client.authenticated {
             return Reply::from(Error::Coded(
                 "NOAUTH",
                 "HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time".into(),
             ));
         }
         if let Some(name) = &self.setname
-            && let Err(e) = super::client::set_name(session, name)
+            && let Err(e) = super::client::set_name(client, name)
         {
             return Reply::from(e);
         }
         if let Some(p) = self.proto {
-            session.proto = p;
-            session
-                .info
-                .resp
-                .store(p.version() as u64, Ordering::Relaxed);
+            client.set_proto(p);
         }
         let field = |k: &'static str, v: Reply| (Reply::bulk_static(k), v);
         Reply::Map(vec![
             field("server", Reply::bulk_static("redis")),
             field("version", Reply::bulk_static(REDIS_VERSION)),
-            field("proto", Reply::Int(session.proto.version())),
-            field("id", Reply::Int(session.info.id as i64)),
+            field("proto", Reply::Int(client.proto.version())),
+            field("id", Reply::Int(client.info.id as i64)),
             field("mode", Reply::bulk_static("standalone")),
             field("role", Reply::bulk_static("master")),
             field("modules", Reply::Array(Vec::new())),

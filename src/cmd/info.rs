@@ -3,10 +3,11 @@
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
-use super::Args;
+use super::{Args, ClientCommand, Command};
 use crate::Result;
+use crate::client::ClientState;
 use crate::protocol::Reply;
-use crate::server::Shared;
+use crate::shared::Shared;
 
 /// Returns server information as `field:value` lines in sections, the text
 /// `redis-cli --stat`, ioredis's ready check and exporters parse.
@@ -56,6 +57,15 @@ fn human(bytes: u64) -> String {
     }
 }
 
+/// The table's parser.
+///
+/// # Errors
+///
+/// As [`Info::parse`].
+pub fn parse(args: &mut Args) -> Result<Command> {
+    Ok(Command::client(Info::parse(args)?))
+}
+
 impl Info {
     /// Parses the arguments after the command name.
     ///
@@ -79,9 +89,17 @@ impl Info {
                 .iter()
                 .any(|s| s == section || s == "all" || s == "default" || s == "everything")
     }
+}
 
+impl ClientCommand for Info {
+    fn apply(&self, shared: &Shared, _: &mut ClientState) -> Option<Reply> {
+        Some(self.text(shared))
+    }
+}
+
+impl Info {
     /// Builds the text.
-    pub fn apply(&self, shared: &Shared) -> Reply {
+    pub fn text(&self, shared: &Shared) -> Reply {
         let totals = shared.engine.totals().unwrap_or_default();
         let es = &shared.engine.stats;
         let mut out = String::new();

@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 
-use super::{Args, is};
+use super::{Args, Command, EngineCommand, is};
 use crate::engine::core::Core;
 use crate::protocol::Reply;
 use crate::{Error, Result};
@@ -44,66 +44,107 @@ pub enum Keyspace {
     Flush,
 }
 
-impl Keyspace {
-    /// Parses the arguments of command `name` (lower case).
-    ///
-    /// # Errors
-    ///
-    /// Syntax errors, a bad SCAN cursor or count.
-    pub fn parse(name: &str, args: &mut Args) -> Result<Keyspace> {
-        Ok(match name {
-            "del" | "unlink" => Keyspace::Del(args.rest()),
-            "exists" => Keyspace::Exists(args.rest()),
-            "type" => Keyspace::Type(args.next_bytes()?),
-            "keys" => Keyspace::Keys(args.next_bytes()?),
-            "dbsize" => Keyspace::DbSize,
-            "flushdb" | "flushall" => {
-                if let Some(mode) = args.try_next()
-                    && !(is(&mode, "ASYNC") || is(&mode, "SYNC"))
-                {
-                    return Err(Error::Syntax);
-                }
-                args.finish()?;
-                Keyspace::Flush
-            }
-            "scan" => {
-                let cursor = std::str::from_utf8(&args.next_bytes()?)
-                    .ok()
-                    .and_then(|s| s.parse::<u64>().ok())
-                    .ok_or_else(|| Error::msg("invalid cursor"))?;
-                let (mut pattern, mut count, mut type_ok) = (None, 10usize, true);
-                while let Some(opt) = args.try_next() {
-                    if is(&opt, "MATCH") {
-                        pattern = Some(args.next_bytes()?);
-                    } else if is(&opt, "COUNT") {
-                        let n = args.next_int()?;
-                        if n < 1 {
-                            return Err(Error::Syntax);
-                        }
-                        count = n.min(1 << 20) as usize;
-                    } else if is(&opt, "TYPE") {
-                        type_ok = is(&args.next_bytes()?, TYPE_NAME);
-                    } else {
-                        return Err(Error::Syntax);
-                    }
-                }
-                Keyspace::Scan {
-                    cursor,
-                    pattern,
-                    count,
-                    type_ok,
-                }
-            }
-            _ => return Err(Error::Syntax),
-        })
-    }
+/// `DEL` and `UNLINK` (the same here: deleting a queue is one batch).
+///
+/// # Errors
+///
+/// None: the arity is checked by the table.
+pub fn parse_del(args: &mut Args) -> Result<Command> {
+    Ok(Command::engine(Keyspace::Del(args.rest())))
+}
 
+/// `EXISTS`.
+///
+/// # Errors
+///
+/// None: the arity is checked by the table.
+pub fn parse_exists(args: &mut Args) -> Result<Command> {
+    Ok(Command::engine(Keyspace::Exists(args.rest())))
+}
+
+/// `TYPE`.
+///
+/// # Errors
+///
+/// None: the arity is checked by the table.
+pub fn parse_type(args: &mut Args) -> Result<Command> {
+    Ok(Command::engine(Keyspace::Type(args.next_bytes()?)))
+}
+
+/// `KEYS`.
+///
+/// # Errors
+///
+/// None: the arity is checked by the table.
+pub fn parse_keys(args: &mut Args) -> Result<Command> {
+    Ok(Command::engine(Keyspace::Keys(args.next_bytes()?)))
+}
+
+/// `DBSIZE`.
+///
+/// # Errors
+///
+/// None: the arity is checked by the table.
+pub fn parse_dbsize(_: &mut Args) -> Result<Command> {
+    Ok(Command::engine(Keyspace::DbSize))
+}
+
+/// `FLUSHDB` and `FLUSHALL` (one database).
+///
+/// # Errors
+///
+/// A mode other than `ASYNC` or `SYNC`.
+pub fn parse_flush(args: &mut Args) -> Result<Command> {
+    if let Some(mode) = args.try_next()
+        && !(is(&mode, "ASYNC") || is(&mode, "SYNC"))
+    {
+        return Err(Error::Syntax);
+    }
+    args.finish()?;
+    Ok(Command::engine(Keyspace::Flush))
+}
+
+/// `SCAN`.
+///
+/// # Errors
+///
+/// A bad cursor or count, an unknown option.
+pub fn parse_scan(args: &mut Args) -> Result<Command> {
+    let cursor = std::str::from_utf8(&args.next_bytes()?)
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or_else(|| Error::msg("invalid cursor"))?;
+    let (mut pattern, mut count, mut type_ok) = (None, 10usize, true);
+    while let Some(opt) = args.try_next() {
+        if is(&opt, "MATCH") {
+            pattern = Some(args.next_bytes()?);
+        } else if is(&opt, "COUNT") {
+            let n = args.next_int()?;
+            if n < 1 {
+                return Err(Error::Syntax);
+            }
+            count = n.min(1 << 20) as usize;
+        } else if is(&opt, "TYPE") {
+            type_ok = is(&args.next_bytes()?, TYPE_NAME);
+        } else {
+            return Err(Error::Syntax);
+        }
+    }
+    Ok(Command::engine(Keyspace::Scan {
+        cursor,
+        pattern,
+        count,
+        type_ok,
+    }))
+}
+
+impl EngineCommand for Keyspace {
     /// Applies the command.
     ///
     /// # Errors
     ///
     /// A storage error.
-    pub fn apply(&self, core: &mut Core) -> Result<Reply> {
+    fn apply(&self, core: &mut Core) -> Result<Reply> {
         Ok(match self {
             Keyspace::Del(keys) => Reply::Int(core.delete_queues(keys)?),
             Keyspace::Exists(keys) => {

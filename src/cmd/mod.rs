@@ -1,11 +1,19 @@
 //! Commands: parsing arguments into typed commands, and applying them.
 //!
 //! Each command lives in its own file as a struct with `parse` (arguments
-//! to struct, with Redis's error texts) and `apply`. Commands on queues are
-//! [`EngineCmd`]s: `apply` is a function of the engine [`Core`] and the
-//! parsed arguments returning a [`Reply`], with no socket I/O, so it is unit
-//! tested without a server. Commands about the connection (HELLO, CLIENT,
-//! ...) apply to the [`Session`](crate::server::Session).
+//! to struct, with Redis's error texts) and `apply`, and has one row in the
+//! command [`table`], which names the function that parses it: adding a
+//! command is one file and one row.
+//!
+//! Three kinds of commands:
+//! - [`EngineCommand`]s act on queues: `apply` is a function of the engine
+//!   [`Core`] and the parsed arguments returning a [`Reply`], with no I/O,
+//!   so they are unit tested without a server; consecutive ones of a
+//!   pipeline run as one atomic round ([`execute`]).
+//! - [`ClientCommand`]s act on the connection ([`ClientState`]) and the
+//!   server ([`Shared`]): HELLO, AUTH, CLIENT, CONFIG, INFO, ...
+//! - The rest need the session's help: blocking pops wait ([`Blocking`]),
+//!   and `MULTI`/`EXEC`/`DISCARD`/`WATCH` drive a [`multi::Transaction`].
 
 pub mod auth;
 pub mod bdelaypop;
@@ -25,7 +33,13 @@ pub mod echo;
 pub mod hello;
 pub mod info;
 pub mod keyspace;
+#[cfg(test)]
+mod model_tests;
+pub mod multi;
 pub mod ping;
+pub mod quit;
+pub mod readonly;
+pub mod reset;
 pub mod role;
 pub mod select;
 pub mod shutdown;
@@ -34,94 +48,88 @@ pub mod time;
 
 use bytes::Bytes;
 
-use crate::engine::core::Core;
+use crate::client::ClientState;
+use crate::engine::core::{Core, PopOptions};
 use crate::engine::{Engine, Round};
 use crate::protocol::Reply;
+use crate::shared::Shared;
 use crate::{Error, Result};
+
+/// A command on queues, run by the engine.
+pub trait EngineCommand: std::fmt::Debug + Send + Sync {
+    /// Executes the command against the engine state.
+    ///
+    /// # Errors
+    ///
+    /// The command's own errors (a storage failure, a wrong argument found
+    /// only at run time): the reply is the error.
+    fn apply(&self, core: &mut Core) -> Result<Reply>;
+}
+
+/// A command on the connection or the server.
+pub trait ClientCommand: std::fmt::Debug + Send + Sync {
+    /// Executes the command. `None`: no reply (SHUTDOWN closes instead).
+    fn apply(&self, shared: &Shared, client: &mut ClientState) -> Option<Reply>;
+}
+
+/// A pop that waits for a due member (`DELAYPOP ... BLOCK`, `BDELAYPOP`).
+#[derive(Debug)]
+pub struct Blocking {
+    pub keys: Vec<Bytes>,
+    pub opts: PopOptions,
+    pub shape: delaypop::PopShape,
+    /// 0: forever.
+    pub timeout_ms: u64,
+    /// The same pop without waiting (inside a transaction, as Redis runs
+    /// blocking commands there).
+    pub now: Box<dyn EngineCommand>,
+}
 
 /// A parsed command.
 #[derive(Debug)]
 pub enum Command {
-    Ping(ping::Ping),
-    Echo(echo::Echo),
-    Hello(hello::Hello),
-    Auth(auth::Auth),
-    Select(select::Select),
-    Quit,
-    Reset,
-    Readonly,
-    Client(client::Client),
-    Command(command::CommandCmd),
-    Config(config::ConfigCmd),
-    Info(info::Info),
-    Time,
-    Role,
-    Multi,
-    Exec,
-    Discard,
-    Watch,
-    Unwatch,
-    Shutdown(shutdown::Shutdown),
-    /// `DELAYPOP ... BLOCK`: waits in the engine.
-    BlockingPop(delaypop::DelayPop),
-    /// `BDELAYPOP`: waits in the engine.
-    BDelayPop(bdelaypop::BDelayPop),
-    /// Anything answered by the engine alone.
-    Engine(EngineCmd),
+    Engine(Box<dyn EngineCommand>),
+    Client(Box<dyn ClientCommand>),
+    Blocking(Blocking),
+    /// `MULTI`, `EXEC`, `DISCARD`, `WATCH`, `UNWATCH`: see [`multi`].
+    Transaction(multi::Control),
 }
 
-/// A command answered by the engine from its state alone.
-#[derive(Debug)]
-pub enum EngineCmd {
-    DelayAdd(delayadd::DelayAdd),
-    DelayPop(delaypop::DelayPop),
-    DelayAck(delayack::DelayAck),
-    DelayRem(delayrem::DelayRem),
-    DelayScore(delayscore::DelayScore),
-    DelayCard(delaycard::DelayCard),
-    DelayCount(delaycount::DelayCount),
-    DelayRange(delayrange::DelayRange),
-    DelayInfo(delayinfo::DelayInfo),
-    Keyspace(keyspace::Keyspace),
-    /// `BDELAYPOP` inside MULTI: pops without waiting.
-    BDelayPopNow(bdelaypop::BDelayPop),
-    /// An error found while queuing in MULTI is replied by EXEC in order.
-    Error(String),
-    /// A reply computed outside the engine, kept in order inside EXEC.
-    Ready(Reply),
-}
-
-impl EngineCmd {
-    /// Executes the command against the engine state.
-    pub fn apply(&self, core: &mut Core) -> Reply {
-        let r = match self {
-            EngineCmd::DelayAdd(c) => c.apply(core),
-            EngineCmd::DelayPop(c) => c.apply(core),
-            EngineCmd::DelayAck(c) => c.apply(core),
-            EngineCmd::DelayRem(c) => c.apply(core),
-            EngineCmd::DelayScore(c) => c.apply(core),
-            EngineCmd::DelayCard(c) => Ok(c.apply(core)),
-            EngineCmd::DelayCount(c) => c.apply(core),
-            EngineCmd::DelayRange(c) => c.apply(core),
-            EngineCmd::DelayInfo(c) => Ok(c.apply(core)),
-            EngineCmd::Keyspace(c) => c.apply(core),
-            EngineCmd::BDelayPopNow(c) => c.apply_now(core),
-            EngineCmd::Error(e) => Ok(Reply::Error(e.clone())),
-            EngineCmd::Ready(r) => Ok(r.clone()),
-        };
-        r.unwrap_or_else(Reply::from)
+impl Command {
+    /// An engine command.
+    pub fn engine(c: impl EngineCommand + 'static) -> Command {
+        Command::Engine(Box::new(c))
     }
+
+    /// A client command.
+    pub fn client(c: impl ClientCommand + 'static) -> Command {
+        Command::Client(Box::new(c))
+    }
+}
+
+/// A command queued for one engine round, in request order.
+#[derive(Debug)]
+pub enum Queued {
+    Run(Box<dyn EngineCommand>),
+    /// A reply computed outside the engine (an error found while queuing, a
+    /// client command inside EXEC), kept in its place.
+    Ready(Reply),
 }
 
 /// Runs queue commands as one round of the engine (atomically) and returns
 /// their replies in order, once their effects are durable per
 /// `appendfsync`.
-pub async fn execute(engine: &Engine, cmds: Vec<EngineCmd>) -> Vec<Reply> {
+pub async fn execute(engine: &Engine, cmds: Vec<Queued>) -> Vec<Reply> {
     let n = cmds.len();
-    match engine
-        .run(|core| cmds.iter().map(|c| c.apply(core)).collect::<Vec<_>>())
-        .await
-    {
+    let run = |core: &mut Core| {
+        cmds.into_iter()
+            .map(|c| match c {
+                Queued::Run(c) => c.apply(core).unwrap_or_else(Reply::from),
+                Queued::Ready(r) => r,
+            })
+            .collect::<Vec<_>>()
+    };
+    match engine.run(run).await {
         Round::Durable(replies) => replies,
         // Not durable: no success may be acknowledged; errors the commands
         // gave themselves are kept, being more precise.
@@ -167,7 +175,8 @@ pub fn lookup_checked(args: &[Bytes]) -> Result<&'static table::CommandSpec> {
     Ok(spec)
 }
 
-/// Parses the arguments of a command already looked up.
+/// Parses the arguments of a command already looked up, with the parser its
+/// table row names.
 ///
 /// # Errors
 ///
@@ -175,55 +184,7 @@ pub fn lookup_checked(args: &[Bytes]) -> Result<&'static table::CommandSpec> {
 pub fn parse_spec(spec: &'static table::CommandSpec, args: Vec<Bytes>) -> Result<Command> {
     let mut p = Args::new(args);
     p.next_bytes()?; // the name
-    Ok(match spec.name {
-        "ping" => Command::Ping(ping::Ping::parse(&mut p)?),
-        "echo" => Command::Echo(echo::Echo::parse(&mut p)?),
-        "hello" => Command::Hello(hello::Hello::parse(&mut p)?),
-        "auth" => Command::Auth(auth::Auth::parse(&mut p)?),
-        "select" => Command::Select(select::Select::parse(&mut p)?),
-        "quit" => Command::Quit,
-        "reset" => Command::Reset,
-        "readonly" | "readwrite" => Command::Readonly,
-        "client" => Command::Client(client::Client::parse(&mut p)?),
-        "command" => Command::Command(command::CommandCmd::parse(&mut p)?),
-        "config" => Command::Config(config::ConfigCmd::parse(&mut p)?),
-        "info" => Command::Info(info::Info::parse(&mut p)?),
-        "time" => Command::Time,
-        "role" => Command::Role,
-        "multi" => Command::Multi,
-        "exec" => Command::Exec,
-        "discard" => Command::Discard,
-        "watch" => Command::Watch,
-        "unwatch" => Command::Unwatch,
-        "shutdown" => Command::Shutdown(shutdown::Shutdown::parse(&mut p)?),
-        "delayadd" => Command::Engine(EngineCmd::DelayAdd(delayadd::DelayAdd::parse(&mut p)?)),
-        "delaypop" => {
-            let c = delaypop::DelayPop::parse(&mut p)?;
-            // COUNT 0 never waits: it answers an empty array at once.
-            if c.block.is_some() && c.opts.count > 0 {
-                Command::BlockingPop(c)
-            } else {
-                Command::Engine(EngineCmd::DelayPop(c))
-            }
-        }
-        "bdelaypop" => Command::BDelayPop(bdelaypop::BDelayPop::parse(&mut p)?),
-        "delayack" => Command::Engine(EngineCmd::DelayAck(delayack::DelayAck::parse(&mut p)?)),
-        "delayrem" => Command::Engine(EngineCmd::DelayRem(delayrem::DelayRem::parse(&mut p)?)),
-        "delayscore" => Command::Engine(EngineCmd::DelayScore(delayscore::DelayScore::parse(
-            &mut p,
-        )?)),
-        "delaycard" => Command::Engine(EngineCmd::DelayCard(delaycard::DelayCard::parse(&mut p)?)),
-        "delaycount" => Command::Engine(EngineCmd::DelayCount(delaycount::DelayCount::parse(
-            &mut p,
-        )?)),
-        "delayrange" => Command::Engine(EngineCmd::DelayRange(delayrange::DelayRange::parse(
-            &mut p,
-        )?)),
-        "delayinfo" => Command::Engine(EngineCmd::DelayInfo(delayinfo::DelayInfo::parse(&mut p)?)),
-        other => Command::Engine(EngineCmd::Keyspace(keyspace::Keyspace::parse(
-            other, &mut p,
-        )?)),
-    })
+    (spec.parse)(&mut p)
 }
 
 /// Redis's text for an unknown command: the name cut at 128 characters,
@@ -423,7 +384,8 @@ pub mod testing {
             .map(|s| Bytes::copy_from_slice(s.as_bytes()))
             .collect();
         match parse(args) {
-            Ok(Command::Engine(c)) => c.apply(core),
+            Ok(Command::Engine(c)) => c.apply(core).unwrap_or_else(Reply::from),
+            Ok(Command::Blocking(b)) => b.now.apply(core).unwrap_or_else(Reply::from),
             Ok(other) => panic!("not an engine command: {other:?}"),
             Err(e) => Reply::from(e),
         }

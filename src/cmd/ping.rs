@@ -2,8 +2,10 @@
 
 use bytes::Bytes;
 
-use super::Args;
-use crate::protocol::{Protocol, Reply};
+use super::{Args, ClientCommand, Command};
+use crate::client::ClientState;
+use crate::protocol::Reply;
+use crate::shared::Shared;
 use crate::{Error, Result};
 
 /// Replies `PONG`, or echoes the message.
@@ -16,6 +18,15 @@ use crate::{Error, Result};
 #[derive(Debug)]
 pub struct Ping {
     pub msg: Option<Bytes>,
+}
+
+/// The table's parser.
+///
+/// # Errors
+///
+/// As [`Ping::parse`].
+pub fn parse(args: &mut Args) -> Result<Command> {
+    Ok(Command::client(Ping::parse(args)?))
 }
 
 impl Ping {
@@ -32,13 +43,15 @@ impl Ping {
             msg: args.try_next(),
         })
     }
+}
 
-    /// The reply. `proto` and `in_multi` are kept for RESP2 pub/sub rules;
-    /// without subscriptions PING is the same everywhere.
-    pub fn apply(&self, _proto: Protocol, _in_multi: bool) -> Reply {
-        match &self.msg {
+impl ClientCommand for Ping {
+    /// The reply (without subscriptions, PING is the same in every
+    /// protocol and inside MULTI).
+    fn apply(&self, _: &Shared, _: &mut ClientState) -> Option<Reply> {
+        Some(match &self.msg {
             Some(m) => Reply::Bulk(m.clone()),
             None => Reply::Simple("PONG"),
-        }
+        })
     }
 }

@@ -1,7 +1,9 @@
 //! `SELECT`.
 
-use super::Args;
+use super::{Args, ClientCommand, Command};
+use crate::client::ClientState;
 use crate::protocol::Reply;
+use crate::shared::Shared;
 use crate::{Error, Result};
 
 /// Selects a database. delayd has one, database 0, so clients that select
@@ -17,6 +19,15 @@ pub struct Select {
     pub index: i64,
 }
 
+/// The table's parser.
+///
+/// # Errors
+///
+/// As [`Select::parse`].
+pub fn parse(args: &mut Args) -> Result<Command> {
+    Ok(Command::client(Select::parse(args)?))
+}
+
 impl Select {
     /// Parses the arguments after the command name.
     ///
@@ -28,13 +39,14 @@ impl Select {
             index: args.next_int()?,
         })
     }
+}
 
-    /// The reply.
-    pub fn apply(&self) -> Reply {
-        if self.index == 0 {
+impl ClientCommand for Select {
+    fn apply(&self, _: &Shared, _: &mut ClientState) -> Option<Reply> {
+        Some(if self.index == 0 {
             Reply::OK
         } else {
             Reply::from(Error::msg("DB index is out of range"))
-        }
+        })
     }
 }

@@ -1,7 +1,9 @@
 //! `SHUTDOWN`.
 
-use super::{Args, is};
-use crate::server::Shared;
+use super::{Args, ClientCommand, Command, is};
+use crate::client::ClientState;
+use crate::protocol::Reply;
+use crate::shared::Shared;
 use crate::{Error, Result};
 
 /// Stops the server cleanly: stop accepting, answer what is in flight, wake
@@ -16,6 +18,15 @@ use crate::{Error, Result};
 /// ```
 #[derive(Debug)]
 pub struct Shutdown;
+
+/// The table's parser.
+///
+/// # Errors
+///
+/// As [`Shutdown::parse`].
+pub fn parse(args: &mut Args) -> Result<Command> {
+    Ok(Command::client(Shutdown::parse(args)?))
+}
 
 impl Shutdown {
     /// Parses the arguments after the command name.
@@ -34,9 +45,15 @@ impl Shutdown {
         }
         Ok(Shutdown)
     }
+}
 
-    /// Triggers the shutdown.
-    pub fn apply(&self, shared: &Shared) {
+impl ClientCommand for Shutdown {
+    /// Triggers the shutdown; the client gets no reply (it is closed, as
+    /// Redis closes it).
+    fn apply(&self, shared: &Shared, client: &mut ClientState) -> Option<Reply> {
+        tracing::warn!("SHUTDOWN requested by client {}", client.info.id);
         shared.shutdown.trigger();
+        client.quit = true;
+        None
     }
 }

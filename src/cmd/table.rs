@@ -4,6 +4,13 @@
 //! redis-cli shows argument hints for the delay commands and cluster-aware
 //! clients can find their keys.
 
+use super::{
+    Args, Command, auth, bdelaypop, client, command, config, delayack, delayadd, delaycard,
+    delaycount, delayinfo, delaypop, delayrange, delayrem, delayscore, echo, hello, info, keyspace,
+    multi, ping, quit, readonly, reset, role, select, shutdown, time,
+};
+use crate::Result;
+
 /// The type of a documented argument, as `COMMAND DOCS` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ArgType {
@@ -99,6 +106,8 @@ pub struct CommandSpec {
     pub group: &'static str,
     pub complexity: &'static str,
     pub args: &'static [Arg],
+    /// Parses the arguments after the name into the command.
+    pub parse: fn(&mut Args) -> Result<Command>,
 }
 
 impl CommandSpec {
@@ -120,10 +129,15 @@ pub fn lookup(name: &str) -> Option<&'static CommandSpec> {
 
 use ArgType as T;
 
-const fn spec(name: &'static str, arity: i64) -> CommandSpec {
+const fn spec(
+    name: &'static str,
+    arity: i64,
+    parse: fn(&mut Args) -> Result<Command>,
+) -> CommandSpec {
     CommandSpec {
         name,
         arity,
+        parse,
         flags: &[],
         first_key: 0,
         last_key: 0,
@@ -162,7 +176,7 @@ pub static COMMANDS: &[CommandSpec] = &[
                 .multiple()
                 .with(&[Arg::new("delay", T::Integer), Arg::new("member", T::String)]),
         ],
-        ..spec("delayadd", -4)
+        ..spec("delayadd", -4, delayadd::parse)
     },
     CommandSpec {
         flags: &["write", "fast", "blocking"],
@@ -186,7 +200,7 @@ pub static COMMANDS: &[CommandSpec] = &[
                 .token("WITHCOUNTS")
                 .optional(),
         ],
-        ..spec("delaypop", -2)
+        ..spec("delaypop", -2, delaypop::parse)
     },
     CommandSpec {
         flags: &["write", "blocking"],
@@ -201,7 +215,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             Arg::new("key", T::Key).multiple(),
             Arg::new("timeout", T::Double),
         ],
-        ..spec("bdelaypop", -3)
+        ..spec("bdelaypop", -3, bdelaypop::parse)
     },
     CommandSpec {
         flags: &["write", "fast"],
@@ -216,7 +230,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             Arg::new("key", T::Key),
             Arg::new("member", T::String).multiple(),
         ],
-        ..spec("delayack", -3)
+        ..spec("delayack", -3, delayack::parse)
     },
     CommandSpec {
         flags: &["write", "fast"],
@@ -231,7 +245,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             Arg::new("key", T::Key),
             Arg::new("member", T::String).multiple(),
         ],
-        ..spec("delayrem", -3)
+        ..spec("delayrem", -3, delayrem::parse)
     },
     CommandSpec {
         flags: &["readonly", "fast"],
@@ -242,7 +256,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         summary: "Returns a member's due time in Unix ms.",
         group: DELAY,
         args: &[Arg::new("key", T::Key), Arg::new("member", T::String)],
-        ..spec("delayscore", 3)
+        ..spec("delayscore", 3, delayscore::parse)
     },
     CommandSpec {
         flags: &["readonly", "fast"],
@@ -253,7 +267,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         summary: "Returns the number of members in a queue, leased ones included.",
         group: DELAY,
         args: &[Arg::new("key", T::Key)],
-        ..spec("delaycard", 2)
+        ..spec("delaycard", 2, delaycard::parse)
     },
     CommandSpec {
         flags: &["readonly"],
@@ -283,7 +297,7 @@ pub static COMMANDS: &[CommandSpec] = &[
                 .token("WITHSCORES")
                 .optional(),
         ],
-        ..spec("delayrange", -4)
+        ..spec("delayrange", -4, delayrange::parse)
     },
     CommandSpec {
         flags: &["readonly"],
@@ -299,7 +313,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             Arg::new("min", T::Double),
             Arg::new("max", T::Double),
         ],
-        ..spec("delaycount", 4)
+        ..spec("delaycount", 4, delaycount::parse)
     },
     CommandSpec {
         flags: &["readonly"],
@@ -310,21 +324,21 @@ pub static COMMANDS: &[CommandSpec] = &[
         summary: "Returns a queue's backlog figures: pending, ready, leased, next due, oldest ready age and counters.",
         group: DELAY,
         args: &[Arg::new("key", T::Key)],
-        ..spec("delayinfo", 2)
+        ..spec("delayinfo", 2, delayinfo::parse)
     },
     CommandSpec {
         flags: &["fast", "stale"],
         acl: &["fast", "connection"],
         summary: "Returns the server's liveliness response.",
         args: &[Arg::new("message", T::String).optional()],
-        ..spec("ping", -1)
+        ..spec("ping", -1, ping::parse)
     },
     CommandSpec {
         flags: &["fast", "stale"],
         acl: &["fast", "connection"],
         summary: "Returns the given string.",
         args: &[Arg::new("message", T::String)],
-        ..spec("echo", 2)
+        ..spec("echo", 2, echo::parse)
     },
     CommandSpec {
         flags: &["noscript", "loading", "stale", "fast", "no_auth"],
@@ -341,7 +355,7 @@ pub static COMMANDS: &[CommandSpec] = &[
                 .token("SETNAME")
                 .optional(),
         ])],
-        ..spec("hello", -1)
+        ..spec("hello", -1, hello::parse)
     },
     CommandSpec {
         flags: &["noscript", "loading", "stale", "fast", "no_auth"],
@@ -351,48 +365,48 @@ pub static COMMANDS: &[CommandSpec] = &[
             Arg::new("username", T::String).optional(),
             Arg::new("password", T::String),
         ],
-        ..spec("auth", -2)
+        ..spec("auth", -2, auth::parse)
     },
     CommandSpec {
         flags: &["loading", "stale", "fast"],
         acl: &["fast", "connection"],
         summary: "Changes the selected database (only 0 exists).",
         args: &[Arg::new("index", T::Integer)],
-        ..spec("select", 2)
+        ..spec("select", 2, select::parse)
     },
     CommandSpec {
         flags: &["noscript", "loading", "stale", "fast", "no_auth"],
         acl: &["fast", "connection"],
         summary: "Closes the connection.",
-        ..spec("quit", -1)
+        ..spec("quit", -1, quit::parse)
     },
     CommandSpec {
         flags: &["noscript", "loading", "stale", "fast", "no_auth"],
         acl: &["fast", "connection"],
         summary: "Resets the connection.",
         since: "6.2.0",
-        ..spec("reset", 1)
+        ..spec("reset", 1, reset::parse)
     },
     CommandSpec {
         flags: &["loading", "stale", "fast"],
         acl: &["fast", "connection"],
         summary: "Enables read-only queries for a connection to a cluster replica (accepted, no effect).",
         group: "cluster",
-        ..spec("readonly", 1)
+        ..spec("readonly", 1, readonly::parse)
     },
     CommandSpec {
         flags: &["loading", "stale", "fast"],
         acl: &["fast", "connection"],
         summary: "Enables read-write queries for a connection to a cluster replica (accepted, no effect).",
         group: "cluster",
-        ..spec("readwrite", 1)
+        ..spec("readwrite", 1, readonly::parse)
     },
     CommandSpec {
         flags: &["noscript", "loading", "stale"],
         acl: &["slow", "connection"],
         summary: "A container for client connection commands.",
         args: &[Arg::new("subcommand", T::String)],
-        ..spec("client", -2)
+        ..spec("client", -2, client::parse)
     },
     CommandSpec {
         flags: &["loading", "stale"],
@@ -400,7 +414,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         summary: "Returns detailed information about all commands.",
         group: "server",
         complexity: "O(N) where N is the total number of commands",
-        ..spec("command", -1)
+        ..spec("command", -1, command::parse)
     },
     CommandSpec {
         flags: &["admin", "noscript", "loading", "stale"],
@@ -408,7 +422,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         summary: "A container for server configuration commands.",
         group: "server",
         args: &[Arg::new("subcommand", T::String)],
-        ..spec("config", -2)
+        ..spec("config", -2, config::parse)
     },
     CommandSpec {
         flags: &["loading", "stale"],
@@ -416,14 +430,14 @@ pub static COMMANDS: &[CommandSpec] = &[
         summary: "Returns information and statistics about the server.",
         group: "server",
         args: &[Arg::new("section", T::String).optional().multiple()],
-        ..spec("info", -1)
+        ..spec("info", -1, info::parse)
     },
     CommandSpec {
         flags: &["loading", "stale", "fast"],
         acl: &["fast"],
         summary: "Returns the server time.",
         group: "server",
-        ..spec("time", 1)
+        ..spec("time", 1, time::parse)
     },
     CommandSpec {
         flags: &["noscript", "loading", "stale", "fast"],
@@ -431,28 +445,28 @@ pub static COMMANDS: &[CommandSpec] = &[
         summary: "Returns the replication role.",
         group: "server",
         since: "2.8.12",
-        ..spec("role", 1)
+        ..spec("role", 1, role::parse)
     },
     CommandSpec {
         flags: &["noscript", "loading", "stale", "fast", "allow_busy"],
         acl: &["fast", "transaction"],
         summary: "Starts a transaction.",
         group: "transactions",
-        ..spec("multi", 1)
+        ..spec("multi", 1, multi::parse_multi)
     },
     CommandSpec {
         flags: &["noscript", "loading", "stale", "skip_slowlog"],
         acl: &["slow", "transaction"],
         summary: "Executes all commands in a transaction.",
         group: "transactions",
-        ..spec("exec", 1)
+        ..spec("exec", 1, multi::parse_exec)
     },
     CommandSpec {
         flags: &["noscript", "loading", "stale", "fast", "allow_busy"],
         acl: &["fast", "transaction"],
         summary: "Discards a transaction.",
         group: "transactions",
-        ..spec("discard", 1)
+        ..spec("discard", 1, multi::parse_discard)
     },
     CommandSpec {
         flags: &["noscript", "loading", "stale", "fast", "allow_busy"],
@@ -463,14 +477,14 @@ pub static COMMANDS: &[CommandSpec] = &[
         summary: "Monitors changes to keys to determine the execution of a transaction (not supported).",
         group: "transactions",
         args: &[Arg::new("key", T::Key).multiple()],
-        ..spec("watch", -2)
+        ..spec("watch", -2, multi::parse_watch)
     },
     CommandSpec {
         flags: &["noscript", "loading", "stale", "fast", "allow_busy"],
         acl: &["fast", "transaction"],
         summary: "Forgets about watched keys of a transaction.",
         group: "transactions",
-        ..spec("unwatch", 1)
+        ..spec("unwatch", 1, multi::parse_unwatch)
     },
     CommandSpec {
         flags: &[
@@ -488,7 +502,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             Arg::new("nosave", T::PureToken).token("NOSAVE"),
             Arg::new("save", T::PureToken).token("SAVE"),
         ])],
-        ..spec("shutdown", -1)
+        ..spec("shutdown", -1, shutdown::parse)
     },
     CommandSpec {
         flags: &["write"],
@@ -500,7 +514,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         group: "generic",
         complexity: "O(N) where N is the number of members removed.",
         args: &[Arg::new("key", T::Key).multiple()],
-        ..spec("del", -2)
+        ..spec("del", -2, keyspace::parse_del)
     },
     CommandSpec {
         flags: &["write", "fast"],
@@ -513,7 +527,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         since: "4.0.0",
         complexity: "O(N) where N is the number of members removed.",
         args: &[Arg::new("key", T::Key).multiple()],
-        ..spec("unlink", -2)
+        ..spec("unlink", -2, keyspace::parse_del)
     },
     CommandSpec {
         flags: &["readonly", "fast"],
@@ -524,7 +538,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         summary: "Counts how many of the given queues exist.",
         group: "generic",
         args: &[Arg::new("key", T::Key).multiple()],
-        ..spec("exists", -2)
+        ..spec("exists", -2, keyspace::parse_exists)
     },
     CommandSpec {
         flags: &["readonly", "fast"],
@@ -535,7 +549,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         summary: "Returns the type of a key (delayqueue or none).",
         group: "generic",
         args: &[Arg::new("key", T::Key)],
-        ..spec("type", 2)
+        ..spec("type", 2, keyspace::parse_type)
     },
     CommandSpec {
         flags: &["readonly"],
@@ -544,7 +558,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         group: "generic",
         complexity: "O(N) with N the number of queues.",
         args: &[Arg::new("pattern", T::Pattern)],
-        ..spec("keys", 2)
+        ..spec("keys", 2, keyspace::parse_keys)
     },
     CommandSpec {
         flags: &["readonly"],
@@ -559,14 +573,14 @@ pub static COMMANDS: &[CommandSpec] = &[
             Arg::new("count", T::Integer).token("COUNT").optional(),
             Arg::new("type", T::String).token("TYPE").optional(),
         ],
-        ..spec("scan", -2)
+        ..spec("scan", -2, keyspace::parse_scan)
     },
     CommandSpec {
         flags: &["readonly", "fast"],
         acl: &["keyspace", "read", "fast"],
         summary: "Returns the number of queues.",
         group: "server",
-        ..spec("dbsize", 1)
+        ..spec("dbsize", 1, keyspace::parse_dbsize)
     },
     CommandSpec {
         flags: &["write"],
@@ -578,7 +592,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             Arg::new("async", T::PureToken).token("ASYNC"),
             Arg::new("sync", T::PureToken).token("SYNC"),
         ])],
-        ..spec("flushdb", -1)
+        ..spec("flushdb", -1, keyspace::parse_flush)
     },
     CommandSpec {
         flags: &["write"],
@@ -590,7 +604,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             Arg::new("async", T::PureToken).token("ASYNC"),
             Arg::new("sync", T::PureToken).token("SYNC"),
         ])],
-        ..spec("flushall", -1)
+        ..spec("flushall", -1, keyspace::parse_flush)
     },
 ];
 

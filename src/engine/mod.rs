@@ -4,8 +4,8 @@
 //!
 //! - Commands run inline, on the connection's I/O thread, under one mutex
 //!   around [`Core`]: the in-memory work plus, per round, one numbered batch
-//!   applied to storage (appended to its journal, no fsync). Every command is atomic, and a request costs no
-//!   thread hand-off: measured, the hand-off to a separate engine thread cost
+//!   applied to storage (appended to its journal, no fsync). Every command
+//!   is atomic, and a request costs no thread hand-off: measured, the hand-off to a separate engine thread cost
 //!   half of DELAYADD's throughput at pipeline 1 on a 2-core machine.
 //! - The *timer thread* sleeps until the wheel's next deadline (to the
 //!   microsecond, not on a tick) and is unparked when a command schedules
@@ -27,8 +27,6 @@ pub mod clock;
 pub mod core;
 pub mod lateness;
 pub mod members;
-#[cfg(test)]
-mod model_tests;
 pub mod stats;
 pub(crate) mod storage;
 pub mod store;

@@ -26,11 +26,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use proptest::prelude::*;
 
-use super::clock::{Clock, ManualClock};
-use super::core::{Core, MAX_DUE_MS};
-use super::storage::memory::MemStorage;
-use super::store::Store;
 use crate::cmd::{self, Command};
+use crate::engine::clock::{Clock, ManualClock};
+use crate::engine::core::{Core, MAX_DUE_MS};
+use crate::engine::storage::memory::MemStorage;
+use crate::engine::store::Store;
 use crate::protocol::Reply;
 
 /// Cases per run when `PROPTEST_CASES` is not set: about 20-40 s in a debug
@@ -538,7 +538,7 @@ impl Harness {
     fn command(&mut self, args: Vec<Bytes>) -> Reply {
         self.core.fire();
         let reply = match cmd::parse(args) {
-            Ok(Command::Engine(c)) => c.apply(&mut self.core),
+            Ok(Command::Engine(c)) => c.apply(&mut self.core).unwrap_or_else(Reply::from),
             Ok(other) => Reply::Error(format!("not an engine command: {other:?}")),
             Err(e) => Reply::from(e),
         };

@@ -1,0 +1,98 @@
+//! What every connection shares: the configuration, the engine, settings
+//! CONFIG SET may change, the client registry and server-wide counters.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use crate::client::ClientInfo;
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::protocol::Limits;
+use crate::shutdown::Shutdown;
+
+/// Server-wide counters for INFO.
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    pub connections_received: AtomicU64,
+    pub rejected_connections: AtomicU64,
+    pub commands_processed: AtomicU64,
+}
+
+/// Settings that CONFIG SET may change at run time.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    pub maxclients: usize,
+    pub requirepass: Option<String>,
+}
+
+/// State shared by every connection.
+pub struct Shared {
+    pub config: Config,
+    pub engine: Engine,
+    pub runtime: RwLock<Runtime>,
+    pub clients: Mutex<BTreeMap<u64, Arc<ClientInfo>>>,
+    pub connected: AtomicUsize,
+    pub next_client_id: AtomicU64,
+    pub stats: ServerStats,
+    pub started: Instant,
+    pub shutdown: Shutdown,
+    /// The port actually bound (differs from the config with `--port 0`).
+    pub port: AtomicU64,
+    /// (when, commands processed then, rate) for `instantaneous_ops_per_sec`.
+    ops_sample: Mutex<(Instant, u64, u64)>,
+}
+
+impl Shared {
+    /// Shared state for a server over `engine`.
+    pub fn new(config: Config, engine: Engine) -> Arc<Shared> {
+        Arc::new(Shared {
+            runtime: RwLock::new(Runtime {
+                maxclients: config.maxclients,
+                requirepass: config.requirepass.clone(),
+            }),
+            port: AtomicU64::new(u64::from(config.port)),
+            config,
+            engine,
+            clients: Mutex::new(BTreeMap::new()),
+            connected: AtomicUsize::new(0),
+            next_client_id: AtomicU64::new(1),
+            stats: ServerStats::default(),
+            started: Instant::now(),
+            shutdown: Shutdown::new(),
+            ops_sample: Mutex::new((Instant::now(), 0, 0)),
+        })
+    }
+
+    /// Commands per second, measured between INFO calls at least a second apart.
+    pub fn ops_per_sec(&self) -> u64 {
+        let total = self.stats.commands_processed.load(Ordering::Relaxed);
+        let Ok(mut s) = self.ops_sample.lock() else {
+            return 0;
+        };
+        let elapsed = s.0.elapsed().as_secs_f64();
+        if elapsed >= 1.0 {
+            s.2 = ((total - s.1) as f64 / elapsed) as u64;
+            *s = (Instant::now(), total, s.2);
+        }
+        s.2
+    }
+
+    /// A copy of the run-time settings.
+    pub fn runtime(&self) -> Runtime {
+        self.runtime
+            .read()
+            .map(|r| r.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    /// Framing limits for a client in the given authentication state.
+    pub fn limits(&self, authenticated: bool) -> Limits {
+        Limits {
+            max_bulk_len: self.config.proto_max_bulk_len,
+            max_args: 1024 * 1024,
+            authenticated,
+        }
+    }
+}
