@@ -12,15 +12,15 @@
 pub mod client;
 pub mod cmd;
 pub mod config;
-pub mod connection;
+pub(crate) mod connection;
 pub mod engine;
 pub mod error;
 pub mod fdlimit;
-pub mod glob;
+pub(crate) mod glob;
 pub mod metrics;
 pub mod protocol;
 pub mod server;
-pub mod session;
+pub(crate) mod session;
 pub mod shared;
 pub mod shutdown;
 

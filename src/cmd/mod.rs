@@ -15,36 +15,36 @@
 //! - The rest need the session's help: blocking pops wait ([`Blocking`]),
 //!   and `MULTI`/`EXEC`/`DISCARD`/`WATCH` drive a [`multi::Transaction`].
 
-pub mod auth;
-pub mod bdelaypop;
-pub mod client;
-pub mod command;
-pub mod config;
-pub mod delayack;
-pub mod delayadd;
-pub mod delaycard;
-pub mod delaycount;
-pub mod delayinfo;
-pub mod delaypop;
-pub mod delayrange;
-pub mod delayrem;
-pub mod delayscore;
-pub mod echo;
-pub mod hello;
-pub mod info;
-pub mod keyspace;
+pub(crate) mod auth;
+pub(crate) mod bdelaypop;
+pub(crate) mod client;
+pub(crate) mod command;
+pub(crate) mod config;
+pub(crate) mod delayack;
+pub(crate) mod delayadd;
+pub(crate) mod delaycard;
+pub(crate) mod delaycount;
+pub(crate) mod delayinfo;
+pub(crate) mod delaypop;
+pub(crate) mod delayrange;
+pub(crate) mod delayrem;
+pub(crate) mod delayscore;
+pub(crate) mod echo;
+pub(crate) mod hello;
+pub(crate) mod info;
+pub(crate) mod keyspace;
 #[cfg(test)]
 mod model_tests;
-pub mod multi;
-pub mod ping;
-pub mod quit;
-pub mod readonly;
-pub mod reset;
-pub mod role;
-pub mod select;
-pub mod shutdown;
+pub(crate) mod multi;
+pub(crate) mod ping;
+pub(crate) mod quit;
+pub(crate) mod readonly;
+pub(crate) mod reset;
+pub(crate) mod role;
+pub(crate) mod select;
+pub(crate) mod shutdown;
 pub mod table;
-pub mod time;
+pub(crate) mod time;
 
 use bytes::Bytes;
 

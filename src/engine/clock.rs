@@ -5,6 +5,7 @@
 //! monotonic clock. Tests swap in a [`ManualClock`] to step time (including
 //! backwards) deterministically.
 
+#[cfg(test)]
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -32,10 +33,12 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that moves only when told to.
+/// A clock that moves only when told to (tests).
+#[cfg(test)]
 #[derive(Debug, Default)]
 pub struct ManualClock(AtomicU64);
 
+#[cfg(test)]
 impl ManualClock {
     /// A clock reading `ms` milliseconds.
     pub fn new(ms: u64) -> Self {
@@ -53,6 +56,7 @@ impl ManualClock {
     }
 }
 
+#[cfg(test)]
 impl Clock for ManualClock {
     fn now_us(&self) -> u64 {
         self.0.load(Ordering::SeqCst)

@@ -84,14 +84,10 @@ pub struct MemberIndex {
 }
 
 impl MemberIndex {
-    /// Members of the queue in memory.
+    /// Members of the queue in memory (tests).
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.table.len()
-    }
-
-    /// Whether the queue has no member in memory.
-    pub fn is_empty(&self) -> bool {
-        self.table.is_empty()
     }
 
     /// Due members not yet popped.
@@ -139,11 +135,6 @@ impl Members {
     /// Members in memory.
     pub fn len(&self) -> usize {
         self.recs.len() - self.free.len()
-    }
-
-    /// Whether no member is in memory.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Members in the wheel.

@@ -23,15 +23,15 @@
 //! durable. Reads never commit, so what was acknowledged and what is durable
 //! are the same numbers.
 
-pub mod clock;
-pub mod core;
-pub mod lateness;
-pub mod members;
+pub(crate) mod clock;
+pub(crate) mod core;
+pub(crate) mod lateness;
+pub(crate) mod members;
 pub mod stats;
 pub(crate) mod storage;
 pub mod store;
 pub mod wheel;
-pub mod writer;
+pub(crate) mod writer;
 
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
