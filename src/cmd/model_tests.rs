@@ -1074,4 +1074,46 @@ mod regressions {
         assert_eq!(replies.len(), 1, "not served once due again");
         assert!(rx.try_recv().is_err());
     }
+
+    /// A pager step cut short by its budget paged a queue in beyond the
+    /// recorded horizon (dropping point-lookup entries), the wall clock
+    /// stepped back, and the process restarted: the restart loaded only up
+    /// to the recorded horizon, and the member, cold again but with no
+    /// entry, was not found by DELAYSCORE (nor DELAYACK, nor DELAYADD).
+    #[test]
+    fn members_paged_in_before_a_step_back_and_a_restart_stay_found() {
+        check(&[
+            add(1, 0, 0),
+            Advance(878),
+            add(0, 1000, 0),
+            Pop {
+                q: 1,
+                count: 1,
+                lease: Some(123),
+                retries: None,
+                with_counts: false,
+            },
+            Timer { budget: 1 },
+            StepBack(878),
+            Write,
+            Crash,
+        ]);
+        // The same through a pop that paged in what was due.
+        check(&[
+            add(0, 1500, 0),
+            add(0, 1550, 1),
+            Advance(1600),
+            Pop {
+                q: 0,
+                count: 1,
+                lease: None,
+                retries: None,
+                with_counts: false,
+            },
+            Commit,
+            Write,
+            StepBack(1500),
+            Crash,
+        ]);
+    }
 }

@@ -9,7 +9,7 @@
 //! | `schedule` | `0xFFFF 'Q' q` (queue records)        | `card:u64 floor:u64`                      |
 //! | `members`  | `qlen:u16 q m` (cold members only)    | `due:u64 seq:u64 deliveries:u32 flags:u8` |
 //! | `members`  | `0xFFFF 'H' qlen:u16 q sha256(m)`      | the same, for members too long for a key  |
-//! | `meta`     | `"seq"`, `"hot_until"`                | sequence reservation, horizon (`u64`)     |
+//! | `meta`     | `"seq"`, `"hot_until"`, `"paged_until"` | sequence reservation, horizon, paging mark (`u64`) |
 //!
 //! All integers are big-endian so byte order is numeric order: `schedule` is
 //! each queue's time-ordered index (due time, then insertion sequence), read
@@ -380,7 +380,32 @@ impl Store {
     ///
     /// A storage error.
     pub fn hot_until(&mut self) -> Result<u64> {
-        match self.read(Space::Meta, b"hot_until")? {
+        self.meta_u64(b"hot_until")
+    }
+
+    /// Records how far members were paged into memory beyond the recorded
+    /// horizon (by a pager step not finished yet, or by a pop that paged in
+    /// what was due): they have no `members` entry either, so a restart
+    /// loads at least as far, whatever the wall clock says then.
+    pub fn set_paged_until(&mut self, ms: u64) {
+        self.put_raw(
+            Space::Meta,
+            b"paged_until".to_vec(),
+            ms.to_be_bytes().to_vec(),
+        );
+    }
+
+    /// The recorded paging mark (0 if none).
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn paged_until(&mut self) -> Result<u64> {
+        self.meta_u64(b"paged_until")
+    }
+
+    fn meta_u64(&mut self, key: &[u8]) -> Result<u64> {
+        match self.read(Space::Meta, key)? {
             Some(v) => decode_u64(&v).ok_or_else(|| corrupt("meta")),
             None => Ok(0),
         }

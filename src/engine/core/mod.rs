@@ -183,6 +183,9 @@ pub struct Core {
     lateness: Lateness,
     /// The pager's target while it pages in (raising `hot_until` to it).
     paging: Option<u64>,
+    /// How far members were paged in beyond `hot_until` (recorded in the
+    /// store, for a restart).
+    paged_until: u64,
 }
 
 /// The live queue `id` names.
@@ -255,6 +258,7 @@ impl Core {
             fired: Vec::new(),
             lateness: Lateness::default(),
             paging: None,
+            paged_until: 0,
         };
         core.load_from_store()?;
         core.store.set_hot_until(core.hot_until);
@@ -274,7 +278,14 @@ impl Core {
         // At least as far as before the restart: members up to the recorded
         // horizon have no point-lookup entry and must be in memory.
         let recorded = self.store.hot_until()?;
-        self.hot_until = self.now.saturating_add(self.horizon_ms).max(recorded);
+        // Members paged in beyond it have no entry either: load them too,
+        // even if the wall clock stepped back since.
+        self.paged_until = self.store.paged_until()?;
+        self.hot_until = self
+            .now
+            .saturating_add(self.horizon_ms)
+            .max(recorded)
+            .max(self.paged_until);
         for (name, card, floor) in self.store.queues()? {
             let id = self.queue_or_create(&name);
             self.queue_mut(id).floor = floor;

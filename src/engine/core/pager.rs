@@ -181,6 +181,12 @@ impl Core {
         }
         let cold = self.queue_mut(id).cold;
         self.set_next_cold(id, next.filter(|_| cold > 0));
+        // Members up to `until` may have lost their point-lookup entry
+        // before `hot_until` covers them: a restart must load that far.
+        if until > self.hot_until.max(self.paged_until) {
+            self.paged_until = until;
+            self.store.set_paged_until(until);
+        }
         Ok(())
     }
 
