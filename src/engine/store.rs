@@ -616,10 +616,7 @@ impl Store {
         if min > max {
             return Ok(out);
         }
-        let start = schedule_key(q, min, 0);
-        let mut upto = queue_prefix(q);
-        upto.extend_from_slice(&max.to_be_bytes());
-        let end = prefix_end(&upto);
+        let (start, end) = due_keys(q, min, max);
         for entry in self
             .scan_dir(Space::Schedule, &start, end.as_deref(), reverse)
             .skip(skip)
@@ -641,10 +638,7 @@ impl Store {
         if min > max {
             return Ok(0);
         }
-        let start = schedule_key(q, min, 0);
-        let mut upto = queue_prefix(q);
-        upto.extend_from_slice(&max.to_be_bytes());
-        let end = prefix_end(&upto);
+        let (start, end) = due_keys(q, min, max);
         let mut n = 0;
         for entry in self.scan(Space::Schedule, &start, end.as_deref()) {
             entry?;
@@ -710,6 +704,14 @@ impl Store {
     pub fn disk_space(&self) -> u64 {
         self.storage.disk_space()
     }
+}
+
+/// The time-index keys of queue `q` with `min <= due <= max`: the first,
+/// and the end (exclusive; `None`: the end of the space).
+fn due_keys(q: &[u8], min: u64, max: u64) -> (Vec<u8>, Option<Vec<u8>>) {
+    let mut upto = queue_prefix(q);
+    upto.extend_from_slice(&max.to_be_bytes());
+    (schedule_key(q, min, 0), prefix_end(&upto))
 }
 
 fn decode_u64(b: &[u8]) -> Option<u64> {

@@ -347,14 +347,9 @@ impl Core {
     pub fn flush(&mut self) -> Result<()> {
         self.check_writable()?;
         self.store.clear();
-        self.queues.clear();
-        self.free_ids.clear();
-        self.index.clear();
-        self.cold_heap.clear();
+        self.forget_queues();
         self.counters.clear();
         self.members.clear();
-        self.members_total = 0;
-        self.leased_total = 0;
         Ok(())
     }
 

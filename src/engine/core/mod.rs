@@ -265,16 +265,21 @@ impl Core {
         Ok(core)
     }
 
-    /// Clears the in-memory queues and rebuilds them from the store.
-    fn load_from_store(&mut self) -> Result<()> {
-        self.now = self.clock.now_ms();
-        self.members = Members::new(self.now);
+    /// Forgets every queue in memory (the members' slab is the caller's).
+    fn forget_queues(&mut self) {
         self.queues.clear();
         self.free_ids.clear();
         self.index.clear();
         self.cold_heap.clear();
         self.members_total = 0;
         self.leased_total = 0;
+    }
+
+    /// Clears the in-memory queues and rebuilds them from the store.
+    fn load_from_store(&mut self) -> Result<()> {
+        self.now = self.clock.now_ms();
+        self.members = Members::new(self.now);
+        self.forget_queues();
         // At least as far as before the restart: members up to the recorded
         // horizon have no point-lookup entry and must be in memory.
         let recorded = self.store.hot_until()?;
