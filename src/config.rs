@@ -58,6 +58,16 @@ pub struct Config {
     #[arg(long, default_value_t = 1024 * 1024 * 1024)]
     pub client_query_buffer_limit: usize,
 
+    /// Output buffer limits as in redis.conf: `<class> <hard> <soft>
+    /// <soft-seconds>` for one or more of the classes normal, replica,
+    /// pubsub (only normal applies: delayd has no replicas or Pub/Sub).
+    /// A client whose pending replies reach the hard limit, or stay at the
+    /// soft limit longer than soft-seconds, is disconnected; 0 turns a limit
+    /// off. May be given several times; default `normal 256mb 64mb 60
+    /// replica 256mb 64mb 60 pubsub 32mb 8mb 60`.
+    #[arg(long, value_parser = parse_obuf_spec, action = clap::ArgAction::Append)]
+    pub client_output_buffer_limit: Vec<ObufSpec>,
+
     /// Worker threads for network I/O (the engine and writer have their own).
     #[arg(long, default_value_t = 1)]
     pub io_threads: usize,
@@ -78,6 +88,171 @@ pub struct Config {
     /// A redis.conf-style file of `name value` lines; flags override it.
     #[arg(long = "config")]
     pub config_file: Option<PathBuf>,
+}
+
+/// The limits of one class of clients in `client-output-buffer-limit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObufLimit {
+    /// Disconnect at this many pending bytes (0: no limit).
+    pub hard: u64,
+    /// Disconnect after `soft_secs` at this many pending bytes (0: no limit).
+    pub soft: u64,
+    pub soft_secs: u64,
+}
+
+/// Every class of `client-output-buffer-limit`, in Redis's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObufLimits {
+    pub normal: ObufLimit,
+    pub replica: ObufLimit,
+    pub pubsub: ObufLimit,
+}
+
+/// One `client-output-buffer-limit` value: the classes it sets, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObufSpec(Vec<(ObufClass, ObufLimit)>);
+
+/// A client class of `client-output-buffer-limit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObufClass {
+    Normal,
+    Replica,
+    Pubsub,
+}
+
+const MB: u64 = 1024 * 1024;
+
+impl Default for ObufLimits {
+    /// Redis's defaults, except for normal clients, which Redis leaves
+    /// unlimited. delayd holds at most one large reply per client (it stops
+    /// running a client's commands while TCP holds its output back), so the
+    /// limit only meets a single reply that is huge (over 256 MB: millions of
+    /// members in one DELAYRANGE) or a client that leaves more than 64 MB of
+    /// it unread for a minute; Redis's replica class has the same values.
+    fn default() -> Self {
+        ObufLimits {
+            normal: ObufLimit {
+                hard: 256 * MB,
+                soft: 64 * MB,
+                soft_secs: 60,
+            },
+            replica: ObufLimit {
+                hard: 256 * MB,
+                soft: 64 * MB,
+                soft_secs: 60,
+            },
+            pubsub: ObufLimit {
+                hard: 32 * MB,
+                soft: 8 * MB,
+                soft_secs: 60,
+            },
+        }
+    }
+}
+
+impl ObufLimits {
+    /// The limits after applying `specs` in order over the defaults.
+    pub fn from_specs(specs: &[ObufSpec]) -> ObufLimits {
+        let mut l = ObufLimits::default();
+        for s in specs {
+            l.apply(s);
+        }
+        l
+    }
+
+    /// Sets the classes `spec` names, leaving the others.
+    pub fn apply(&mut self, spec: &ObufSpec) {
+        for (class, limit) in &spec.0 {
+            *match class {
+                ObufClass::Normal => &mut self.normal,
+                ObufClass::Replica => &mut self.replica,
+                ObufClass::Pubsub => &mut self.pubsub,
+            } = *limit;
+        }
+    }
+
+    /// The value CONFIG GET shows, as Redis 7.0 writes it (bytes; the
+    /// replica class named `slave`).
+    pub fn render(&self) -> String {
+        let one =
+            |name: &str, l: &ObufLimit| format!("{name} {} {} {}", l.hard, l.soft, l.soft_secs);
+        format!(
+            "{} {} {}",
+            one("normal", &self.normal),
+            one("slave", &self.replica),
+            one("pubsub", &self.pubsub)
+        )
+    }
+}
+
+/// Parses a `client-output-buffer-limit` value as Redis does: a multiple of
+/// four words `<class> <hard> <soft> <soft-seconds>`, sizes with Redis's
+/// units (`1k` = 1000, `1kb` = 1024, `m`, `mb`, `g`, `gb`). An empty value
+/// sets nothing (CONFIG SET accepts it).
+///
+/// # Errors
+///
+/// Redis's texts for a wrong word count, an unknown class or a bad number.
+pub fn parse_obuf_spec(value: &str) -> Result<ObufSpec, String> {
+    let words: Vec<&str> = value.split_whitespace().collect();
+    if !words.len().is_multiple_of(4) {
+        return Err("Wrong number of arguments in buffer limit configuration.".into());
+    }
+    let mut out = Vec::new();
+    for w in words.chunks_exact(4) {
+        let class = match w[0].to_ascii_lowercase().as_str() {
+            "normal" => ObufClass::Normal,
+            "replica" | "slave" => ObufClass::Replica,
+            "pubsub" => ObufClass::Pubsub,
+            _ => {
+                return Err("Invalid client class specified in buffer limit configuration.".into());
+            }
+        };
+        let bad = || "Error in hard, soft or soft_seconds setting in buffer limit configuration.";
+        let hard = mem_bytes(w[1]).ok_or_else(bad)?;
+        let soft = mem_bytes(w[2]).ok_or_else(bad)?;
+        let soft_secs = w[3]
+            .strip_prefix('+')
+            .unwrap_or(w[3])
+            .parse::<i64>()
+            .ok()
+            .and_then(|s| u64::try_from(s).ok())
+            .ok_or_else(bad)?;
+        out.push((
+            class,
+            ObufLimit {
+                hard,
+                soft,
+                soft_secs,
+            },
+        ));
+    }
+    Ok(ObufSpec(out))
+}
+
+/// A size with Redis's memory units (`memtoull`): digits, then nothing,
+/// `b`, `k`, `kb`, `m`, `mb`, `g` or `gb` in any case. `None` if malformed
+/// or too large (Redis wraps those around; refusing is safer).
+fn mem_bytes(s: &str) -> Option<u64> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let mul: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1024,
+        "m" => 1000 * 1000,
+        "mb" => MB,
+        "g" => 1000 * 1000 * 1000,
+        "gb" => 1024 * MB,
+        _ => return None,
+    };
+    // As in Redis, a unit without digits is 0.
+    let n: u64 = if digits.is_empty() {
+        0
+    } else {
+        digits.parse().ok()?
+    };
+    n.checked_mul(mul)
 }
 
 /// The log levels, as redis-server names them.
@@ -211,6 +386,12 @@ impl Config {
         Ok(())
     }
 
+    /// The output buffer limits: every `--client-output-buffer-limit` (the
+    /// file's lines, then the flags) applied in order over the defaults.
+    pub fn obuf_limits(&self) -> ObufLimits {
+        ObufLimits::from_specs(&self.client_output_buffer_limit)
+    }
+
     /// An empty password means none, as with `CONFIG SET requirepass ""`.
     fn normalized(mut self) -> Config {
         if self.requirepass.as_deref() == Some("") {
@@ -250,8 +431,10 @@ fn file_args(text: &str) -> Result<Vec<OsString>, (usize, String)> {
                 [v] if v.eq_ignore_ascii_case("no") => {}
                 _ => return Err((n, format!("'{name}' takes yes or no"))),
             }
-        } else if name == "bind" && !values.is_empty() {
-            // Several addresses, as in redis.conf.
+        } else if matches!(name.as_str(), "bind" | "client-output-buffer-limit")
+            && !values.is_empty()
+        {
+            // Several words, as in redis.conf.
             one.extend([flag, values.join(" ")]);
         } else if let [v] = values {
             one.extend([flag, v.clone()]);
@@ -405,6 +588,74 @@ mod tests {
         assert_eq!(c.maxclients, 9);
         assert_eq!(c.requirepass, None);
         assert_eq!(c.appendfsync, Fsync::EverySec);
+    }
+
+    #[test]
+    fn output_buffer_limits_parse_as_redis_parses_them() {
+        let limits = |v: &str| {
+            let mut l = ObufLimits::default();
+            l.apply(&parse_obuf_spec(v)?);
+            Ok::<_, String>(l.render())
+        };
+        assert_eq!(
+            limits("").unwrap(),
+            "normal 268435456 67108864 60 slave 268435456 67108864 60 pubsub 33554432 8388608 60"
+        );
+        assert_eq!(
+            limits("NORMAL 1mb 512kb 1 replica 1k 2K +3 pubsub 1GB 2g 0").unwrap(),
+            "normal 1048576 524288 1 slave 1000 2000 3 pubsub 1073741824 2000000000 0"
+        );
+        assert_eq!(
+            limits("slave 5b 2B -0 normal mb 0 0").unwrap(),
+            "normal 0 0 0 slave 5 2 0 pubsub 33554432 8388608 60"
+        );
+        let count = "Wrong number of arguments in buffer limit configuration.";
+        let class = "Invalid client class specified in buffer limit configuration.";
+        let number = "Error in hard, soft or soft_seconds setting in buffer limit configuration.";
+        assert_eq!(limits("normal 1mb 512kb").unwrap_err(), count);
+        assert_eq!(limits("master 1 1 1").unwrap_err(), class);
+        assert_eq!(limits("normal 5 2 3 bogus 1 1 1").unwrap_err(), class);
+        for bad in [
+            "normal x 1 1",
+            "normal -1 1 1",
+            "normal +5 1 1",
+            "normal 1.5mb 1 1",
+            "normal 1 1 -1",
+            "normal 1 1 3x",
+            "normal 18446744073709551615gb 1 1",
+        ] {
+            assert_eq!(limits(bad).unwrap_err(), number, "{bad}");
+        }
+    }
+
+    #[test]
+    fn output_buffer_limit_lines_and_flags_add_up_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("d.conf");
+        std::fs::write(
+            &conf,
+            "client-output-buffer-limit normal 1mb 512kb 1\n\
+             client-output-buffer-limit pubsub 1 2 3\n",
+        )
+        .unwrap();
+        let c = Config::load([
+            "delayd",
+            "--config",
+            conf.to_str().unwrap(),
+            "--client-output-buffer-limit",
+            "normal 0 0 0",
+            "--client-output-buffer-limit",
+            "replica 4 5 6",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.obuf_limits().render(),
+            "normal 0 0 0 slave 4 5 6 pubsub 1 2 3"
+        );
+        assert_eq!(Config::for_dir("x").obuf_limits(), ObufLimits::default());
+        let err = file_args("client-output-buffer-limit normal 1 2\n").unwrap_err();
+        assert_eq!(err.0, 1);
+        assert!(err.1.contains("Wrong number of arguments"), "{}", err.1);
     }
 
     #[test]

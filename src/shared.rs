@@ -18,6 +18,8 @@ pub struct ServerStats {
     pub connections_received: AtomicU64,
     pub rejected_connections: AtomicU64,
     pub commands_processed: AtomicU64,
+    /// Clients closed for passing `client-output-buffer-limit`.
+    pub obuf_limit_disconnections: AtomicU64,
 }
 
 /// Settings that CONFIG SET may change at run time.
@@ -25,6 +27,7 @@ pub struct ServerStats {
 pub struct Runtime {
     pub maxclients: usize,
     pub requirepass: Option<String>,
+    pub obuf_limits: crate::config::ObufLimits,
 }
 
 /// State shared by every connection.
@@ -51,6 +54,7 @@ impl Shared {
             runtime: RwLock::new(Runtime {
                 maxclients: config.maxclients,
                 requirepass: config.requirepass.clone(),
+                obuf_limits: config.obuf_limits(),
             }),
             port: AtomicU64::new(u64::from(config.port)),
             config,

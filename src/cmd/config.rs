@@ -21,8 +21,8 @@ use crate::{Error, Result};
 ///
 /// `GET` takes glob patterns and replies with a map (a flat array in RESP2)
 /// of the effective values. `SET` changes `maxclients` (no higher than the
-/// open-files limit allows), `appendfsync`, `requirepass` and `loglevel` at
-/// run time; the rest are fixed at start.
+/// open-files limit allows), `appendfsync`, `requirepass`, `loglevel` and
+/// `client-output-buffer-limit` at run time; the rest are fixed at start.
 #[derive(Debug)]
 pub enum ConfigCmd {
     Get(Vec<Bytes>),
@@ -63,6 +63,7 @@ fn all_params(shared: &Shared) -> Vec<(&'static str, String)> {
             "client-query-buffer-limit",
             c.client_query_buffer_limit.to_string(),
         ),
+        ("client-output-buffer-limit", rt.obuf_limits.render()),
         ("io-threads", c.io_threads.to_string()),
         (
             "loglevel",
@@ -172,8 +173,12 @@ fn set(shared: &Shared, pairs: &[(String, String)]) -> Result<()> {
     let mut maxclients = None;
     let mut requirepass = None;
     let mut loglevel = None;
+    let mut obuf = Vec::new();
     for (name, value) in pairs {
         match name.as_str() {
+            "client-output-buffer-limit" => {
+                obuf.push(crate::config::parse_obuf_spec(value).map_err(|why| failed(name, &why))?);
+            }
             "appendfsync" => {
                 fsync = Some(Fsync::parse(value).ok_or_else(|| {
                     failed(
@@ -241,6 +246,9 @@ fn set(shared: &Shared, pairs: &[(String, String)]) -> Result<()> {
         }
         if let Some(p) = requirepass {
             rt.requirepass = (!p.is_empty()).then_some(p);
+        }
+        for spec in &obuf {
+            rt.obuf_limits.apply(spec);
         }
     }
     Ok(())

@@ -210,6 +210,10 @@ impl Info {
                         "rejected_connections",
                         &s.rejected_connections.load(Ordering::Relaxed),
                     );
+                    kv(
+                        "client_output_buffer_limit_disconnections",
+                        &s.obuf_limit_disconnections.load(Ordering::Relaxed),
+                    );
                     kv("expired_keys", &0);
                     kv("evicted_keys", &0);
                 }
