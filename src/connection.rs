@@ -2,13 +2,16 @@
 //!
 //! Reads go into one growing buffer and are framed by the protocol
 //! [`Decoder`]; everything complete in the buffer is returned at once so a
-//! pipeline is answered with one write. Replies are encoded into an output
-//! buffer and written when the batch is done.
+//! pipeline is answered with one write. Replies wait in the [`Output`]
+//! until the session flushes them, which is bounded by
+//! `client-output-buffer-limit`.
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
+use crate::config::ObufLimit;
+use crate::output::{Exceeded, Output};
 use crate::protocol::{Decoder, Limits, Protocol, Reply};
 use crate::{Error, Result};
 
@@ -20,24 +23,32 @@ const MAX_BATCH: usize = 1024;
 pub struct Connection {
     stream: TcpStream,
     rbuf: BytesMut,
-    wbuf: BytesMut,
+    out: Output,
     decoder: Decoder,
     /// Framing limits (tightened until the client authenticates).
     pub limits: Limits,
+    /// The output buffer limit in force (the session refreshes it).
+    pub(crate) obuf_limit: ObufLimit,
     max_query: usize,
 }
 
 impl Connection {
     /// Wraps an accepted socket.
-    pub fn new(stream: TcpStream, limits: Limits, max_query: usize) -> Connection {
+    pub fn new(
+        stream: TcpStream,
+        limits: Limits,
+        max_query: usize,
+        obuf_limit: ObufLimit,
+    ) -> Connection {
         // Small replies should leave at once, not wait for Nagle.
         let _ = stream.set_nodelay(true);
         Connection {
             stream,
             rbuf: BytesMut::with_capacity(16 * 1024),
-            wbuf: BytesMut::with_capacity(16 * 1024),
+            out: Output::new(),
             decoder: Decoder::new(),
             limits,
+            obuf_limit,
             max_query,
         }
     }
@@ -98,31 +109,29 @@ impl Connection {
         self.rbuf.len() + self.decoder.pending_bytes()
     }
 
-    /// Appends a reply to the output buffer.
-    pub fn push(&mut self, reply: &Reply, proto: Protocol) {
-        reply.encode(proto, &mut self.wbuf);
+    /// Appends a reply to the output.
+    pub fn push(&mut self, reply: Reply, proto: Protocol) {
+        self.out.push(reply, proto, &self.obuf_limit);
     }
 
-    /// Bytes waiting in the output buffer.
+    /// Bytes of output waiting, as counted against the output buffer limit.
     pub fn pending_output(&self) -> usize {
-        self.wbuf.len()
+        usize::try_from(self.out.pending()).unwrap_or(usize::MAX)
     }
 
-    /// Writes the output buffer to the socket.
+    /// The output buffer limit that closed this client, if one did.
+    pub(crate) fn obuf_exceeded(&self) -> Option<Exceeded> {
+        self.out.exceeded()
+    }
+
+    /// Writes the output to the socket; returns once the kernel has taken
+    /// all of it.
     ///
     /// # Errors
     ///
-    /// A socket error.
+    /// A socket error, or the output buffer limit reached.
     pub async fn flush(&mut self) -> Result<()> {
-        if !self.wbuf.is_empty() {
-            self.stream.write_all(&self.wbuf).await?;
-            self.wbuf.clear();
-            // Give back memory after an unusually large reply.
-            if self.wbuf.capacity() > 1024 * 1024 {
-                self.wbuf = BytesMut::with_capacity(16 * 1024);
-            }
-        }
-        Ok(())
+        self.out.flush(&mut self.stream, &self.obuf_limit).await
     }
 
     /// The peer's address, for CLIENT LIST.

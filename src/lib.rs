@@ -18,6 +18,7 @@ pub mod error;
 pub mod fdlimit;
 pub(crate) mod glob;
 pub mod metrics;
+pub(crate) mod output;
 pub mod protocol;
 pub mod server;
 pub(crate) mod session;

@@ -120,6 +120,7 @@ async fn serve(socket: TcpStream, shared: &Arc<Shared>) {
         socket,
         shared.limits(authenticated),
         shared.config.client_query_buffer_limit,
+        shared.obuf_limit(),
     );
     let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed);
     let info = Arc::new(ClientInfo {

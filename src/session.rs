@@ -6,6 +6,11 @@
 //! leave in request order and each command sees the effects of those
 //! before it. Inside `MULTI` commands are queued by the transaction
 //! ([`multi`]) instead of run.
+//!
+//! Output is bounded: replies are written once they pass 64 KB, and a
+//! command whose reply may be large runs in a round of its own, so a client
+//! that does not read is held back by TCP after at most one large reply,
+//! and `client-output-buffer-limit` closes it.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -56,6 +61,22 @@ impl Session {
     ///
     /// A socket error or a broken limit; the connection is dropped.
     pub async fn run(&mut self) -> Result<()> {
+        let r = self.serve().await;
+        if let Some(limit) = self.conn.obuf_exceeded() {
+            self.shared
+                .stats
+                .obuf_limit_disconnections
+                .fetch_add(1, Ordering::Relaxed);
+            // Redis's words, which log watchers know.
+            tracing::warn!(
+                "Client {} scheduled to be closed ASAP for overcoming of output buffer limits. ({limit:?} limit)",
+                self.client.info.line()
+            );
+        }
+        r
+    }
+
+    async fn serve(&mut self) -> Result<()> {
         let mut reqs = Vec::new();
         let mut batch = Vec::new();
         loop {
@@ -68,36 +89,47 @@ impl Session {
             if !alive {
                 return Ok(());
             }
+            // CONFIG SET client-output-buffer-limit applies from here on.
+            self.conn.obuf_limit = self.shared.obuf_limit();
             for req in reqs.drain(..) {
                 match req {
                     Ok(args) => self.dispatch(args, &mut batch).await?,
                     Err(e) => {
                         // Malformed input: answer, then close, as Redis does.
                         self.flush_engine(&mut batch).await?;
-                        self.reply(&Reply::from(e));
+                        self.reply(Reply::from(e));
                         self.client.quit = true;
                     }
                 }
                 if self.client.quit {
                     break;
                 }
+                if self.conn.obuf_exceeded().is_some() {
+                    // Closed: run nothing more.
+                    self.flush().await?;
+                }
                 if self.conn.pending_output() > OUTPUT_FLUSH_BYTES {
                     // Write what is ready before running more: a client that
                     // pipelines much and reads slowly is held back by TCP
                     // instead of growing this buffer.
                     self.flush_engine(&mut batch).await?;
-                    self.conn.flush().await?;
+                    self.flush().await?;
                 }
             }
             self.flush_engine(&mut batch).await?;
-            self.conn.flush().await?;
+            self.flush().await?;
             if self.client.quit {
                 return Ok(());
             }
         }
     }
 
-    fn reply(&mut self, r: &Reply) {
+    /// Hands all output to the kernel.
+    async fn flush(&mut self) -> Result<()> {
+        self.conn.flush().await
+    }
+
+    fn reply(&mut self, r: Reply) {
         self.conn.push(r, self.client.proto);
     }
 
@@ -105,7 +137,7 @@ impl Session {
     /// `batch`: a reply is never sent ahead of an earlier command's.
     fn reply_in_order(&mut self, r: Reply, batch: &mut Vec<Queued>) {
         if batch.is_empty() {
-            self.reply(&r);
+            self.reply(r);
         } else {
             batch.push(Queued::Ready(r));
         }
@@ -117,7 +149,7 @@ impl Session {
             return Ok(());
         }
         let cmds = std::mem::take(batch);
-        for r in &cmd::execute(&self.shared.engine, cmds).await {
+        for r in cmd::execute(&self.shared.engine, cmds).await {
             self.reply(r);
         }
         Ok(())
@@ -169,7 +201,14 @@ impl Session {
             }
         };
         if let Command::Engine(c) = command {
+            let alone = c.may_reply_large();
+            if alone {
+                self.flush_engine(batch).await?;
+            }
             batch.push(Queued::Run(c));
+            if alone {
+                self.flush_engine(batch).await?;
+            }
             return Ok(());
         }
         // Anything else runs after the queue commands before it.
@@ -194,7 +233,7 @@ impl Session {
             self.conn.limits = self.shared.limits(self.client.authenticated);
         }
         if let Some(r) = reply {
-            self.reply(&r);
+            self.reply(r);
         }
         Ok(())
     }

@@ -91,6 +91,14 @@ impl Shared {
             .unwrap_or_else(|e| e.into_inner().clone())
     }
 
+    /// The output buffer limit of normal clients in force.
+    pub(crate) fn obuf_limit(&self) -> crate::config::ObufLimit {
+        self.runtime.read().map_or_else(
+            |e| e.into_inner().obuf_limits.normal,
+            |r| r.obuf_limits.normal,
+        )
+    }
+
     /// Framing limits for a client in the given authentication state.
     pub fn limits(&self, authenticated: bool) -> Limits {
         Limits {

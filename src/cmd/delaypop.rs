@@ -122,6 +122,10 @@ impl DelayPop {
 }
 
 impl EngineCommand for DelayPop {
+    fn may_reply_large(&self) -> bool {
+        self.opts.count > super::FEW
+    }
+
     /// Pops what is due now. Inside MULTI a `BLOCK` pop does not wait, as
     /// Redis's blocking commands do not: nothing due gives the timeout reply.
     ///

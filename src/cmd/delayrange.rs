@@ -123,6 +123,15 @@ impl DelayRange {
 }
 
 impl EngineCommand for DelayRange {
+    fn may_reply_large(&self) -> bool {
+        match self.by {
+            RangeBy::Rank { start, stop } => {
+                (start < 0) != (stop < 0) || stop.saturating_sub(start) >= super::FEW as i64
+            }
+            RangeBy::Due { count, .. } => count > super::FEW,
+        }
+    }
+
     /// Applies the command.
     ///
     /// # Errors

@@ -139,6 +139,14 @@ pub fn parse_scan(args: &mut Args) -> Result<Command> {
 }
 
 impl EngineCommand for Keyspace {
+    fn may_reply_large(&self) -> bool {
+        match self {
+            Keyspace::Keys(_) => true,
+            Keyspace::Scan { count, .. } => *count > super::FEW,
+            _ => false,
+        }
+    }
+
     /// Applies the command.
     ///
     /// # Errors

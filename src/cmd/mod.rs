@@ -64,7 +64,18 @@ pub trait EngineCommand: std::fmt::Debug + Send + Sync {
     /// The command's own errors (a storage failure, a wrong argument found
     /// only at run time): the reply is the error.
     fn apply(&self, core: &mut Core) -> Result<Reply>;
+
+    /// Whether the reply may hold many elements. Such a command runs in a
+    /// round of its own, and its reply is written before more commands
+    /// run, so a client that does not read holds at most one large reply.
+    fn may_reply_large(&self) -> bool {
+        false
+    }
 }
+
+/// Replies with more elements than this are large (see
+/// [`EngineCommand::may_reply_large`]).
+pub const FEW: usize = 128;
 
 /// A command on the connection or the server.
 pub trait ClientCommand: std::fmt::Debug + Send + Sync {
