@@ -119,6 +119,16 @@ impl Connection {
         usize::try_from(self.out.pending()).unwrap_or(usize::MAX)
     }
 
+    /// Position in the output stream after the last reply pushed.
+    pub(crate) fn produced(&self) -> u64 {
+        self.out.produced()
+    }
+
+    /// Position up to which the output was handed to the kernel.
+    pub(crate) fn written(&self) -> u64 {
+        self.out.written()
+    }
+
     /// The output buffer limit that closed this client, if one did.
     pub(crate) fn obuf_exceeded(&self) -> Option<Exceeded> {
         self.out.exceeded()

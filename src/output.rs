@@ -42,6 +42,10 @@ pub(crate) struct Output {
     /// Small replies, encoded, after everything in `queue`.
     tail: BytesMut,
     account: Account,
+    /// Position in the output stream after the last reply pushed.
+    produced: u64,
+    /// Position up to which the output was handed to the kernel.
+    written: u64,
 }
 
 enum Segment {
@@ -107,6 +111,8 @@ impl Output {
             queue: VecDeque::new(),
             tail: BytesMut::with_capacity(16 * 1024),
             account: Account::default(),
+            produced: 0,
+            written: 0,
         }
     }
 
@@ -129,12 +135,23 @@ impl Output {
             }
         };
         self.account.pending += n;
+        self.produced += n;
         self.account.check(limit);
     }
 
     /// Bytes counted against the limits.
     pub(crate) fn pending(&self) -> u64 {
         self.account.pending
+    }
+
+    /// Position in the output stream after the last reply pushed.
+    pub(crate) fn produced(&self) -> u64 {
+        self.produced
+    }
+
+    /// Position up to which the output was handed to the kernel.
+    pub(crate) fn written(&self) -> u64 {
+        self.written
     }
 
     /// The limit that closed the client, if one did.
@@ -156,6 +173,7 @@ impl Output {
                     while !data.is_empty() {
                         let n = write_some(stream, &data, &mut self.account, limit).await?;
                         data.advance(n);
+                        self.written += n as u64;
                         self.account.sent(n as u64, limit);
                     }
                 }
@@ -176,6 +194,7 @@ impl Output {
                             break;
                         }
                     }
+                    self.written += len;
                     self.account.sent(len, limit);
                 }
             }
@@ -185,6 +204,7 @@ impl Output {
         while !self.tail.is_empty() {
             let n = write_some(stream, &self.tail, &mut self.account, limit).await?;
             self.tail.advance(n);
+            self.written += n as u64;
             self.account.sent(n as u64, limit);
         }
         if grown {
@@ -502,7 +522,7 @@ mod tests {
         };
         let mut out = Output::new();
         out.push(Reply::OK, Protocol::Resp2, &limit);
-        assert_eq!((out.pending(), out.queue.len()), (5, 0));
+        assert_eq!((out.pending(), out.produced(), out.queue.len()), (5, 5, 0));
         let members = Reply::Array(
             (0..10_000)
                 .map(|i| Reply::bulk(format!("{i:08}")))
@@ -512,6 +532,7 @@ mod tests {
         out.push(members, Protocol::Resp2, &limit);
         assert_eq!(out.queue.len(), 2, "the small reply before it, then it");
         assert_eq!(out.pending(), 5 + len);
+        assert_eq!(out.written(), 0);
     }
 
     #[test]

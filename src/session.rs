@@ -10,7 +10,9 @@
 //! Output is bounded: replies are written once they pass 64 KB, and a
 //! command whose reply may be large runs in a round of its own, so a client
 //! that does not read is held back by TCP after at most one large reply,
-//! and `client-output-buffer-limit` closes it.
+//! and `client-output-buffer-limit` closes it. Members popped for a reply
+//! that never reached the kernel (the client left first, the write failed,
+//! the limit closed it) are put back.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -23,6 +25,7 @@ use crate::cmd::delaypop::pop_reply;
 use crate::cmd::{self, Blocking, Command, Queued, multi};
 use crate::connection::Connection;
 use crate::engine::core::Delivery;
+use crate::engine::{Engine, Popped, Round};
 use crate::protocol::Reply;
 use crate::shared::Shared;
 use crate::{Error, Result};
@@ -37,6 +40,31 @@ pub struct Session {
     client: ClientState,
     /// Commands queued since `MULTI`.
     transaction: Option<multi::Transaction>,
+    /// Members popped for replies not yet handed to the kernel, with the
+    /// output position where each reply ends.
+    unsent: Vec<(u64, Vec<Popped>)>,
+}
+
+/// Whether a read while blocked means the client is gone: end of stream, a
+/// socket error, or too much input.
+fn went_away(read: &Result<usize>, buffered: usize, max_query: usize) -> bool {
+    !matches!(read, Ok(k) if *k > 0) || buffered > max_query
+}
+
+/// Puts back members whose reply never reached their client, as durably as
+/// `appendfsync` makes writes: under `always` it is fsynced before this
+/// returns, so not even a power loss takes members no client received.
+async fn put_back(engine: &Engine, popped: Vec<Popped>) {
+    if popped.is_empty() {
+        return;
+    }
+    let r = match engine.run(|core| core.restore(&popped)).await {
+        Round::Durable(r) => r,
+        Round::NotDurable(_, e) | Round::Failed(e) => Err(e),
+    };
+    if let Err(e) = r {
+        tracing::warn!("could not put back {} popped members: {e}", popped.len());
+    }
 }
 
 impl Session {
@@ -52,6 +80,7 @@ impl Session {
             shared,
             client: ClientState::new(info, authenticated),
             transaction: None,
+            unsent: Vec::new(),
         }
     }
 
@@ -62,6 +91,7 @@ impl Session {
     /// A socket error or a broken limit; the connection is dropped.
     pub async fn run(&mut self) -> Result<()> {
         let r = self.serve().await;
+        self.put_back_unsent().await;
         if let Some(limit) = self.conn.obuf_exceeded() {
             self.shared
                 .stats
@@ -126,11 +156,42 @@ impl Session {
 
     /// Hands all output to the kernel.
     async fn flush(&mut self) -> Result<()> {
-        self.conn.flush().await
+        self.conn.flush().await?;
+        // Every pop's reply has left: at most once from here on.
+        self.unsent.clear();
+        Ok(())
+    }
+
+    /// Puts back the members of pops whose replies never reached the kernel.
+    async fn put_back_unsent(&mut self) {
+        let written = self.conn.written();
+        let lost: Vec<Popped> = self
+            .unsent
+            .drain(..)
+            .filter(|(end, _)| *end > written)
+            .flat_map(|(_, popped)| popped)
+            .collect();
+        if !lost.is_empty() {
+            tracing::debug!(
+                "client {}: putting back {} members whose reply was not written",
+                self.client.info.id,
+                lost.len()
+            );
+            put_back(&self.shared.engine, lost).await;
+        }
     }
 
     fn reply(&mut self, r: Reply) {
         self.conn.push(r, self.client.proto);
+    }
+
+    /// Replies with members that were popped: they are put back if the
+    /// reply never reaches the kernel.
+    fn reply_popped(&mut self, r: Reply, popped: Vec<Popped>) {
+        self.conn.push(r, self.client.proto);
+        if !popped.is_empty() {
+            self.unsent.push((self.conn.produced(), popped));
+        }
     }
 
     /// Replies without the engine, after the queue commands pending in
@@ -149,8 +210,8 @@ impl Session {
             return Ok(());
         }
         let cmds = std::mem::take(batch);
-        for r in cmd::execute(&self.shared.engine, cmds).await {
-            self.reply(r);
+        for (r, popped) in cmd::execute(&self.shared.engine, cmds).await {
+            self.reply_popped(r, popped);
         }
         Ok(())
     }
@@ -214,16 +275,24 @@ impl Session {
         // Anything else runs after the queue commands before it.
         self.flush_engine(batch).await?;
         let was = self.client.authenticated;
+        let mut popped = Vec::new();
         let reply = match command {
             Command::Engine(_) => None,
             Command::Client(c) => c.apply(&self.shared, &mut self.client),
-            Command::Blocking(b) => Some(self.block(b).await?),
+            Command::Blocking(b) => {
+                // The replies before it leave now, not when it is served.
+                self.flush().await?;
+                let (r, p) = self.block(b).await?;
+                popped = p;
+                Some(r)
+            }
             Command::Transaction(control) => Some(
                 multi::apply(
                     control,
                     &mut self.transaction,
                     &self.shared,
                     &mut self.client,
+                    &mut popped,
                 )
                 .await,
             ),
@@ -233,14 +302,15 @@ impl Session {
             self.conn.limits = self.shared.limits(self.client.authenticated);
         }
         if let Some(r) = reply {
-            self.reply(r);
+            self.reply_popped(r, popped);
         }
         Ok(())
     }
 
     /// Blocks until the engine hands over a due member, the timeout
-    /// passes, the client disconnects or the server shuts down.
-    async fn block(&mut self, b: Blocking) -> Result<Reply> {
+    /// passes, the client disconnects or the server shuts down. Returns the
+    /// reply and the members it carries.
+    async fn block(&mut self, b: Blocking) -> Result<(Reply, Vec<Popped>)> {
         let Blocking {
             keys,
             opts,
@@ -249,66 +319,103 @@ impl Session {
             now: _,
         } = b;
         let shared = self.shared.clone();
-        let engine = shared.engine.clone();
+        let engine = &shared.engine;
         let with_counts = opts.with_counts;
         let (id, mut rx) = engine.block(keys, opts)?;
-        // The reply for a delivery, once it is durable.
-        let deliver = |d: Delivery| async move {
-            match engine.delivery_durable(&d).await {
-                Ok(()) => match d.popped {
-                    Ok(popped) => pop_reply(popped.as_slice(), shape, with_counts),
-                    Err(e) => Reply::from(e),
-                },
-                Err(e) => Reply::from(e),
-            }
-        };
-        let engine = &shared.engine;
         let info = self.client.info.clone();
         info.blocked.store(true, Ordering::Relaxed);
         let sleep = tokio::time::sleep(std::time::Duration::from_millis(timeout_ms));
         tokio::pin!(sleep);
         let max_query = shared.config.client_query_buffer_limit;
         let result = loop {
-            tokio::select! {
-                r = &mut rx => break match r {
-                    Ok(d) => Ok(deliver(d).await),
-                    Err(_) => Ok(Reply::from(Error::ShuttingDown)),
+            let delivery = tokio::select! {
+                r = &mut rx => match r {
+                    Ok(d) => d,
+                    Err(_) => break Ok((Reply::from(Error::ShuttingDown), Vec::new())),
                 },
                 () = &mut sleep, if timeout_ms > 0 => {
                     rx.close();
                     // A member handed over at the same instant is delivered, not lost.
-                    break match rx.try_recv() {
-                        Ok(d) => Ok(deliver(d).await),
+                    match rx.try_recv() {
+                        Ok(d) => d,
                         Err(_) => {
                             engine.unblock(id);
-                            Ok(Reply::NullArray)
+                            break Ok((Reply::NullArray, Vec::new()));
                         }
-                    };
+                    }
                 }
                 n = self.conn.read_more() => {
-                    let gone = !matches!(n, Ok(k) if k > 0) || self.conn.buffered() > max_query;
-                    if gone {
+                    if went_away(&n, self.conn.buffered(), max_query) {
                         engine.unblock(id);
                         rx.close();
                         if let Ok(mut d) = rx.try_recv() {
-                            engine.restore(d.take_popped());
+                            put_back(engine, d.take_popped()).await;
                         }
                         break Err(Error::msg("client went away while blocked"));
                     }
+                    continue;
                 }
                 () = shared.shutdown.wait() => {
                     rx.close();
-                    break match rx.try_recv() {
-                        Ok(d) => Ok(deliver(d).await),
+                    match rx.try_recv() {
+                        Ok(d) => d,
                         Err(_) => {
                             engine.unblock(id);
-                            Ok(Reply::from(Error::ShuttingDown))
+                            break Ok((Reply::from(Error::ShuttingDown), Vec::new()));
                         }
-                    };
+                    }
                 }
-            }
+            };
+            break match self.durable_delivery(delivery, max_query).await? {
+                Ok(popped) => {
+                    let reply = pop_reply(&popped, shape, with_counts);
+                    Ok((reply, popped))
+                }
+                Err(e) => Ok((Reply::from(e), Vec::new())),
+            };
         };
         info.blocked.store(false, Ordering::Relaxed);
         result
+    }
+
+    /// Waits until a delivery may be acknowledged (see
+    /// [`Engine::delivery_durable`]), watching the socket meanwhile: a
+    /// client that leaves first gets its members put back rather than
+    /// taking them with it. The inner result is the members, or why they
+    /// may not be acknowledged.
+    ///
+    /// # Errors
+    ///
+    /// The client went away.
+    async fn durable_delivery(
+        &mut self,
+        mut d: Delivery,
+        max_query: usize,
+    ) -> Result<Result<Vec<Popped>>> {
+        let engine = self.shared.engine.clone();
+        let durable = {
+            let wait = engine.delivery_durable(&d);
+            tokio::pin!(wait);
+            loop {
+                tokio::select! {
+                    r = &mut wait => break Some(r),
+                    n = self.conn.read_more() => {
+                        if went_away(&n, self.conn.buffered(), max_query) {
+                            break None;
+                        }
+                    }
+                }
+            }
+        };
+        match durable {
+            Some(Ok(())) => Ok(d.popped),
+            // Not durable: the pop is not acknowledged, and the failed store
+            // takes no writes, so there is nothing to put back either.
+            Some(Err(e)) => Ok(Err(e)),
+            None => {
+                put_back(&engine, d.take_popped()).await;
+                Err(Error::msg("client went away while blocked"))
+            }
+        }
     }
 }

@@ -179,3 +179,87 @@ fn output_buffer_limit_disconnects_a_client_that_does_not_read() {
         .unwrap();
     assert_eq!(card, MEMBERS as u64);
 }
+
+#[test]
+fn a_pop_whose_reply_passes_the_hard_limit_is_put_back() {
+    let s = Server::start(&["--client-output-buffer-limit", "normal 100kb 0 0"]);
+    let mut con = s.client();
+    let mut add = redis::cmd("DELAYADD");
+    add.arg("q");
+    for i in 0..10_000 {
+        add.arg(0).arg(format!("m:{i:05}"));
+    }
+    let added: u64 = add.query(&mut con).unwrap();
+    assert_eq!(added, 10_000);
+    // About 120 KB of reply: over the hard limit, so it is never written,
+    // the client is closed, and the members go back as they were.
+    let mut greedy = s.raw();
+    greedy
+        .write_all(b"DELAYPOP q COUNT 10000 LEASE 60000\r\n")
+        .unwrap();
+    let mut buf = Vec::new();
+    let closed = match greedy.read_to_end(&mut buf) {
+        Ok(_) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+    };
+    assert!(closed && buf.is_empty(), "got {} bytes", buf.len());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while info_field(&s, "stats", "client_output_buffer_limit_disconnections").as_deref()
+        != Some("1")
+    {
+        assert!(Instant::now() < deadline, "not counted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let info: Vec<redis::Value> = redis::cmd("DELAYINFO").arg("q").query(&mut con).unwrap();
+    let field = |name: &str| {
+        info.chunks_exact(2)
+            .find(|kv| kv[0] == redis::Value::BulkString(name.as_bytes().to_vec()))
+            .map(|kv| kv[1].clone())
+    };
+    assert_eq!(field("pending"), Some(redis::Value::Int(10_000)));
+    assert_eq!(field("leased"), Some(redis::Value::Int(0)), "leases undone");
+    // Not counted as a delivery: the next pop is the first.
+    let first: Vec<(String, u64)> = redis::cmd("DELAYPOP")
+        .arg("q")
+        .arg("WITHCOUNTS")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(first, [("m:00000".to_string(), 1)]);
+    // CONFIG SET changes the limit, with Redis 7.0's texts for bad values.
+    let mut raw = BufReader::new(s.raw());
+    let mut set = |v: &str| {
+        raw.get_mut()
+            .write_all(&resp(&[
+                b"CONFIG",
+                b"SET",
+                b"client-output-buffer-limit",
+                v.as_bytes(),
+            ]))
+            .unwrap();
+        String::from_utf8_lossy(&read_reply(&mut raw)).into_owned()
+    };
+    let failed = "-ERR CONFIG SET failed (possibly related to argument \
+                  'client-output-buffer-limit') - ";
+    assert_eq!(
+        set("normal 1mb 512kb"),
+        format!("{failed}Wrong number of arguments in buffer limit configuration.\r\n")
+    );
+    assert_eq!(
+        set("master 1 1 1"),
+        format!("{failed}Invalid client class specified in buffer limit configuration.\r\n")
+    );
+    assert_eq!(
+        set("normal 1x 1 1"),
+        format!(
+            "{failed}Error in hard, soft or soft_seconds setting in buffer limit configuration.\r\n"
+        )
+    );
+    assert_eq!(set("normal 0 0 0"), "+OK\r\n");
+    let pops: Vec<String> = redis::cmd("DELAYPOP")
+        .arg("q")
+        .arg("COUNT")
+        .arg(10_000)
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(pops.len(), 9_999, "no limit any more");
+}

@@ -4,7 +4,7 @@ use bytes::Bytes;
 
 use super::delaypop::{PopShape, pop_reply};
 use super::{Args, Blocking, Command, EngineCommand};
-use crate::engine::core::{Core, PopOptions};
+use crate::engine::core::{Core, PopOptions, Popped};
 use crate::protocol::Reply;
 use crate::{Error, Result};
 
@@ -90,13 +90,18 @@ impl EngineCommand for BDelayPop {
     ///
     /// A storage error.
     fn apply(&self, core: &mut Core) -> Result<Reply> {
+        self.apply_popped(core).map(|(reply, _)| reply)
+    }
+
+    fn apply_popped(&self, core: &mut Core) -> Result<(Reply, Vec<Popped>)> {
         for key in &self.keys {
             let popped = core.pop(key, &PopOptions::count(1))?;
             if !popped.is_empty() {
-                return Ok(pop_reply(&popped, PopShape::KeyMemberDue, false));
+                let reply = pop_reply(&popped, PopShape::KeyMemberDue, false);
+                return Ok((reply, popped));
             }
         }
-        Ok(Reply::NullArray)
+        Ok((Reply::NullArray, Vec::new()))
     }
 }
 

@@ -133,14 +133,19 @@ impl EngineCommand for DelayPop {
     ///
     /// A storage error.
     fn apply(&self, core: &mut Core) -> Result<Reply> {
+        self.apply_popped(core).map(|(reply, _)| reply)
+    }
+
+    fn apply_popped(&self, core: &mut Core) -> Result<(Reply, Vec<Popped>)> {
         if self.opts.count == 0 {
-            return Ok(Reply::Array(Vec::new()));
+            return Ok((Reply::Array(Vec::new()), Vec::new()));
         }
         let popped = core.pop(&self.key, &self.opts)?;
         if popped.is_empty() && self.block.is_some() {
-            return Ok(Reply::NullArray);
+            return Ok((Reply::NullArray, popped));
         }
-        Ok(pop_reply(&popped, PopShape::Members, self.opts.with_counts))
+        let reply = pop_reply(&popped, PopShape::Members, self.opts.with_counts);
+        Ok((reply, popped))
     }
 }
 

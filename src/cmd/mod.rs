@@ -49,7 +49,7 @@ pub(crate) mod time;
 use bytes::Bytes;
 
 use crate::client::ClientState;
-use crate::engine::core::{Core, PopOptions};
+use crate::engine::core::{Core, PopOptions, Popped};
 use crate::engine::{Engine, Round};
 use crate::protocol::Reply;
 use crate::shared::Shared;
@@ -70,6 +70,17 @@ pub trait EngineCommand: std::fmt::Debug + Send + Sync {
     /// run, so a client that does not read holds at most one large reply.
     fn may_reply_large(&self) -> bool {
         false
+    }
+
+    /// [`EngineCommand::apply`], also returning the members a pop handed
+    /// out: the session puts them back if the reply never reaches the
+    /// client.
+    ///
+    /// # Errors
+    ///
+    /// As [`EngineCommand::apply`].
+    fn apply_popped(&self, core: &mut Core) -> Result<(Reply, Vec<Popped>)> {
+        self.apply(core).map(|r| (r, Vec::new()))
     }
 }
 
@@ -129,29 +140,33 @@ pub enum Queued {
 
 /// Runs queue commands as one round of the engine (atomically) and returns
 /// their replies in order, once their effects are durable per
-/// `appendfsync`.
-pub async fn execute(engine: &Engine, cmds: Vec<Queued>) -> Vec<Reply> {
+/// `appendfsync`, each with the members it popped (to put back if the reply
+/// never reaches the client).
+pub async fn execute(engine: &Engine, cmds: Vec<Queued>) -> Vec<(Reply, Vec<Popped>)> {
     let n = cmds.len();
     let run = |core: &mut Core| {
         cmds.into_iter()
             .map(|c| match c {
-                Queued::Run(c) => c.apply(core).unwrap_or_else(Reply::from),
-                Queued::Ready(r) => r,
+                Queued::Run(c) => c
+                    .apply_popped(core)
+                    .unwrap_or_else(|e| (Reply::from(e), Vec::new())),
+                Queued::Ready(r) => (r, Vec::new()),
             })
             .collect::<Vec<_>>()
     };
     match engine.run(run).await {
         Round::Durable(replies) => replies,
-        // Not durable: no success may be acknowledged; errors the commands
-        // gave themselves are kept, being more precise.
+        // Not durable: no success may be acknowledged (nor anything put
+        // back: the store takes no more writes); errors the commands gave
+        // themselves are kept, being more precise.
         Round::NotDurable(replies, e) => {
             let err = Reply::from(e);
             replies
                 .into_iter()
-                .map(|r| if r.is_error() { r } else { err.clone() })
+                .map(|(r, _)| (if r.is_error() { r } else { err.clone() }, Vec::new()))
                 .collect()
         }
-        Round::Failed(e) => vec![Reply::from(e); n],
+        Round::Failed(e) => vec![(Reply::from(e), Vec::new()); n],
     }
 }
 

@@ -14,6 +14,7 @@ use bytes::Bytes;
 
 use super::{Args, ClientCommand, Command, Queued, execute};
 use crate::client::ClientState;
+use crate::engine::Popped;
 use crate::protocol::Reply;
 use crate::shared::Shared;
 use crate::{Error, Result};
@@ -117,12 +118,14 @@ pub fn fail(tx: Option<&mut Transaction>) {
     }
 }
 
-/// Runs a transaction control command.
+/// Runs a transaction control command. The members `EXEC`'s pops hand out
+/// are added to `popped`.
 pub async fn apply(
     control: Control,
     transaction: &mut Option<Transaction>,
     shared: &Shared,
     client: &mut ClientState,
+    popped: &mut Vec<Popped>,
 ) -> Reply {
     match control {
         Control::Multi => {
@@ -141,7 +144,7 @@ pub async fn apply(
             None => Reply::from(Error::msg("DISCARD without MULTI")),
         },
         Control::Exec => match transaction.take() {
-            Some(tx) => exec(tx, shared, client).await,
+            Some(tx) => exec(tx, shared, client, popped).await,
             None => Reply::from(Error::msg("EXEC without MULTI")),
         },
         Control::Reset => {
@@ -163,7 +166,12 @@ pub async fn apply(
 }
 
 /// `EXEC`: runs the queued commands as one engine round.
-async fn exec(tx: Transaction, shared: &Shared, client: &mut ClientState) -> Reply {
+async fn exec(
+    tx: Transaction,
+    shared: &Shared,
+    client: &mut ClientState,
+    popped: &mut Vec<Popped>,
+) -> Reply {
     client.info.set_in_multi(false);
     if tx.failed {
         return Reply::from(Error::Coded(
@@ -184,5 +192,10 @@ async fn exec(tx: Transaction, shared: &Shared, client: &mut ClientState) -> Rep
             Ok(Command::Transaction(_)) => Queued::Ready(Reply::OK),
         });
     }
-    Reply::Array(execute(&shared.engine, round).await)
+    let mut replies = Vec::with_capacity(round.len());
+    for (r, p) in execute(&shared.engine, round).await {
+        replies.push(r);
+        popped.extend(p);
+    }
+    Reply::Array(replies)
 }
