@@ -51,9 +51,9 @@ fn delayadd_with_random_args() {
         &s,
         &[
             "-r",
-            "100000",
+            "20000",
             "-n",
-            "200000",
+            "50000",
             "-q",
             "DELAYADD",
             "q",
@@ -68,9 +68,10 @@ fn delayadd_with_random_args() {
         out.describe()
     );
     let card = delaycard(&s, "q");
+    // 50000 adds over 20000 possible members: about 18,400 distinct.
     assert!(
-        (50_000..=100_000).contains(&card),
-        "200000 adds of 100000 random members left DELAYCARD {card}"
+        (15_000..=20_000).contains(&card),
+        "50000 adds of 20000 random members left DELAYCARD {card}"
     );
 }
 
