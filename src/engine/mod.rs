@@ -323,18 +323,6 @@ impl Engine {
         let _ = self.with_core(|core| core.unblock(id));
     }
 
-    /// Puts back members that were popped for a client that went away.
-    pub fn restore(&self, popped: Vec<Popped>) {
-        if popped.is_empty() {
-            return;
-        }
-        let r = self.with_core(|core| core.restore(&popped));
-        let written = self.inner.journal.write();
-        if !matches!(r, Ok((Ok(()), _))) || written.is_err() {
-            tracing::warn!("could not put back {} popped members", popped.len());
-        }
-    }
-
     /// Engine totals for INFO.
     ///
     /// # Errors
