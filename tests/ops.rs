@@ -957,7 +957,13 @@ fn sigterm_under_load_loses_no_acknowledged_write() {
             }
         }));
     }
-    std::thread::sleep(Duration::from_millis(500));
+    // Stop under load: once writes are flowing (on a loaded machine the first
+    // ones can take a while), not after a fixed time.
+    let flowing = Instant::now() + Duration::from_secs(4);
+    while acked.lock().unwrap().len() <= 50 && Instant::now() < flowing {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
     let code = server.terminate();
     for p in producers {
         p.join().unwrap();
