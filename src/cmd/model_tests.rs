@@ -716,11 +716,30 @@ impl Harness {
                 self.core.fire();
                 self.core.serve_waiters();
                 self.commit()?;
-                self.core
+                let more = self
+                    .core
                     .page_step(usize::from(*budget))
                     .map_err(|e| format!("page_step: {e}"))?;
                 self.core.serve_waiters();
-                self.commit()
+                self.commit()?;
+                if more || self.core.next_wakeup_ms().is_some_and(|t| t <= now) {
+                    // The timer thread would go round again at once.
+                    return Ok(());
+                }
+                // The timer thread goes to sleep: by itself (no pop) it has
+                // made every due member ready, which wakes blocked consumers.
+                for q in 0..QUEUES.len() as u8 {
+                    let ready = self.core.info(&queue(q)).ready;
+                    let due = self.model.state.order(q);
+                    let due = due.iter().filter(|(_, r)| r.due <= now).count();
+                    if ready != due as u64 {
+                        return Err(format!(
+                            "{:?}: {ready} ready after a timer step, model says {due} due",
+                            QUEUES[usize::from(q)]
+                        ));
+                    }
+                }
+                Ok(())
             }
             Op::Commit => self.commit(),
             Op::Write => {
