@@ -481,7 +481,10 @@ impl Core {
     fn place_cold(&mut self, id: QueueId, due: u64) {
         let q = self.queue_mut(id);
         q.cold += 1;
-        if q.next_cold_due.is_none_or(|n| due < n) {
+        // The first cold member: a due time kept from earlier cold members
+        // may have lost its heap entry (the pager drops entries of queues
+        // with none left), so this one schedules itself.
+        if q.cold == 1 || q.next_cold_due.is_none_or(|n| due < n) {
             q.next_cold_due = Some(due);
             self.cold_heap.push(Reverse((due, id)));
         }
