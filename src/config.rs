@@ -85,6 +85,16 @@ pub struct Config {
     #[arg(long, default_value_t = 100)]
     pub metrics_top_queues: usize,
 
+    /// Record every event of the members of queues whose names match this
+    /// glob (as KEYS matches), for DELAYTRACE; empty: off.
+    #[arg(long, default_value = "")]
+    pub trace_queues: String,
+
+    /// Trace events kept per queue; the oldest are deleted past it.
+    #[arg(long, default_value_t = crate::engine::trace::DEFAULT_MAX_EVENTS,
+          value_parser = clap::value_parser!(u64).range(1..=i64::MAX as u64))]
+    pub trace_max_events: u64,
+
     /// A redis.conf-style file of `name value` lines; flags override it.
     #[arg(long = "config")]
     pub config_file: Option<PathBuf>,

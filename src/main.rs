@@ -91,6 +91,8 @@ async fn serve(config: Config) -> delayd::Result<()> {
         dir: config.dir.clone(),
         horizon_ms: config.horizon_ms,
         appendfsync: config.appendfsync,
+        trace_queues: config.trace_queues.clone(),
+        trace_max_events: config.trace_max_events,
     })?;
     // fjall logs through `log`; its recovery messages (a torn journal tail)
     // are wanted at start-up, but its per-write trace calls must not go

@@ -21,8 +21,9 @@ use crate::{Error, Result};
 ///
 /// `GET` takes glob patterns and replies with a map (a flat array in RESP2)
 /// of the effective values. `SET` changes `maxclients` (no higher than the
-/// open-files limit allows), `appendfsync`, `requirepass`, `loglevel` and
-/// `client-output-buffer-limit` at run time; the rest are fixed at start.
+/// open-files limit allows), `appendfsync`, `requirepass`, `loglevel`,
+/// `client-output-buffer-limit`, `trace-queues` and `trace-max-events` at run
+/// time; the rest are fixed at start.
 #[derive(Debug)]
 pub enum ConfigCmd {
     Get(Vec<Bytes>),
@@ -44,6 +45,7 @@ const FIXED: &[(&str, &str)] = &[
 fn all_params(shared: &Shared) -> Vec<(&'static str, String)> {
     let c = &shared.config;
     let rt = shared.runtime();
+    let (trace_queues, trace_max_events) = shared.engine.trace_settings();
     let mut v: Vec<(&'static str, String)> = vec![
         (
             "port",
@@ -74,6 +76,11 @@ fn all_params(shared: &Shared) -> Vec<(&'static str, String)> {
             c.metrics_port.map(|p| p.to_string()).unwrap_or_default(),
         ),
         ("metrics-top-queues", c.metrics_top_queues.to_string()),
+        (
+            "trace-queues",
+            String::from_utf8_lossy(&trace_queues).into_owned(),
+        ),
+        ("trace-max-events", trace_max_events.to_string()),
     ];
     v.extend(FIXED.iter().map(|(k, val)| (*k, (*val).to_string())));
     v
@@ -174,6 +181,8 @@ fn set(shared: &Shared, pairs: &[(String, String)]) -> Result<()> {
     let mut requirepass = None;
     let mut loglevel = None;
     let mut obuf = Vec::new();
+    let mut trace_queues = None;
+    let mut trace_max_events = None;
     for (name, value) in pairs {
         match name.as_str() {
             "client-output-buffer-limit" => {
@@ -223,6 +232,18 @@ fn set(shared: &Shared, pairs: &[(String, String)]) -> Result<()> {
                 }
                 loglevel = Some(level);
             }
+            "trace-queues" => trace_queues = Some(value.clone()),
+            "trace-max-events" => {
+                let n = super::parse_int(value.as_bytes())
+                    .map_err(|_| failed(name, "argument couldn't be parsed into an integer"))?;
+                let n = u64::try_from(n).ok().filter(|n| *n >= 1).ok_or_else(|| {
+                    failed(
+                        name,
+                        "argument must be between 1 and 9223372036854775807 inclusive",
+                    )
+                })?;
+                trace_max_events = Some(n);
+            }
             other if all_params(shared).iter().any(|(k, _)| *k == other) => {
                 return Err(failed(name, "can't set immutable config"));
             }
@@ -239,6 +260,12 @@ fn set(shared: &Shared, pairs: &[(String, String)]) -> Result<()> {
     }
     if let Some(f) = fsync {
         shared.engine.set_fsync(f);
+    }
+    if let Some(p) = trace_queues {
+        shared.engine.set_trace_queues(p.as_bytes());
+    }
+    if let Some(n) = trace_max_events {
+        shared.engine.set_trace_max_events(n);
     }
     if let Ok(mut rt) = shared.runtime.write() {
         if let Some(n) = maxclients {

@@ -29,6 +29,7 @@ pub(crate) mod delaypop;
 pub(crate) mod delayrange;
 pub(crate) mod delayrem;
 pub(crate) mod delayscore;
+pub(crate) mod delaytrace;
 pub(crate) mod echo;
 pub(crate) mod hello;
 pub(crate) mod info;

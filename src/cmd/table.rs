@@ -6,8 +6,8 @@
 
 use super::{
     Args, Command, auth, bdelaypop, client, command, config, delayack, delayadd, delaycard,
-    delaycount, delayinfo, delaypop, delayrange, delayrem, delayscore, echo, hello, info, keyspace,
-    multi, ping, quit, readonly, reset, role, select, shutdown, time,
+    delaycount, delayinfo, delaypop, delayrange, delayrem, delayscore, delaytrace, echo, hello,
+    info, keyspace, multi, ping, quit, readonly, reset, role, select, shutdown, time,
 };
 use crate::Result;
 
@@ -325,6 +325,18 @@ pub static COMMANDS: &[CommandSpec] = &[
         group: DELAY,
         args: &[Arg::new("key", T::Key)],
         ..spec("delayinfo", 2, delayinfo::parse)
+    },
+    CommandSpec {
+        flags: &["readonly"],
+        first_key: 1,
+        last_key: 1,
+        step: 1,
+        acl: &["read", "sortedset", "slow"],
+        summary: "Returns what happened to a member of a traced queue (trace-queues): [time-ms, event, detail] entries, oldest first.",
+        group: DELAY,
+        complexity: "O(N) where N is the number of trace events kept for the queue (at most trace-max-events).",
+        args: &[Arg::new("key", T::Key), Arg::new("member", T::String)],
+        ..spec("delaytrace", 3, delaytrace::parse)
     },
     CommandSpec {
         flags: &["fast", "stale"],

@@ -30,6 +30,7 @@ pub(crate) mod members;
 pub mod stats;
 pub(crate) mod storage;
 pub mod store;
+pub(crate) mod trace;
 pub mod wheel;
 pub(crate) mod writer;
 
@@ -81,6 +82,10 @@ pub struct Options {
     pub horizon_ms: u64,
     /// When writes are fsynced.
     pub appendfsync: Fsync,
+    /// The glob of traced queues (empty: tracing off).
+    pub trace_queues: String,
+    /// Trace events kept per queue.
+    pub trace_max_events: u64,
 }
 
 impl Options {
@@ -90,6 +95,8 @@ impl Options {
             dir: dir.into(),
             horizon_ms: 120_000,
             appendfsync: Fsync::EverySec,
+            trace_queues: String::new(),
+            trace_max_events: trace::DEFAULT_MAX_EVENTS,
         }
     }
 }
@@ -139,7 +146,9 @@ impl Engine {
             started.elapsed().as_secs_f64() * 1000.0
         );
         let journal = store.journal();
-        let core = Core::load(store, clock, config.horizon_ms)?;
+        let mut core = Core::load(store, clock, config.horizon_ms)?;
+        core.set_trace_queues(config.trace_queues.as_bytes());
+        core.set_trace_max_events(config.trace_max_events);
         let stats = Arc::new(SharedStats::new());
         let totals = core.totals();
         let recovery = started.elapsed();
@@ -357,6 +366,24 @@ impl Engine {
     /// Changes the fsync policy (CONFIG SET appendfsync).
     pub fn set_fsync(&self, f: Fsync) {
         self.inner.fsync.store(f.to_u8(), Ordering::Relaxed);
+    }
+
+    /// The trace settings in force: the glob of traced queues (empty: off)
+    /// and the events kept per queue (CONFIG GET).
+    pub fn trace_settings(&self) -> (Bytes, u64) {
+        self.lock().core.trace_settings()
+    }
+
+    /// Changes the glob of traced queues (CONFIG SET trace-queues; empty:
+    /// off). Events already recorded stay readable.
+    pub fn set_trace_queues(&self, pattern: &[u8]) {
+        self.lock().core.set_trace_queues(pattern);
+    }
+
+    /// Changes how many trace events each queue keeps (CONFIG SET
+    /// trace-max-events).
+    pub fn set_trace_max_events(&self, n: u64) {
+        self.lock().core.set_trace_max_events(n);
     }
 
     /// Commits and fsyncs everything, wakes blocked clients with an error and

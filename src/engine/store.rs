@@ -7,6 +7,8 @@
 //! |------------|---------------------------------------|-------------------------------------------|
 //! | `schedule` | `qlen:u16 q due:u64 seq:u64`          | `deliveries:u32 flags:u8 m`               |
 //! | `schedule` | `0xFFFF 'Q' q` (queue records)        | `card:u64 floor:u64`                      |
+//! | `schedule` | `0xFFFF 'T' qlen:u16 q seq:u64`       | one trace event (see [`super::trace`])    |
+//! | `schedule` | `0xFFFF 'B' q` (trace bounds)         | `first:u64 next:u64` trace sequences      |
 //! | `members`  | `qlen:u16 q m` (cold members only)    | `due:u64 seq:u64 deliveries:u32 flags:u8` |
 //! | `members`  | `0xFFFF 'H' qlen:u16 q sha256(m)`      | the same, for members too long for a key  |
 //! | `meta`     | `"seq"`, `"hot_until"`, `"paged_until"` | sequence reservation, horizon, paging mark (`u64`) |
@@ -24,7 +26,10 @@
 //! cardinality so a restart does not count the backlog, and `meta` keeps the
 //! sequence counter so insertion order survives restarts. The queue name is
 //! length-prefixed so a prefix scan of one queue never strays into another
-//! whose name extends it.
+//! whose name extends it. Trace events (opt-in, `trace-queues`) are numbered
+//! per queue; each traced queue's bounds record says which numbers are kept,
+//! so retention deletes the oldest by key and reads start at the first kept
+//! one, never at the tombstones retention leaves below it.
 
 //!
 //! # The round's batch
@@ -155,6 +160,42 @@ pub const MAX_QUEUE_NAME: usize = 65_000;
 const _: () = assert!(HASHED_MEMBERS.len() + 2 + MAX_QUEUE_NAME + DIGEST_LEN <= MAX_STORE_KEY);
 const _: () = assert!(2 + MAX_QUEUE_NAME + 16 <= MAX_STORE_KEY);
 const _: () = assert!(QUEUE_RECORDS.len() + MAX_QUEUE_NAME <= MAX_STORE_KEY);
+const _: () = assert!(TRACE_EVENTS.len() + 2 + MAX_QUEUE_NAME + 8 <= MAX_STORE_KEY);
+
+/// Prefix of the trace events inside `schedule`: like [`QUEUE_RECORDS`], a
+/// length prefix no queue name has, so time-index scans never meet them.
+/// They live in `schedule` so that FLUSHALL (which clears the space) clears
+/// them, and DEL (which deletes one queue's time index) keeps them.
+const TRACE_EVENTS: &[u8] = &[0xFF, 0xFF, b'T'];
+
+/// Prefix of the trace bounds records (one per traced queue).
+const TRACE_BOUNDS: &[u8] = &[0xFF, 0xFF, b'B'];
+
+/// The key of trace event `seq` of queue `q`: the name is length-prefixed,
+/// so a prefix scan of one queue's events never strays into another's.
+fn trace_key(q: &[u8], seq: u64) -> Vec<u8> {
+    let mut k = trace_prefix(q);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// The prefix of every trace event of queue `q`.
+fn trace_prefix(q: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(TRACE_EVENTS.len() + 2 + q.len() + 8);
+    k.extend_from_slice(TRACE_EVENTS);
+    // As in `queue_prefix`: names are at most MAX_QUEUE_NAME bytes.
+    let len = u16::try_from(q.len()).unwrap_or(u16::MAX);
+    k.extend_from_slice(&len.to_be_bytes());
+    k.extend_from_slice(q);
+    k
+}
+
+fn trace_bounds_key(q: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(TRACE_BOUNDS.len() + q.len());
+    k.extend_from_slice(TRACE_BOUNDS);
+    k.extend_from_slice(q);
+    k
+}
 
 /// The point-lookup key of member `m` of queue `q`: the member itself when
 /// the key fits fjall's limit, else a SHA-256 digest of it under
@@ -218,11 +259,14 @@ struct Pending {
     /// Queue records (cardinality, floor) changed in the batch, written at
     /// commit.
     queues: HashMap<Bytes, (u64, u64)>,
+    /// Trace bounds (first, next) changed in the batch, written at commit:
+    /// once per queue per round, however many events it recorded.
+    traces: HashMap<Bytes, (u64, u64)>,
 }
 
 impl Pending {
     fn is_empty(&self) -> bool {
-        self.ops.is_empty() && self.queues.is_empty()
+        self.ops.is_empty() && self.queues.is_empty() && self.traces.is_empty()
     }
 
     /// Lays the ops written since the last scan over storage's view.
@@ -442,6 +486,14 @@ impl Store {
                     .ops
                     .push(Op::Put(Space::Schedule, queue_record_key(&q), v));
             }
+        }
+        for (q, (first, next)) in pending.traces.drain() {
+            let mut v = Vec::with_capacity(16);
+            v.extend_from_slice(&first.to_be_bytes());
+            v.extend_from_slice(&next.to_be_bytes());
+            pending
+                .ops
+                .push(Op::Put(Space::Schedule, trace_bounds_key(&q), v));
         }
         // Reserve a block of sequence numbers ahead; a restart continues
         // after the block, so numbers stay unique without a write per batch.
@@ -670,6 +722,7 @@ impl Store {
     /// Removes every queue (the sequence counter and horizon stay).
     pub fn clear(&mut self) {
         self.pending.queues.clear();
+        self.pending.traces.clear();
         self.pending.members.clear();
         for space in [Space::Schedule, Space::Members] {
             self.pending.ops.push(Op::Clear(space));
@@ -696,6 +749,67 @@ impl Store {
                     .ok_or_else(|| corrupt("queue"))
             };
             out.push((Bytes::copy_from_slice(k), field(0..8)?, field(8..16)?));
+        }
+        Ok(out)
+    }
+
+    /// Writes trace event `seq` of queue `q` (its value is laid out by
+    /// [`super::trace`]).
+    pub(crate) fn put_trace(&mut self, q: &[u8], seq: u64, value: Vec<u8>) {
+        self.put_raw(Space::Schedule, trace_key(q, seq), value);
+    }
+
+    /// Deletes trace event `seq` of queue `q` (retention).
+    pub(crate) fn delete_trace(&mut self, q: &[u8], seq: u64) {
+        self.delete_raw(Space::Schedule, trace_key(q, seq));
+    }
+
+    /// Records which trace events of `q` are kept: `first..next`.
+    pub(crate) fn set_trace_bounds(&mut self, q: &Bytes, first: u64, next: u64) {
+        self.pending.traces.insert(q.clone(), (first, next));
+    }
+
+    /// Every traced queue with its trace bounds `(first, next)`, as recorded.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub(crate) fn trace_bounds(&mut self) -> Result<Vec<(Bytes, u64, u64)>> {
+        let mut out = Vec::new();
+        let end = prefix_end(TRACE_BOUNDS);
+        for entry in self.scan(Space::Schedule, TRACE_BOUNDS, end.as_deref()) {
+            let (k, v) = entry?;
+            let k = &k[TRACE_BOUNDS.len()..];
+            let field = |r: std::ops::Range<usize>| -> Result<u64> {
+                v.get(r)
+                    .and_then(decode_u64)
+                    .ok_or_else(|| corrupt("trace bounds"))
+            };
+            out.push((Bytes::copy_from_slice(k), field(0..8)?, field(8..16)?));
+        }
+        Ok(out)
+    }
+
+    /// The values of the trace events of `q` numbered `from` or more, oldest
+    /// first, that `keep` accepts: one range scan of the queue's events.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub(crate) fn trace_events(
+        &mut self,
+        q: &[u8],
+        from: u64,
+        mut keep: impl FnMut(&[u8]) -> bool,
+    ) -> Result<Vec<Vec<u8>>> {
+        let start = trace_key(q, from);
+        let end = prefix_end(&trace_prefix(q));
+        let mut out = Vec::new();
+        for entry in self.scan(Space::Schedule, &start, end.as_deref()) {
+            let (_, v) = entry?;
+            if keep(&v) {
+                out.push(v);
+            }
         }
         Ok(out)
     }

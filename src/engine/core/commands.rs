@@ -47,6 +47,9 @@ impl Core {
                     self.store.put(key, member, meta, cold, None);
                     self.save_queue(id);
                     self.place(id, member, meta);
+                    if self.traced() {
+                        self.record(key, member, &Event::due(Kind::Added, due));
+                    }
                     count += 1;
                 }
                 Some(_) if flags.nx => {}
@@ -60,7 +63,15 @@ impl Core {
                         deliveries: old.deliveries,
                         flags: old.flags & !FLAG_LEASED,
                     };
+                    let lease_ended = self.traced() && self.lease_running(old, found);
                     self.reschedule(id, member, old, found, new);
+                    if self.traced() {
+                        let ev = Event {
+                            lease_ended,
+                            ..Event::due(Kind::Rescheduled, due)
+                        };
+                        self.record(key, member, &ev);
+                    }
                     if flags.ch {
                         count += 1;
                     }
@@ -114,10 +125,21 @@ impl Core {
                 self.save_queue(id);
                 if let Some(dlq) = dead {
                     self.counters_mut(&queue).dead_lettered += 1;
+                    if self.traced() {
+                        let ev = Event {
+                            to: &dlq,
+                            ..Event::delivery(Kind::DeadLettered, before.deliveries)
+                        };
+                        self.record(&queue, &member, &ev);
+                    }
                     self.add(&dlq, &[(self.now, member)], AddFlags::default())?;
                     continue;
                 }
                 self.counters_mut(&queue).popped += 1;
+                let delivery = before.deliveries.saturating_add(1);
+                if self.traced() {
+                    self.record(&queue, &member, &Event::delivery(Kind::Popped, delivery));
+                }
                 out.push(Popped {
                     queue,
                     member,
@@ -138,6 +160,13 @@ impl Core {
             self.reschedule(id, &member, before, Found::Hot(mid), new);
             self.save_queue(id);
             self.counters_mut(&queue).popped += 1;
+            if self.traced() {
+                let ev = Event {
+                    due: new.due,
+                    ..Event::delivery(Kind::Leased, new.deliveries)
+                };
+                self.record(&queue, &member, &ev);
+            }
             out.push(Popped {
                 queue,
                 member,
@@ -173,6 +202,14 @@ impl Core {
                 if only_leased {
                     let name = self.queue_mut(id).name.clone();
                     self.counters_mut(&name).acked += 1;
+                }
+                if self.traced() {
+                    let ev = if only_leased {
+                        Event::delivery(Kind::Acked, meta.deliveries)
+                    } else {
+                        Event::due(Kind::Removed, meta.due)
+                    };
+                    self.record(key, m, &ev);
                 }
                 self.remove_member(id, m, meta, found);
                 n += 1;
@@ -350,6 +387,8 @@ impl Core {
         self.forget_queues();
         self.counters.clear();
         self.members.clear();
+        // The events went with the space the store cleared.
+        self.tracer.clear();
         Ok(())
     }
 

@@ -21,6 +21,10 @@
 //! - `pager.rs`: time passing: firing the wheel and paging the near future in
 //!   from disk;
 //! - `waiters.rs`: blocked consumers, served first come, first served.
+//!
+//! Each command and the pager also tell the [`Tracer`] what happened to
+//! each member (`trace-queues`); with tracing off that is one branch per
+//! event site.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
@@ -33,6 +37,7 @@ use super::clock::Clock;
 use super::lateness::Lateness;
 use super::members::{MemberIndex, Members, Place};
 use super::store::{FLAG_LEASED, MemberMeta, Scheduled, Store};
+use super::trace::{Event, Kind, TraceRecord, Tracer};
 use crate::{Error, Result};
 
 mod commands;
@@ -186,6 +191,12 @@ pub struct Core {
     /// How far members were paged in beyond `hot_until` (recorded in the
     /// store, for a restart).
     paged_until: u64,
+    /// The message trace: settings, the actor, each traced queue's bounds.
+    tracer: Tracer,
+    /// The actor of each blocked client (while tracing), so that a member
+    /// handed to it later is recorded as taken by it, not by whichever
+    /// client's command made the member due.
+    waiter_actors: HashMap<WaiterId, Arc<str>>,
 }
 
 /// The live queue `id` names.
@@ -259,6 +270,8 @@ impl Core {
             lateness: Lateness::default(),
             paging: None,
             paged_until: 0,
+            tracer: Tracer::default(),
+            waiter_actors: HashMap::new(),
         };
         core.load_from_store()?;
         core.store.set_hot_until(core.hot_until);
@@ -291,6 +304,7 @@ impl Core {
             .saturating_add(self.horizon_ms)
             .max(recorded)
             .max(self.paged_until);
+        self.tracer.load(&mut self.store)?;
         for (name, card, floor) in self.store.queues()? {
             let id = self.queue_or_create(&name);
             self.queue_mut(id).floor = floor;
@@ -357,6 +371,59 @@ impl Core {
             ))),
             None => Ok(()),
         }
+    }
+
+    // ---- message trace ----
+
+    /// Sets who runs the commands that follow (client id, name, address),
+    /// recorded in the trace with the events a client causes (added,
+    /// rescheduled, popped, leased, acked, dead-lettered, removed). A
+    /// client that blocks keeps the actor in force when it blocked.
+    pub fn set_actor(&mut self, actor: Option<Arc<str>>) {
+        self.tracer.replace_actor(actor);
+    }
+
+    /// Sets the glob of traced queues (`trace-queues`; empty: off).
+    pub fn set_trace_queues(&mut self, pattern: &[u8]) {
+        self.tracer.set_pattern(pattern);
+    }
+
+    /// Sets how many trace events each queue keeps (`trace-max-events`).
+    pub fn set_trace_max_events(&mut self, n: u64) {
+        self.tracer.set_max_events(n);
+    }
+
+    /// The trace settings in force: the glob (empty when off) and the
+    /// events kept per queue.
+    pub fn trace_settings(&self) -> (Bytes, u64) {
+        (
+            Bytes::copy_from_slice(self.tracer.pattern()),
+            self.tracer.max_events(),
+        )
+    }
+
+    /// `DELAYTRACE`: the kept events of a member, oldest first. One scan of
+    /// the queue's kept events (at most `trace-max-events`).
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub(crate) fn trace(&mut self, key: &[u8], member: &[u8]) -> Result<Vec<TraceRecord>> {
+        self.tracer.events(&mut self.store, key, member)
+    }
+
+    /// Whether events are recorded now: tracing is on and the store takes
+    /// writes (after a failure the round's batch is dropped, and the
+    /// bounds in memory must not run ahead of the store).
+    #[inline]
+    fn traced(&self) -> bool {
+        self.tracer.on() && self.failed.is_none()
+    }
+
+    /// Records an event of `member` of queue `key` now, if it is traced.
+    fn record(&mut self, key: &[u8], member: &[u8], ev: &Event<'_>) {
+        self.tracer
+            .record(&mut self.store, self.now, key, member, ev);
     }
 
     /// Engine-wide totals.
@@ -623,9 +690,23 @@ impl Core {
                     self.store.put(&p.queue, &p.member, p.before, cold, None);
                     self.save_queue(id);
                     self.place(id, &p.member, p.before);
+                    if self.traced() {
+                        self.record(
+                            &p.queue,
+                            &p.member,
+                            &Event::due(Kind::PutBack, p.before.due),
+                        );
+                    }
                 }
                 (Some((cur, found)), Some(after)) if cur == after => {
                     self.reschedule(id, &p.member, cur, found, p.before);
+                    if self.traced() {
+                        self.record(
+                            &p.queue,
+                            &p.member,
+                            &Event::due(Kind::PutBack, p.before.due),
+                        );
+                    }
                 }
                 _ => {}
             }

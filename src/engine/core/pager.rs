@@ -109,6 +109,18 @@ impl Core {
             }
             self.members.make_ready(&mut q.members, mid);
             self.signaled.push(qid);
+            if self.traced() {
+                let ev = if meta.leased() {
+                    Event::delivery(Kind::LeaseExpired, meta.deliveries)
+                } else {
+                    Event::due(Kind::Due, meta.due)
+                };
+                if let Some(q) = self.queues.get(qid as usize).and_then(Option::as_ref) {
+                    let member = self.members.member(mid);
+                    self.tracer
+                        .record(&mut self.store, self.now, &q.name, member, &ev);
+                }
+            }
         }
     }
 

@@ -49,6 +49,11 @@ impl Core {
         }
         let keys = waiter.keys.clone();
         self.blocked.insert(id, waiter);
+        if self.tracer.on()
+            && let Some(actor) = self.tracer.actor()
+        {
+            self.waiter_actors.insert(id, actor.clone());
+        }
         for key in keys {
             if let Some(qid) = self.queue_id(&key) {
                 self.signaled.push(qid);
@@ -62,6 +67,7 @@ impl Core {
         if let Some(w) = self.blocked.remove(&id) {
             self.forget_waiter(id, &w.keys);
         }
+        self.waiter_actors.remove(&id);
     }
 
     pub(super) fn forget_waiter(&mut self, id: WaiterId, keys: &[Bytes]) {
@@ -98,10 +104,23 @@ impl Core {
                     continue;
                 };
                 self.forget_waiter(wid, &w.keys);
+                let actor = self.waiter_actors.remove(&wid);
                 if w.tx.is_closed() {
                     continue;
                 }
-                match self.pop(&name, &w.opts) {
+                // The pop is the blocked client's doing, whoever's round
+                // this is: record it under its own actor (or none).
+                let traced = self.tracer.on();
+                let current = if traced {
+                    self.tracer.replace_actor(actor.clone())
+                } else {
+                    None
+                };
+                let popped = self.pop(&name, &w.opts);
+                if traced {
+                    self.tracer.replace_actor(current);
+                }
+                match popped {
                     // Everything due was dead-lettered: keep waiting, first in line.
                     Ok(popped) if popped.is_empty() => {
                         for key in &w.keys {
@@ -113,6 +132,9 @@ impl Core {
                             }
                         }
                         self.blocked.insert(wid, w);
+                        if let Some(actor) = actor {
+                            self.waiter_actors.insert(wid, actor);
+                        }
                         break;
                     }
                     popped => self.outgoing.push(WaiterReply { tx: w.tx, popped }),
@@ -131,6 +153,7 @@ impl Core {
             });
         }
         self.waiters.clear();
+        self.waiter_actors.clear();
     }
 
     /// Replies for blocked clients produced since the last call.
