@@ -21,7 +21,10 @@ fn wait_flag(admin: &mut redis::Connection, id: i64, flag: &str) {
         {
             return;
         }
-        assert!(Instant::now() < deadline, "client {id} never got {flag}: {list}");
+        assert!(
+            Instant::now() < deadline,
+            "client {id} never got {flag}: {list}"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -68,7 +71,8 @@ fn client_unblock_interrupts_a_redis_rs_blocking_pop() {
             let e = r.unwrap_err();
             assert_eq!(e.code(), Some("UNBLOCKED"), "{e:?}");
             assert!(
-                e.to_string().contains("client unblocked via CLIENT UNBLOCK"),
+                e.to_string()
+                    .contains("client unblocked via CLIENT UNBLOCK"),
                 "{e}"
             );
         } else {
@@ -152,9 +156,14 @@ fn client_control_errors_match_redis() {
         assert_eq!(show(&d.ask(cmd)), show(&r.ask(cmd)), "{cmd}");
     }
     let t = show(&d.ask("CLIENT TRACKING on"));
-    assert!(t.starts_with("-ERR CLIENT TRACKING") && t.contains("not supported"), "{t}");
+    assert!(
+        t.starts_with("-ERR CLIENT TRACKING") && t.contains("not supported"),
+        "{t}"
+    );
     let help = show(&d.ask("CLIENT HELP"));
-    for sub in ["UNBLOCK", "KILL", "PAUSE", "UNPAUSE", "REPLY", "NO-EVICT", "TRACKING"] {
+    for sub in [
+        "UNBLOCK", "KILL", "PAUSE", "UNPAUSE", "REPLY", "NO-EVICT", "TRACKING",
+    ] {
         assert!(help.contains(sub), "CLIENT HELP lacks {sub}: {help}");
     }
 }
@@ -342,7 +351,11 @@ fn monitor_lines_match_redis() {
         got.push(text.lines().map(strip).collect::<Vec<_>>());
     }
     assert_eq!(got[0], got[1]);
-    assert!(got[0].contains(&"\"PING\" \"x\"".to_string()), "{:?}", got[0]);
+    assert!(
+        got[0].contains(&"\"PING\" \"x\"".to_string()),
+        "{:?}",
+        got[0]
+    );
 }
 
 #[test]
@@ -367,7 +380,10 @@ fn redis_cli_monitor_shows_other_clients_commands() {
         if list.contains("flags=O ") {
             break;
         }
-        assert!(Instant::now() < deadline, "redis-cli never monitored: {list}");
+        assert!(
+            Instant::now() < deadline,
+            "redis-cli never monitored: {list}"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     let _: i64 = redis::cmd("DELAYADD")

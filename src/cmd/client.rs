@@ -92,7 +92,7 @@ fn parse_kill(args: &mut Args) -> Result<Client> {
             String::from_utf8_lossy(&rest[0]).into_owned(),
         ));
     }
-    if rest.len() % 2 != 0 {
+    if !rest.len().is_multiple_of(2) {
         return Err(Error::Syntax);
     }
     let mut f = KillFilter::default();
