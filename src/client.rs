@@ -3,9 +3,11 @@
 //! ([`ClientState`]: the protocol, authentication). Commands read and
 //! change it; the session owns it.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+use tokio::sync::Notify;
 
 use crate::protocol::Protocol;
 
@@ -24,9 +26,73 @@ pub struct ClientInfo {
     pub resp: AtomicU64,
     pub blocked: AtomicBool,
     pub in_multi: AtomicBool,
+    /// In MONITOR mode (CLIENT LIST's `O` flag).
+    pub(crate) monitor: AtomicBool,
+    /// Set by CLIENT KILL: the session closes at its next wake-up.
+    pub(crate) killed: AtomicBool,
+    /// What CLIENT UNBLOCK asked of a blocked pop: [`UNBLOCK_NONE`],
+    /// [`UNBLOCK_TIMEOUT`] or [`UNBLOCK_ERROR`].
+    pub(crate) unblock: AtomicU8,
+    /// Wakes the session (blocked, idle or paused) for CLIENT KILL and
+    /// CLIENT UNBLOCK. One waiter, the session; `notify_one` keeps a permit
+    /// if it is not waiting, so a request made between two awaits is seen.
+    pub(crate) wake: Notify,
 }
 
+/// No CLIENT UNBLOCK pending.
+pub(crate) const UNBLOCK_NONE: u8 = 0;
+/// CLIENT UNBLOCK id [TIMEOUT]: answer as if the timeout passed.
+pub(crate) const UNBLOCK_TIMEOUT: u8 = 1;
+/// CLIENT UNBLOCK id ERROR: answer `-UNBLOCKED`.
+pub(crate) const UNBLOCK_ERROR: u8 = 2;
+
 impl ClientInfo {
+    /// A new connection's entry for the registry.
+    pub(crate) fn new(id: u64, addr: String, laddr: String) -> ClientInfo {
+        ClientInfo {
+            id,
+            addr,
+            laddr,
+            created: Instant::now(),
+            name: Mutex::default(),
+            lib_name: Mutex::default(),
+            lib_ver: Mutex::default(),
+            last_cmd: Mutex::new("NULL".into()),
+            last_active: Mutex::new(Instant::now()),
+            resp: AtomicU64::new(2),
+            blocked: AtomicBool::new(false),
+            in_multi: AtomicBool::new(false),
+            monitor: AtomicBool::new(false),
+            killed: AtomicBool::new(false),
+            unblock: AtomicU8::new(UNBLOCK_NONE),
+            wake: Notify::new(),
+        }
+    }
+
+    /// CLIENT KILL: the session closes the connection promptly, whether it
+    /// is blocked, idle or waiting out a pause.
+    pub(crate) fn kill(&self) {
+        self.killed.store(true, Ordering::Relaxed);
+        self.wake.notify_one();
+    }
+
+    /// Whether CLIENT KILL closed this client.
+    pub(crate) fn is_killed(&self) -> bool {
+        self.killed.load(Ordering::Relaxed)
+    }
+
+    /// CLIENT UNBLOCK: wakes the client if it is blocked in a pop, with
+    /// `how` ([`UNBLOCK_TIMEOUT`] or [`UNBLOCK_ERROR`]); false if it is not
+    /// blocked.
+    pub(crate) fn unblock(&self, how: u8) -> bool {
+        if !self.blocked.load(Ordering::Relaxed) {
+            return false;
+        }
+        self.unblock.store(how, Ordering::Relaxed);
+        self.wake.notify_one();
+        true
+    }
+
     /// Marks the client as inside `MULTI` (CLIENT LIST's `x` flag).
     pub fn set_in_multi(&self, yes: bool) {
         self.in_multi.store(yes, Ordering::Relaxed);
@@ -40,7 +106,9 @@ impl ClientInfo {
             .lock()
             .map(|t| t.elapsed().as_secs())
             .unwrap_or(0);
-        let flags = if self.blocked.load(Ordering::Relaxed) {
+        let flags = if self.monitor.load(Ordering::Relaxed) {
+            "O"
+        } else if self.blocked.load(Ordering::Relaxed) {
             "b"
         } else if self.in_multi.load(Ordering::Relaxed) {
             "x"
@@ -74,6 +142,39 @@ pub struct ClientState {
     pub authenticated: bool,
     /// Set by `QUIT` and `SHUTDOWN`: close after the reply.
     pub quit: bool,
+    /// `CLIENT REPLY`: whether replies are sent.
+    pub(crate) reply_mode: ReplyMode,
+    /// Set by `MONITOR`: the feed of other clients' commands.
+    pub(crate) monitor: Option<crate::cmd::monitor::Monitor>,
+}
+
+/// `CLIENT REPLY`'s modes, with Redis's rules: OFF silences every reply
+/// until `CLIENT REPLY ON`; SKIP silences the next command's reply only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReplyMode {
+    On,
+    Off,
+    /// `CLIENT REPLY SKIP` ran: the next command is silent.
+    SkipNext,
+    /// The command being run is silent (the one after SKIP).
+    Skip,
+}
+
+impl ReplyMode {
+    /// Whether replies are dropped now.
+    pub(crate) fn silent(self) -> bool {
+        matches!(self, ReplyMode::Off | ReplyMode::Skip)
+    }
+
+    /// The mode for the next command, once one is done (Redis's
+    /// `resetClient`): a skipped command's successor is answered again.
+    pub(crate) fn after_command(self) -> ReplyMode {
+        match self {
+            ReplyMode::Skip => ReplyMode::On,
+            ReplyMode::SkipNext => ReplyMode::Skip,
+            m => m,
+        }
+    }
 }
 
 impl ClientState {
@@ -84,6 +185,8 @@ impl ClientState {
             proto: Protocol::Resp2,
             authenticated,
             quit: false,
+            reply_mode: ReplyMode::On,
+            monitor: None,
         }
     }
 

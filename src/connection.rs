@@ -114,6 +114,11 @@ impl Connection {
         self.out.push(reply, proto, &self.obuf_limit);
     }
 
+    /// Appends bytes already encoded (MONITOR's lines).
+    pub fn push_raw(&mut self, bytes: &[u8]) {
+        self.out.push_raw(bytes, &self.obuf_limit);
+    }
+
     /// Bytes of output waiting, as counted against the output buffer limit.
     pub fn pending_output(&self) -> usize {
         usize::try_from(self.out.pending()).unwrap_or(usize::MAX)

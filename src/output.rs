@@ -139,6 +139,16 @@ impl Output {
         self.account.check(limit);
     }
 
+    /// Appends bytes already encoded (MONITOR's lines, the same in RESP2
+    /// and RESP3), counted like replies.
+    pub(crate) fn push_raw(&mut self, bytes: &[u8], limit: &ObufLimit) {
+        self.tail.extend_from_slice(bytes);
+        let n = bytes.len() as u64;
+        self.account.pending += n;
+        self.produced += n;
+        self.account.check(limit);
+    }
+
     /// Bytes counted against the limits.
     pub(crate) fn pending(&self) -> u64 {
         self.account.pending

@@ -1,8 +1,8 @@
 //! The accept loop: listeners, the connection limit, one task per client.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -123,20 +123,7 @@ async fn serve(socket: TcpStream, shared: &Arc<Shared>) {
         shared.obuf_limit(),
     );
     let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed);
-    let info = Arc::new(ClientInfo {
-        id,
-        addr: conn.peer(),
-        laddr: conn.local(),
-        created: Instant::now(),
-        name: Mutex::default(),
-        lib_name: Mutex::default(),
-        lib_ver: Mutex::default(),
-        last_cmd: Mutex::new("NULL".into()),
-        last_active: Mutex::new(Instant::now()),
-        resp: AtomicU64::new(2),
-        blocked: AtomicBool::new(false),
-        in_multi: AtomicBool::new(false),
-    });
+    let info = Arc::new(ClientInfo::new(id, conn.peer(), conn.local()));
     if let Ok(mut c) = shared.clients.lock() {
         c.insert(id, info.clone());
     }

@@ -20,9 +20,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::client::{ClientInfo, ClientState};
+use crate::client::{ClientInfo, ClientState, UNBLOCK_ERROR, UNBLOCK_NONE, UNBLOCK_TIMEOUT};
 use crate::cmd::delaypop::pop_reply;
-use crate::cmd::{self, Blocking, Command, Queued, multi};
+use crate::cmd::{self, Blocking, Command, Queued, monitor, multi};
 use crate::connection::Connection;
 use crate::engine::core::Delivery;
 use crate::engine::{Engine, Popped, Round};
@@ -43,6 +43,14 @@ pub struct Session {
     /// Members popped for replies not yet handed to the kernel, with the
     /// output position where each reply ends.
     unsent: Vec<(u64, Vec<Popped>)>,
+    /// MONITOR lines of the commands queued since `MULTI`: sent when EXEC
+    /// runs them, as Redis shows them.
+    monitor_queued: Vec<Bytes>,
+}
+
+/// Why a killed session ends (logged at debug level).
+fn killed() -> Error {
+    Error::msg("killed by CLIENT KILL")
 }
 
 /// Whether a read while blocked means the client is gone: end of stream, a
@@ -81,6 +89,7 @@ impl Session {
             client: ClientState::new(info, authenticated),
             transaction: None,
             unsent: Vec::new(),
+            monitor_queued: Vec::new(),
         }
     }
 
@@ -109,12 +118,26 @@ impl Session {
     async fn serve(&mut self) -> Result<()> {
         let mut reqs = Vec::new();
         let mut batch = Vec::new();
+        let info = self.client.info.clone();
         loop {
             reqs.clear();
+            if info.is_killed() {
+                return Err(killed());
+            }
             let shared = self.shared.clone();
             let alive = tokio::select! {
                 r = self.conn.read_requests(&mut reqs) => r?,
                 () = shared.shutdown.wait() => return Ok(()),
+                // CLIENT KILL closes an idle client at once.
+                () = info.wake.notified() => continue,
+                Some(line) = next_monitor_line(&mut self.client.monitor) => {
+                    self.conn.push_raw(&line);
+                    while let Some(line) = self.client.monitor.as_mut().and_then(|m| m.try_next()) {
+                        self.conn.push_raw(&line);
+                    }
+                    self.flush().await?;
+                    continue;
+                }
             };
             if !alive {
                 return Ok(());
@@ -130,6 +153,10 @@ impl Session {
                         self.reply(Reply::from(e));
                         self.client.quit = true;
                     }
+                }
+                if info.is_killed() {
+                    // Killed by itself (answered, then closed) or by another.
+                    self.client.quit = true;
                 }
                 if self.client.quit {
                     break;
@@ -182,12 +209,19 @@ impl Session {
     }
 
     fn reply(&mut self, r: Reply) {
-        self.conn.push(r, self.client.proto);
+        // CLIENT REPLY OFF / SKIP.
+        if !self.client.reply_mode.silent() {
+            self.conn.push(r, self.client.proto);
+        }
     }
 
     /// Replies with members that were popped: they are put back if the
     /// reply never reaches the kernel.
     fn reply_popped(&mut self, r: Reply, popped: Vec<Popped>) {
+        if self.client.reply_mode.silent() {
+            // CLIENT REPLY OFF: the client asked not to hear, as in Redis.
+            return;
+        }
         self.conn.push(r, self.client.proto);
         if !popped.is_empty() {
             self.unsent.push((self.conn.produced(), popped));
@@ -216,7 +250,62 @@ impl Session {
         Ok(())
     }
 
+    /// Runs one command, honouring CLIENT REPLY: a silenced command's
+    /// engine round runs at once, so its replies are dropped while the
+    /// mode still says so (a command is silenced only after CLIENT REPLY,
+    /// which runs outside the batch, so no earlier reply is pending).
     async fn dispatch(&mut self, args: Vec<Bytes>, batch: &mut Vec<Queued>) -> Result<()> {
+        let silent = self.client.reply_mode.silent();
+        if silent {
+            self.flush_engine(batch).await?;
+        }
+        let r = self.dispatch_one(args, batch).await;
+        if silent {
+            self.flush_engine(batch).await?;
+        }
+        self.client.reply_mode = self.client.reply_mode.after_command();
+        r
+    }
+
+    /// Waits while CLIENT PAUSE holds this command back (a write, or any
+    /// command with ALL), until UNPAUSE, the deadline, CLIENT KILL or
+    /// shutdown.
+    async fn wait_pause(&mut self, write: bool) -> Result<()> {
+        let shared = self.shared.clone();
+        let info = self.client.info.clone();
+        let mut rx = shared.pause.subscribe();
+        loop {
+            let st = *rx.borrow_and_update();
+            if !st.holds(write) {
+                shared.pause.clear_expired();
+                return Ok(());
+            }
+            tokio::select! {
+                r = rx.changed() => {
+                    if r.is_err() {
+                        return Ok(());
+                    }
+                }
+                () = tokio::time::sleep_until(st.until.into()) => {}
+                () = info.wake.notified() => {
+                    if info.is_killed() {
+                        return Err(killed());
+                    }
+                }
+                () = shared.shutdown.wait() => return Err(Error::ShuttingDown),
+            }
+        }
+    }
+
+    /// Sends a MONITOR line to the monitors.
+    fn feed(&self, line: Option<Bytes>) {
+        if let Some(line) = line {
+            // No receiver left: nobody to tell.
+            let _ = self.shared.monitor_feed.send(line);
+        }
+    }
+
+    async fn dispatch_one(&mut self, args: Vec<Bytes>, batch: &mut Vec<Queued>) -> Result<()> {
         self.shared
             .stats
             .commands_processed
@@ -234,6 +323,23 @@ impl Session {
             self.reply_in_order(Reply::from(e), batch);
             return Ok(());
         }
+        if self.client.monitor.is_some()
+            && spec.flags.iter().any(|f| *f == "write" || *f == "readonly")
+        {
+            // As Redis treats a monitor: like a replica.
+            let e = Error::msg("Replica can't interact with the keyspace");
+            self.reply_in_order(Reply::from(e), batch);
+            return Ok(());
+        }
+        if self.shared.pause.maybe_active() {
+            // Earlier replies reach the client before it waits.
+            self.flush_engine(batch).await?;
+            self.conn.flush().await?;
+            self.wait_pause(spec.flags.contains(&"write")).await?;
+        }
+        // One atomic load when nobody monitors.
+        let line = (self.shared.monitors.load(Ordering::Relaxed) > 0 && monitor::shown(spec.flags))
+            .then(|| monitor::line(&self.client.info.addr, &args));
         let info = &self.client.info;
         if let Ok(mut c) = info.last_cmd.lock() {
             c.clear();
@@ -249,6 +355,7 @@ impl Session {
                 multi::fail(Some(tx));
                 Reply::from(Error::msg("Command not allowed inside a transaction"))
             } else {
+                self.monitor_queued.extend(line);
                 multi::queue(tx, cmd::parse_spec(spec, args))
             };
             self.reply_in_order(r, batch);
@@ -257,11 +364,13 @@ impl Session {
         let command = match cmd::parse_spec(spec, args) {
             Ok(c) => c,
             Err(e) => {
+                self.feed(line);
                 self.reply_in_order(Reply::from(e), batch);
                 return Ok(());
             }
         };
         if let Command::Engine(c) = command {
+            self.feed(line);
             let alone = c.may_reply_large();
             if alone {
                 self.flush_engine(batch).await?;
@@ -278,24 +387,48 @@ impl Session {
         let mut popped = Vec::new();
         let reply = match command {
             Command::Engine(_) => None,
-            Command::Client(c) => c.apply(&self.shared, &mut self.client),
+            Command::Client(c) => {
+                let r = c.apply(&self.shared, &mut self.client);
+                self.feed(line);
+                r
+            }
             Command::Blocking(b) => {
+                // Shown when it starts waiting, as Redis shows it.
+                self.feed(line);
                 // The replies before it leave now, not when it is served.
                 self.flush().await?;
                 let (r, p) = self.block(b).await?;
                 popped = p;
                 Some(r)
             }
-            Command::Transaction(control) => Some(
-                multi::apply(
+            Command::Transaction(control) => {
+                let (exec, reset) = (
+                    control == multi::Control::Exec,
+                    control == multi::Control::Reset,
+                );
+                let r = multi::apply(
                     control,
                     &mut self.transaction,
                     &self.shared,
                     &mut self.client,
                     &mut popped,
                 )
-                .await,
-            ),
+                .await;
+                // The queued commands are shown if EXEC ran them.
+                let queued = std::mem::take(&mut self.monitor_queued);
+                if exec && matches!(r, Reply::Array(_)) {
+                    for l in queued {
+                        self.feed(Some(l));
+                    }
+                }
+                if reset {
+                    // RESET also ends MONITOR and CLIENT REPLY OFF, as in Redis.
+                    self.client.monitor = None;
+                    self.client.reply_mode = crate::client::ReplyMode::On;
+                }
+                self.feed(line);
+                Some(r)
+            }
         };
         if self.client.authenticated != was {
             // Framing limits are tighter until a client authenticates.
@@ -323,6 +456,8 @@ impl Session {
         let with_counts = opts.with_counts;
         let (id, mut rx) = engine.block(keys, opts)?;
         let info = self.client.info.clone();
+        // A CLIENT UNBLOCK meant for an earlier pop is forgotten.
+        info.unblock.store(UNBLOCK_NONE, Ordering::Relaxed);
         info.blocked.store(true, Ordering::Relaxed);
         let sleep = tokio::time::sleep(std::time::Duration::from_millis(timeout_ms));
         tokio::pin!(sleep);
@@ -362,6 +497,34 @@ impl Session {
                         Err(_) => {
                             engine.unblock(id);
                             break Ok((Reply::from(Error::ShuttingDown), Vec::new()));
+                        }
+                    }
+                }
+                () = info.wake.notified() => {
+                    if info.is_killed() {
+                        // As if the client went away: nothing is lost.
+                        engine.unblock(id);
+                        rx.close();
+                        if let Ok(mut d) = rx.try_recv() {
+                            put_back(engine, d.take_popped()).await;
+                        }
+                        break Err(killed());
+                    }
+                    let woken = match info.unblock.swap(UNBLOCK_NONE, Ordering::Relaxed) {
+                        UNBLOCK_TIMEOUT => Reply::NullArray,
+                        UNBLOCK_ERROR => Reply::from(Error::Coded(
+                            "UNBLOCKED",
+                            "client unblocked via CLIENT UNBLOCK".into(),
+                        )),
+                        _ => continue,
+                    };
+                    rx.close();
+                    // A member handed over at the same instant is delivered, not lost.
+                    match rx.try_recv() {
+                        Ok(d) => d,
+                        Err(_) => {
+                            engine.unblock(id);
+                            break Ok((woken, Vec::new()));
                         }
                     }
                 }
@@ -417,5 +580,13 @@ impl Session {
                 Err(Error::msg("client went away while blocked"))
             }
         }
+    }
+}
+
+/// The next MONITOR line for a monitoring client; never, for the others.
+async fn next_monitor_line(m: &mut Option<monitor::Monitor>) -> Option<Bytes> {
+    match m {
+        Some(m) => m.next().await,
+        None => std::future::pending().await,
     }
 }

@@ -2,9 +2,12 @@
 //! CONFIG SET may change, the client registry and server-wide counters.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::sync::{broadcast, watch};
 
 use crate::client::ClientInfo;
 use crate::config::Config;
@@ -45,6 +48,109 @@ pub struct Shared {
     pub port: AtomicU64,
     /// (when, commands processed then, rate) for `instantaneous_ops_per_sec`.
     ops_sample: Mutex<(Instant, u64, u64)>,
+    /// `CLIENT PAUSE`.
+    pub(crate) pause: Pause,
+    /// Clients in MONITOR mode: while 0, commands are not formatted for
+    /// the feed (one atomic load per command).
+    pub(crate) monitors: Arc<AtomicUsize>,
+    /// Every command run, as MONITOR prints it (see [`crate::cmd::monitor`]).
+    pub(crate) monitor_feed: broadcast::Sender<Bytes>,
+}
+
+/// Lines of MONITOR output kept for a monitor that falls behind; beyond
+/// this it misses lines rather than the server buffering without bound.
+const MONITOR_BACKLOG: usize = 8192;
+
+/// What `CLIENT PAUSE` holds back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum PauseMode {
+    /// Write commands (table flag `write`, blocking pops included).
+    Write,
+    /// Every command.
+    All,
+}
+
+/// The state of `CLIENT PAUSE`: a mode until a deadline, or none.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PauseState {
+    pub(crate) mode: Option<PauseMode>,
+    pub(crate) until: Instant,
+}
+
+impl PauseState {
+    /// Whether a command (a write or not) must wait now.
+    pub(crate) fn holds(&self, write: bool) -> bool {
+        match self.mode {
+            None => false,
+            Some(m) => Instant::now() < self.until && (m == PauseMode::All || write),
+        }
+    }
+}
+
+/// `CLIENT PAUSE` / `CLIENT UNPAUSE`, shared by every session.
+pub(crate) struct Pause {
+    /// Fast path: false while no pause was set since the last UNPAUSE or
+    /// expiry, so an unpaused server pays one atomic load per command.
+    active: AtomicBool,
+    /// The state; sessions waiting out a pause watch it for UNPAUSE.
+    state: watch::Sender<PauseState>,
+}
+
+impl Pause {
+    fn new() -> Pause {
+        Pause {
+            active: AtomicBool::new(false),
+            state: watch::Sender::new(PauseState {
+                mode: None,
+                until: Instant::now(),
+            }),
+        }
+    }
+
+    /// Whether a pause may be in effect (then see [`Pause::subscribe`]).
+    pub(crate) fn maybe_active(&self) -> bool {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// The state, to wait for a change of it.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<PauseState> {
+        self.state.subscribe()
+    }
+
+    /// `CLIENT PAUSE`: as in Redis, a pause already in effect is only made
+    /// longer or stricter, never shorter or looser.
+    pub(crate) fn pause(&self, until: Instant, mode: PauseMode) {
+        self.state.send_modify(|s| {
+            let now = Instant::now();
+            if s.mode.is_none() || s.until <= now {
+                *s = PauseState {
+                    mode: Some(mode),
+                    until,
+                };
+            } else {
+                s.until = s.until.max(until);
+                s.mode = s.mode.max(Some(mode));
+            }
+        });
+        self.active.store(true, Ordering::Relaxed);
+    }
+
+    /// Turns the fast path back on once a pause has run out.
+    pub(crate) fn clear_expired(&self) {
+        self.state.send_if_modified(|s| {
+            if s.mode.is_some() && s.until <= Instant::now() {
+                s.mode = None;
+                self.active.store(false, Ordering::Relaxed);
+            }
+            false
+        });
+    }
+
+    /// `CLIENT UNPAUSE`: wakes every waiting client.
+    pub(crate) fn unpause(&self) {
+        self.state.send_modify(|s| s.mode = None);
+        self.active.store(false, Ordering::Relaxed);
+    }
 }
 
 impl Shared {
@@ -66,6 +172,9 @@ impl Shared {
             started: Instant::now(),
             shutdown: Shutdown::new(),
             ops_sample: Mutex::new((Instant::now(), 0, 0)),
+            pause: Pause::new(),
+            monitors: Arc::new(AtomicUsize::new(0)),
+            monitor_feed: broadcast::Sender::new(MONITOR_BACKLOG),
         })
     }
 

@@ -3,8 +3,9 @@
 use bytes::Bytes;
 
 use super::{Args, ClientCommand, Command, is};
-use crate::client::ClientState;
+use crate::client::{ClientInfo, ClientState, ReplyMode, UNBLOCK_ERROR, UNBLOCK_TIMEOUT};
 use crate::protocol::Reply;
+use crate::shared::PauseMode;
 use crate::shared::Shared;
 use crate::{Error, Result};
 
@@ -20,10 +21,27 @@ use crate::{Error, Result};
 /// CLIENT LIST [TYPE normal] [ID id ...]
 /// CLIENT INFO
 /// CLIENT NO-EVICT|NO-TOUCH ON|OFF
+/// CLIENT UNBLOCK id [TIMEOUT|ERROR]
+/// CLIENT KILL ip:port
+/// CLIENT KILL [ID id] [ADDR ip:port] [LADDR ip:port] [USER name] [TYPE type] [SKIPME yes|no]
+/// CLIENT PAUSE timeout [WRITE|ALL]
+/// CLIENT UNPAUSE
+/// CLIENT REPLY ON|OFF|SKIP
+/// CLIENT TRACKING ... (refused: not supported)
 /// CLIENT HELP
 /// ```
 #[derive(Debug)]
 pub enum Client {
+    /// CLIENT UNBLOCK: the client id and how to wake it.
+    Unblock(u64, u8),
+    /// CLIENT KILL ip:port (answers OK or `No such client`).
+    KillAddr(String),
+    /// CLIENT KILL with filters (answers the number killed).
+    Kill(KillFilter),
+    /// CLIENT PAUSE: milliseconds and mode.
+    Pause(u64, PauseMode),
+    Unpause,
+    Reply(ReplyMode),
     Id,
     SetName(Bytes),
     GetName,
@@ -32,6 +50,89 @@ pub enum Client {
     Info,
     Flag,
     Help,
+}
+
+/// CLIENT KILL's filters: a client is killed if it matches all that are set.
+#[derive(Debug, Default)]
+pub struct KillFilter {
+    id: Option<u64>,
+    addr: Option<String>,
+    laddr: Option<String>,
+    /// `TYPE` other than normal (or `USER` other than default): matches
+    /// no client, every client being a normal one of the default user.
+    none: bool,
+    /// `SKIPME no`: the caller may kill itself.
+    include_me: bool,
+}
+
+impl KillFilter {
+    fn matches(&self, c: &ClientInfo, me: u64) -> bool {
+        !self.none
+            && (self.include_me || c.id != me)
+            && self.id.is_none_or(|id| id == c.id)
+            && self.addr.as_ref().is_none_or(|a| *a == c.addr)
+            && self.laddr.as_ref().is_none_or(|a| *a == c.laddr)
+    }
+}
+
+/// Redis's text for a subcommand given the wrong number of arguments where
+/// the count decides the form.
+fn wrong_args(sub: &[u8]) -> Error {
+    Error::msg(format!(
+        "unknown subcommand or wrong number of arguments for '{}'. Try CLIENT HELP.",
+        String::from_utf8_lossy(sub)
+    ))
+}
+
+/// CLIENT KILL's arguments after the subcommand.
+fn parse_kill(args: &mut Args) -> Result<Client> {
+    let rest = args.rest();
+    if rest.len() == 1 {
+        return Ok(Client::KillAddr(
+            String::from_utf8_lossy(&rest[0]).into_owned(),
+        ));
+    }
+    if !rest.len().is_multiple_of(2) {
+        return Err(Error::Syntax);
+    }
+    let mut f = KillFilter::default();
+    for pair in rest.chunks(2) {
+        let (opt, v) = (&pair[0], &pair[1]);
+        let text = String::from_utf8_lossy(v).into_owned();
+        if is(opt, "ID") {
+            let id = super::parse_int(v).ok().filter(|&id| id > 0);
+            let Some(id) = id else {
+                return Err(Error::msg("client-id should be greater than 0"));
+            };
+            f.id = Some(id as u64);
+        } else if is(opt, "ADDR") {
+            f.addr = Some(text);
+        } else if is(opt, "LADDR") {
+            f.laddr = Some(text);
+        } else if is(opt, "TYPE") {
+            match text.to_ascii_lowercase().as_str() {
+                "normal" => {}
+                "master" | "replica" | "slave" | "pubsub" => f.none = true,
+                _ => return Err(Error::msg(format!("Unknown client type '{text}'"))),
+            }
+        } else if is(opt, "USER") {
+            // The only user is `default`.
+            if text != "default" {
+                return Err(Error::msg(format!("No such user '{text}'")));
+            }
+        } else if is(opt, "SKIPME") {
+            if is(v, "yes") {
+                f.include_me = false;
+            } else if is(v, "no") {
+                f.include_me = true;
+            } else {
+                return Err(Error::Syntax);
+            }
+        } else {
+            return Err(Error::Syntax);
+        }
+    }
+    Ok(Client::Kill(f))
 }
 
 /// Validates and sets the client name (CLIENT SETNAME, HELLO SETNAME).
@@ -137,6 +238,78 @@ impl Client {
                 }
                 Client::Flag
             }
+            "unblock" => {
+                if !(1..=2).contains(&args.remaining()) {
+                    return Err(wrong_args(&sub));
+                }
+                let id = super::parse_int(&args.next_bytes()?)?;
+                let how = match args.try_next() {
+                    None => UNBLOCK_TIMEOUT,
+                    Some(r) if is(&r, "TIMEOUT") => UNBLOCK_TIMEOUT,
+                    Some(r) if is(&r, "ERROR") => UNBLOCK_ERROR,
+                    Some(_) => {
+                        return Err(Error::msg(
+                            "CLIENT UNBLOCK reason should be TIMEOUT or ERROR",
+                        ));
+                    }
+                };
+                // Ids are positive: a negative one matches no client.
+                Client::Unblock(u64::try_from(id).unwrap_or(0), how)
+            }
+            "kill" => {
+                if args.remaining() == 0 {
+                    return Err(Error::msg(format!(
+                        "wrong number of arguments for 'client|{lower}' command"
+                    )));
+                }
+                parse_kill(args)?
+            }
+            "pause" => {
+                if args.remaining() == 0 {
+                    return Err(Error::msg(format!(
+                        "wrong number of arguments for 'client|{lower}' command"
+                    )));
+                }
+                if args.remaining() > 2 {
+                    return Err(wrong_args(&sub));
+                }
+                let ms = super::parse_int(&args.next_bytes()?)
+                    .map_err(|_| Error::msg("timeout is not an integer or out of range"))?;
+                if ms < 0 {
+                    return Err(Error::msg("timeout is negative"));
+                }
+                let mode = match args.try_next() {
+                    None => PauseMode::All,
+                    Some(m) if is(&m, "WRITE") => PauseMode::Write,
+                    Some(m) if is(&m, "ALL") => PauseMode::All,
+                    Some(_) => {
+                        return Err(Error::msg("CLIENT PAUSE mode must be WRITE or ALL"));
+                    }
+                };
+                Client::Pause(ms as u64, mode)
+            }
+            "unpause" => {
+                arity(0, args)?;
+                Client::Unpause
+            }
+            "reply" => {
+                arity(1, args)?;
+                let v = args.next_bytes()?;
+                Client::Reply(if is(&v, "on") {
+                    ReplyMode::On
+                } else if is(&v, "off") {
+                    ReplyMode::Off
+                } else if is(&v, "skip") {
+                    ReplyMode::SkipNext
+                } else {
+                    return Err(Error::Syntax);
+                })
+            }
+            "tracking" | "trackinginfo" | "getredir" | "caching" => {
+                return Err(Error::msg(
+                    "CLIENT TRACKING (client-side caching) is not supported by delayd",
+                ));
+            }
             "help" => Client::Help,
             _ => {
                 return Err(Error::UnknownSubcommand {
@@ -151,13 +324,69 @@ impl Client {
 impl ClientCommand for Client {
     /// Applies the subcommand.
     fn apply(&self, shared: &Shared, client: &mut ClientState) -> Option<Reply> {
-        Some(self.run(shared, client))
+        self.run(shared, client)
     }
 }
 
 impl Client {
-    fn run(&self, shared: &Shared, client: &mut ClientState) -> Reply {
-        match self {
+    fn run(&self, shared: &Shared, client: &mut ClientState) -> Option<Reply> {
+        Some(match self {
+            Client::Unblock(id, how) => {
+                let target = shared.clients.lock().ok().and_then(|c| c.get(id).cloned());
+                Reply::Int(i64::from(target.is_some_and(|c| c.unblock(*how))))
+            }
+            Client::KillAddr(addr) => {
+                let target = shared
+                    .clients
+                    .lock()
+                    .ok()
+                    .and_then(|c| c.values().find(|c| c.addr == *addr).cloned());
+                match target {
+                    // As in Redis the old form may kill the caller itself.
+                    Some(c) => {
+                        c.kill();
+                        Reply::OK
+                    }
+                    None => Reply::from(Error::msg("No such client")),
+                }
+            }
+            Client::Kill(f) => {
+                let targets: Vec<_> = shared
+                    .clients
+                    .lock()
+                    .map(|c| {
+                        c.values()
+                            .filter(|c| f.matches(c, client.info.id))
+                            .cloned()
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for c in &targets {
+                    c.kill();
+                }
+                Reply::Int(targets.len() as i64)
+            }
+            Client::Pause(ms, mode) => {
+                let until = std::time::Instant::now()
+                    .checked_add(std::time::Duration::from_millis(*ms))
+                    .unwrap_or_else(|| {
+                        std::time::Instant::now() + std::time::Duration::from_secs(1 << 40)
+                    });
+                shared.pause.pause(until, *mode);
+                Reply::OK
+            }
+            Client::Unpause => {
+                shared.pause.unpause();
+                Reply::OK
+            }
+            Client::Reply(mode) => {
+                // OFF and SKIP are not answered; ON is, even after OFF.
+                if *mode == ReplyMode::SkipNext && client.reply_mode == ReplyMode::Off {
+                    return None;
+                }
+                client.reply_mode = *mode;
+                return (*mode == ReplyMode::On).then_some(Reply::OK);
+            }
             Client::Id => Reply::Int(client.info.id as i64),
             Client::SetName(name) => match set_name(client, name) {
                 Ok(()) => Reply::OK,
@@ -178,10 +407,10 @@ impl Client {
             }
             Client::SetInfo(attr, value) => {
                 if value.iter().any(|&c| !(b'!'..=b'~').contains(&c)) {
-                    return Reply::from(Error::msg(format!(
+                    return Some(Reply::from(Error::msg(format!(
                         "{} cannot contain spaces, newlines or special characters.",
                         String::from_utf8_lossy(attr).to_ascii_lowercase()
-                    )));
+                    ))));
                 }
                 let slot = if is(attr, "LIB-NAME") {
                     &client.info.lib_name
@@ -219,12 +448,38 @@ impl Client {
                     "    Return the ID of the current connection.",
                     "INFO",
                     "    Return information about the current client connection.",
+                    "KILL <ip:port>",
+                    "    Kill connection made from <ip:port>.",
+                    "KILL <option> <value> [<option> <value> [...]]",
+                    "    Kill connections. Options are:",
+                    "    * ADDR (<ip:port>|<unixsocket>:0)",
+                    "      Kill connections made from the specified address",
+                    "    * LADDR (<ip:port>|<unixsocket>:0)",
+                    "      Kill connections made to specified local address",
+                    "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+                    "      Kill connections by type.",
+                    "    * USER <username>",
+                    "      Kill connections authenticated by <username>.",
+                    "    * SKIPME (YES|NO)",
+                    "      Skip killing current connection (default: yes).",
                     "LIST [TYPE normal] [ID <id> [<id> ...]]",
                     "    Return information about client connections.",
+                    "UNPAUSE",
+                    "    Stop the current client pause, resuming traffic.",
+                    "PAUSE <timeout> [WRITE|ALL]",
+                    "    Suspend all, or just write, clients for <timeout> milliseconds.",
+                    "REPLY (ON|OFF|SKIP)",
+                    "    Control the replies sent to the current connection.",
                     "SETINFO <option> <value>",
                     "    Set client meta attr. Options are: LIB-NAME, LIB-VER.",
                     "SETNAME <name>",
                     "    Assign the name <name> to the current connection.",
+                    "UNBLOCK <clientid> [TIMEOUT|ERROR]",
+                    "    Unblock the specified blocked client.",
+                    "NO-EVICT (ON|OFF)",
+                    "    Protect current client connection from eviction (accepted, no effect).",
+                    "TRACKING",
+                    "    Not supported by delayd (client-side caching).",
                     "HELP",
                     "    Print this help.",
                 ]
@@ -232,7 +487,7 @@ impl Client {
                 .map(|l| Reply::bulk_static(l))
                 .collect(),
             ),
-        }
+        })
     }
 }
 

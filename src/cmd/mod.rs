@@ -36,6 +36,7 @@ pub(crate) mod info;
 pub(crate) mod keyspace;
 #[cfg(test)]
 mod model_tests;
+pub(crate) mod monitor;
 pub(crate) mod multi;
 pub(crate) mod ping;
 pub(crate) mod quit;

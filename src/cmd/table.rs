@@ -7,7 +7,7 @@
 use super::{
     Args, Command, auth, bdelaypop, client, command, config, delayack, delayadd, delaycard,
     delaycount, delayinfo, delaypop, delayrange, delayrem, delayscore, delaytrace, echo, hello,
-    info, keyspace, multi, ping, quit, readonly, reset, role, select, shutdown, time,
+    info, keyspace, monitor, multi, ping, quit, readonly, reset, role, select, shutdown, time,
 };
 use crate::Result;
 
@@ -419,6 +419,14 @@ pub static COMMANDS: &[CommandSpec] = &[
         summary: "A container for client connection commands.",
         args: &[Arg::new("subcommand", T::String)],
         ..spec("client", -2, client::parse)
+    },
+    CommandSpec {
+        flags: &["admin", "noscript", "loading", "stale"],
+        acl: &["admin", "slow", "dangerous"],
+        summary: "Listens for all requests received by the server in real-time.",
+        group: "server",
+        since: "1.0.0",
+        ..spec("monitor", 1, monitor::parse)
     },
     CommandSpec {
         flags: &["loading", "stale"],
