@@ -69,6 +69,12 @@ impl ClientInfo {
         }
     }
 
+    /// Who this client is, for the message trace (`by=...`).
+    pub(crate) fn actor(&self) -> std::sync::Arc<str> {
+        let name = self.name.lock().map(|n| n.clone()).unwrap_or_default();
+        format!("id={} name={} addr={}", self.id, name, self.addr).into()
+    }
+
     /// CLIENT KILL: the session closes the connection promptly, whether it
     /// is blocked, idle or waiting out a pause.
     pub(crate) fn kill(&self) {

@@ -244,7 +244,7 @@ impl Session {
             return Ok(());
         }
         let cmds = std::mem::take(batch);
-        for (r, popped) in cmd::execute(&self.shared.engine, cmds).await {
+        for (r, popped) in cmd::execute(&self.shared.engine, &self.client.info, cmds).await {
             self.reply_popped(r, popped);
         }
         Ok(())
@@ -454,8 +454,8 @@ impl Session {
         let shared = self.shared.clone();
         let engine = &shared.engine;
         let with_counts = opts.with_counts;
-        let (id, mut rx) = engine.block(keys, opts)?;
         let info = self.client.info.clone();
+        let (id, mut rx) = engine.block(keys, opts, || info.actor())?;
         // A CLIENT UNBLOCK meant for an earlier pop is forgotten.
         info.unblock.store(UNBLOCK_NONE, Ordering::Relaxed);
         info.blocked.store(true, Ordering::Relaxed);

@@ -53,6 +53,11 @@ fn delaytrace_tells_what_happened_to_a_member_and_survives_a_restart() {
     let flags = ["--trace-queues", "orders:*"];
     let mut server = Server::start_in(&dir, &flags);
     let mut con = server.client();
+    let _: () = redis::cmd("CLIENT")
+        .arg("SETNAME")
+        .arg("tracer")
+        .query(&mut con)
+        .unwrap();
     let t0 = harness::now_ms() as i64;
 
     // "job": due in 100 ms, taken by a blocked consumer under a 200 ms
@@ -146,6 +151,16 @@ fn delaytrace_tells_what_happened_to_a_member_and_survives_a_restart() {
     assert_eq!(names(&dlq), ["added"], "{dlq:?}");
     let ok = trace(&mut con, "orders:eu", "ok");
     assert_eq!(names(&ok), ["added", "leased", "acked"], "{ok:?}");
+    // Who leased and acked it: the client's id, name and address.
+    let id = int(&mut con, redis::cmd("CLIENT").arg("ID"));
+    for i in [1, 2] {
+        assert!(
+            ok[i]
+                .2
+                .contains(&format!("by=id={id} name=tracer addr=127.0.0.1:")),
+            "{ok:?}"
+        );
+    }
 
     // A crash: every acknowledged write survives, the trace with it.
     server.kill9();

@@ -50,7 +50,7 @@ pub(crate) mod time;
 
 use bytes::Bytes;
 
-use crate::client::ClientState;
+use crate::client::{ClientInfo, ClientState};
 use crate::engine::core::{Core, PopOptions, Popped};
 use crate::engine::{Engine, Round};
 use crate::protocol::Reply;
@@ -144,17 +144,28 @@ pub enum Queued {
 /// their replies in order, once their effects are durable per
 /// `appendfsync`, each with the members it popped (to put back if the reply
 /// never reaches the client).
-pub async fn execute(engine: &Engine, cmds: Vec<Queued>) -> Vec<(Reply, Vec<Popped>)> {
+pub async fn execute(
+    engine: &Engine,
+    client: &ClientInfo,
+    cmds: Vec<Queued>,
+) -> Vec<(Reply, Vec<Popped>)> {
     let n = cmds.len();
     let run = |core: &mut Core| {
-        cmds.into_iter()
+        // The message trace records who popped, acked or removed.
+        if core.tracing() {
+            core.set_actor(Some(client.actor()));
+        }
+        let out = cmds
+            .into_iter()
             .map(|c| match c {
                 Queued::Run(c) => c
                     .apply_popped(core)
                     .unwrap_or_else(|e| (Reply::from(e), Vec::new())),
                 Queued::Ready(r) => (r, Vec::new()),
             })
-            .collect::<Vec<_>>()
+            .collect::<Vec<_>>();
+        core.set_actor(None);
+        out
     };
     match engine.run(run).await {
         Round::Durable(replies) => replies,

@@ -193,7 +193,7 @@ async fn exec(
         });
     }
     let mut replies = Vec::with_capacity(round.len());
-    for (r, p) in execute(&shared.engine, round).await {
+    for (r, p) in execute(&shared.engine, &client.info, round).await {
         replies.push(r);
         popped.extend(p);
     }

@@ -303,11 +303,21 @@ impl Engine {
         &self,
         keys: Vec<Bytes>,
         opts: PopOptions,
+        actor: impl FnOnce() -> Arc<str>,
     ) -> Result<(WaiterId, oneshot::Receiver<Delivery>)> {
         let id = self.inner.next_waiter.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         let waiter = Waiter { keys, opts, tx };
-        match self.with_core(|core| core.block(id, waiter)) {
+        let blocked = self.with_core(|core| {
+            // The waiter keeps the actor in force now, for the trace of the
+            // members handed to it later.
+            if core.tracing() {
+                core.set_actor(Some(actor()));
+            }
+            core.block(id, waiter);
+            core.set_actor(None);
+        });
+        match blocked {
             Ok(_) | Err(Error::Storage(_)) => Ok((id, rx)),
             Err(e) => Err(e),
         }

@@ -383,6 +383,12 @@ impl Core {
         self.tracer.replace_actor(actor);
     }
 
+    /// Whether any queue is traced (so a caller builds an actor text only
+    /// then).
+    pub fn tracing(&self) -> bool {
+        self.tracer.on()
+    }
+
     /// Sets the glob of traced queues (`trace-queues`; empty: off).
     pub fn set_trace_queues(&mut self, pattern: &[u8]) {
         self.tracer.set_pattern(pattern);
