@@ -11,3 +11,4 @@ mod redis_cli;
 mod redis_parity;
 mod redis_py;
 mod redis_rs;
+mod watch;

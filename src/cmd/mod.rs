@@ -13,7 +13,8 @@
 //! - [`ClientCommand`]s act on the connection ([`ClientState`]) and the
 //!   server ([`Shared`]): HELLO, AUTH, CLIENT, CONFIG, INFO, ...
 //! - The rest need the session's help: blocking pops wait ([`Blocking`]),
-//!   and `MULTI`/`EXEC`/`DISCARD`/`WATCH` drive a [`multi::Transaction`].
+//!   and `MULTI`/`EXEC`/`DISCARD`/`WATCH` drive a [`multi::Transaction`]
+//!   (and the client's [`multi::Watches`]).
 
 pub(crate) mod auth;
 pub(crate) mod bdelaypop;
@@ -146,15 +147,39 @@ pub enum Queued {
 /// never reaches the client).
 pub async fn execute(engine: &Engine, cmds: Vec<Queued>) -> Vec<(Reply, Vec<Popped>)> {
     let n = cmds.len();
+    execute_watched(engine, Vec::new(), cmds)
+        .await
+        .unwrap_or_else(|| vec![(Reply::NullArray, Vec::new()); n])
+}
+
+/// [`execute`] for `EXEC`: in the same round, first checks that none of
+/// the `watched` queues moved from its version and stops watching them;
+/// `None` (nothing run) if one did.
+pub async fn execute_watched(
+    engine: &Engine,
+    watched: Vec<(Bytes, u64)>,
+    cmds: Vec<Queued>,
+) -> Option<Vec<(Reply, Vec<Popped>)>> {
+    let n = cmds.len();
     let run = |core: &mut Core| {
-        cmds.into_iter()
-            .map(|c| match c {
-                Queued::Run(c) => c
-                    .apply_popped(core)
-                    .unwrap_or_else(|e| (Reply::from(e), Vec::new())),
-                Queued::Ready(r) => (r, Vec::new()),
-            })
-            .collect::<Vec<_>>()
+        if !watched.is_empty() {
+            let intact = core.watch_intact(&watched);
+            let keys: Vec<Bytes> = watched.into_iter().map(|(k, _)| k).collect();
+            core.unwatch(&keys);
+            if !intact {
+                return None;
+            }
+        }
+        Some(
+            cmds.into_iter()
+                .map(|c| match c {
+                    Queued::Run(c) => c
+                        .apply_popped(core)
+                        .unwrap_or_else(|e| (Reply::from(e), Vec::new())),
+                    Queued::Ready(r) => (r, Vec::new()),
+                })
+                .collect::<Vec<_>>(),
+        )
     };
     match engine.run(run).await {
         Round::Durable(replies) => replies,
@@ -163,12 +188,14 @@ pub async fn execute(engine: &Engine, cmds: Vec<Queued>) -> Vec<(Reply, Vec<Popp
         // themselves are kept, being more precise.
         Round::NotDurable(replies, e) => {
             let err = Reply::from(e);
-            replies
-                .into_iter()
-                .map(|(r, _)| (if r.is_error() { r } else { err.clone() }, Vec::new()))
-                .collect()
+            replies.map(|replies| {
+                replies
+                    .into_iter()
+                    .map(|(r, _)| (if r.is_error() { r } else { err.clone() }, Vec::new()))
+                    .collect()
+            })
         }
-        Round::Failed(e) => vec![(Reply::from(e), Vec::new()); n],
+        Round::Failed(e) => Some(vec![(Reply::from(e), Vec::new()); n]),
     }
 }
 
