@@ -46,6 +46,7 @@ pub(crate) mod reset;
 pub(crate) mod role;
 pub(crate) mod select;
 pub(crate) mod shutdown;
+pub(crate) mod stats;
 pub mod table;
 pub(crate) mod time;
 
