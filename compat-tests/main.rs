@@ -11,3 +11,5 @@ mod redis_cli;
 mod redis_parity;
 mod redis_py;
 mod redis_rs;
+mod stats;
+mod watch;

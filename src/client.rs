@@ -152,6 +152,8 @@ pub struct ClientState {
     pub(crate) reply_mode: ReplyMode,
     /// Set by `MONITOR`: the feed of other clients' commands.
     pub(crate) monitor: Option<crate::cmd::monitor::Monitor>,
+    /// The queues `WATCH`ed for the next `EXEC`.
+    pub watches: crate::cmd::multi::Watches,
 }
 
 /// `CLIENT REPLY`'s modes, with Redis's rules: OFF silences every reply
@@ -193,6 +195,7 @@ impl ClientState {
             quit: false,
             reply_mode: ReplyMode::On,
             monitor: None,
+            watches: crate::cmd::multi::Watches::default(),
         }
     }
 

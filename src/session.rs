@@ -209,6 +209,7 @@ impl Session {
     }
 
     fn reply(&mut self, r: Reply) {
+        self.shared.cmdstats.count_errors(&r);
         // CLIENT REPLY OFF / SKIP.
         if !self.client.reply_mode.silent() {
             self.conn.push(r, self.client.proto);
@@ -218,6 +219,7 @@ impl Session {
     /// Replies with members that were popped: they are put back if the
     /// reply never reaches the kernel.
     fn reply_popped(&mut self, r: Reply, popped: Vec<Popped>) {
+        self.shared.cmdstats.count_errors(&r);
         if self.client.reply_mode.silent() {
             // CLIENT REPLY OFF: the client asked not to hear, as in Redis.
             return;
@@ -313,12 +315,18 @@ impl Session {
         let spec = match cmd::lookup_checked(&args) {
             Ok(spec) => spec,
             Err(e) => {
+                if let Error::WrongArity(name) = &e
+                    && let Some(spec) = cmd::table::lookup(name)
+                {
+                    self.shared.cmdstats.reject(spec.name);
+                }
                 multi::fail(self.transaction.as_mut());
                 self.reply_in_order(Reply::from(e), batch);
                 return Ok(());
             }
         };
         if !self.client.authenticated && !spec.flags.contains(&"no_auth") {
+            self.shared.cmdstats.reject(spec.name);
             let e = Error::Coded("NOAUTH", "Authentication required.".into());
             self.reply_in_order(Reply::from(e), batch);
             return Ok(());
@@ -340,6 +348,9 @@ impl Session {
         // One atomic load when nobody monitors.
         let line = (self.shared.monitors.load(Ordering::Relaxed) > 0 && monitor::shown(spec.flags))
             .then(|| monitor::line(&self.client.info.addr, &args));
+        let start = Instant::now();
+        let stat_name = cmd::stats::stat_name(spec.name, &args);
+        let stats = self.shared.cmdstats.clone();
         let info = &self.client.info;
         if let Ok(mut c) = info.last_cmd.lock() {
             c.clear();
@@ -352,19 +363,30 @@ impl Session {
             && !multi::is_control(spec.name)
         {
             let r = if spec.flags.contains(&"no_multi") {
+                stats.reject(spec.name);
                 multi::fail(Some(tx));
                 Reply::from(Error::msg("Command not allowed inside a transaction"))
             } else {
                 self.monitor_queued.extend(line);
-                multi::queue(tx, cmd::parse_spec(spec, args))
+                let parsed = cmd::parse_spec(spec, args);
+                if parsed.is_err() {
+                    // Answered at EXEC; a failed call, counted now.
+                    stats.record(&stat_name, None, true);
+                }
+                multi::queue(tx, parsed.map(|c| cmd::stats::timed(&stats, stat_name, c)))
             };
             self.reply_in_order(r, batch);
             return Ok(());
         }
         let command = match cmd::parse_spec(spec, args) {
-            Ok(c) => c,
+            Ok(c) => cmd::stats::timed(&stats, stat_name.clone(), c),
             Err(e) => {
                 self.feed(line);
+                // An argument error is a failed call, as in Redis; an
+                // unknown subcommand names no command.
+                if !matches!(e, Error::UnknownSubcommand { .. }) {
+                    stats.record(&stat_name, Some(cmd::stats::elapsed_ns(start)), true);
+                }
                 self.reply_in_order(Reply::from(e), batch);
                 return Ok(());
             }
@@ -398,6 +420,7 @@ impl Session {
                 // The replies before it leave now, not when it is served.
                 self.flush().await?;
                 let (r, p) = self.block(b).await?;
+                stats.record(&stat_name, None, r.is_error());
                 popped = p;
                 Some(r)
             }
@@ -427,6 +450,8 @@ impl Session {
                     self.client.reply_mode = crate::client::ReplyMode::On;
                 }
                 self.feed(line);
+                let ns = cmd::stats::elapsed_ns(start);
+                stats.record(&stat_name, Some(ns), r.is_error());
                 Some(r)
             }
         };

@@ -42,6 +42,8 @@ pub struct Shared {
     pub connected: AtomicUsize,
     pub next_client_id: AtomicU64,
     pub stats: ServerStats,
+    /// Per-command figures (INFO commandstats, errorstats, latencystats).
+    pub cmdstats: Arc<crate::cmd::stats::CommandStats>,
     pub started: Instant,
     pub shutdown: Shutdown,
     /// The port actually bound (differs from the config with `--port 0`).
@@ -169,6 +171,7 @@ impl Shared {
             connected: AtomicUsize::new(0),
             next_client_id: AtomicU64::new(1),
             stats: ServerStats::default(),
+            cmdstats: Arc::default(),
             started: Instant::now(),
             shutdown: Shutdown::new(),
             ops_sample: Mutex::new((Instant::now(), 0, 0)),

@@ -164,7 +164,10 @@ impl ConfigCmd {
                 Ok(()) => Reply::OK,
                 Err(e) => Reply::from(e),
             },
-            ConfigCmd::ResetStat => Reply::OK,
+            ConfigCmd::ResetStat => {
+                shared.cmdstats.reset();
+                Reply::OK
+            }
         }
     }
 }

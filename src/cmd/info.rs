@@ -19,12 +19,15 @@ use crate::shared::Shared;
 /// ```
 ///
 /// Sections: `server`, `clients`, `memory`, `persistence`, `stats`,
-/// `keyspace`, `delay`; `all`, `default` or none for every one.
+/// `replication`, `commandstats`, `errorstats`, `latencystats`, `keyspace`,
+/// `delay`; `all` or `everything` for every one; `default` or none for all
+/// but `commandstats` and `latencystats`, as in Redis.
 #[derive(Debug)]
 pub struct Info {
     pub sections: Vec<String>,
 }
 
+/// In Redis's order; `delay` is delayd's own.
 const SECTIONS: &[&str] = &[
     "server",
     "clients",
@@ -32,9 +35,16 @@ const SECTIONS: &[&str] = &[
     "persistence",
     "stats",
     "replication",
+    "commandstats",
+    "errorstats",
+    "latencystats",
     "keyspace",
     "delay",
 ];
+
+/// Sections left out of the default INFO, as in Redis 7.0: only `all`,
+/// `everything` or their own name show them.
+const NOT_DEFAULT: &[&str] = &["commandstats", "latencystats"];
 
 /// Resident set size of this process, from /proc.
 pub fn rss_bytes() -> u64 {
@@ -83,11 +93,11 @@ impl Info {
     }
 
     fn wants(&self, section: &str) -> bool {
-        self.sections.is_empty()
-            || self
-                .sections
-                .iter()
-                .any(|s| s == section || s == "all" || s == "default" || s == "everything")
+        let default = !NOT_DEFAULT.contains(&section);
+        (self.sections.is_empty() && default)
+            || self.sections.iter().any(|s| {
+                s == section || s == "all" || s == "everything" || (s == "default" && default)
+            })
     }
 }
 
@@ -215,6 +225,7 @@ impl Info {
                         &s.obuf_limit_disconnections.load(Ordering::Relaxed),
                     );
                     kv("expired_keys", &0);
+                    kv("total_error_replies", &shared.cmdstats.error_replies());
                     kv("evicted_keys", &0);
                 }
                 "replication" => {
@@ -232,6 +243,9 @@ impl Info {
                     kv("repl_backlog_first_byte_offset", &0);
                     kv("repl_backlog_histlen", &0);
                 }
+                "commandstats" => out.push_str(&shared.cmdstats.commandstats()),
+                "errorstats" => out.push_str(&shared.cmdstats.errorstats()),
+                "latencystats" => out.push_str(&shared.cmdstats.latencystats()),
                 "keyspace" if totals.queues > 0 => {
                     kv(
                         "db0",

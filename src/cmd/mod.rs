@@ -13,7 +13,8 @@
 //! - [`ClientCommand`]s act on the connection ([`ClientState`]) and the
 //!   server ([`Shared`]): HELLO, AUTH, CLIENT, CONFIG, INFO, ...
 //! - The rest need the session's help: blocking pops wait ([`Blocking`]),
-//!   and `MULTI`/`EXEC`/`DISCARD`/`WATCH` drive a [`multi::Transaction`].
+//!   and `MULTI`/`EXEC`/`DISCARD`/`WATCH` drive a [`multi::Transaction`]
+//!   (and the client's [`multi::Watches`]).
 
 pub(crate) mod auth;
 pub(crate) mod bdelaypop;
@@ -45,6 +46,7 @@ pub(crate) mod reset;
 pub(crate) mod role;
 pub(crate) mod select;
 pub(crate) mod shutdown;
+pub(crate) mod stats;
 pub mod table;
 pub(crate) mod time;
 
@@ -150,7 +152,30 @@ pub async fn execute(
     cmds: Vec<Queued>,
 ) -> Vec<(Reply, Vec<Popped>)> {
     let n = cmds.len();
+    execute_watched(engine, client, Vec::new(), cmds)
+        .await
+        .unwrap_or_else(|| vec![(Reply::NullArray, Vec::new()); n])
+}
+
+/// [`execute`] for `EXEC`: in the same round, first checks that none of
+/// the `watched` queues moved from its version and stops watching them;
+/// `None` (nothing run) if one did.
+pub async fn execute_watched(
+    engine: &Engine,
+    client: &ClientInfo,
+    watched: Vec<(Bytes, u64)>,
+    cmds: Vec<Queued>,
+) -> Option<Vec<(Reply, Vec<Popped>)>> {
+    let n = cmds.len();
     let run = |core: &mut Core| {
+        if !watched.is_empty() {
+            let intact = core.watch_intact(&watched);
+            let keys: Vec<Bytes> = watched.into_iter().map(|(k, _)| k).collect();
+            core.unwatch(&keys);
+            if !intact {
+                return None;
+            }
+        }
         // The message trace records who popped, acked or removed.
         if core.tracing() {
             core.set_actor(Some(client.actor()));
@@ -165,7 +190,7 @@ pub async fn execute(
             })
             .collect::<Vec<_>>();
         core.set_actor(None);
-        out
+        Some(out)
     };
     match engine.run(run).await {
         Round::Durable(replies) => replies,
@@ -174,12 +199,14 @@ pub async fn execute(
         // themselves are kept, being more precise.
         Round::NotDurable(replies, e) => {
             let err = Reply::from(e);
-            replies
-                .into_iter()
-                .map(|(r, _)| (if r.is_error() { r } else { err.clone() }, Vec::new()))
-                .collect()
+            replies.map(|replies| {
+                replies
+                    .into_iter()
+                    .map(|(r, _)| (if r.is_error() { r } else { err.clone() }, Vec::new()))
+                    .collect()
+            })
         }
-        Round::Failed(e) => vec![(Reply::from(e), Vec::new()); n],
+        Round::Failed(e) => Some(vec![(Reply::from(e), Vec::new()); n]),
     }
 }
 

@@ -9,11 +9,21 @@
 //! `-EXECABORT`, while a command whose arguments are wrong is queued and its
 //! error is its element of `EXEC`'s reply. Blocking pops inside a
 //! transaction do not wait.
+//!
+//! `WATCH` records the version of each queue (see the engine's
+//! `core/watch.rs` for what touches a queue); `EXEC` compares them in the
+//! same engine round that runs the queued commands, so no write can slip
+//! between the check and the run, and answers a null array without running
+//! anything if one moved. `EXEC`, `DISCARD`, `UNWATCH`, `RESET` and the
+//! client going away stop watching. Client commands queued in a transaction
+//! (CLIENT, CONFIG, INFO, ...) run after the round, once it is known that
+//! the transaction runs; their replies keep their places.
 
 use bytes::Bytes;
 
-use super::{Args, ClientCommand, Command, Queued, execute};
+use super::{Args, ClientCommand, Command, Queued, execute_watched};
 use crate::client::ClientState;
+use crate::engine::Engine;
 use crate::engine::Popped;
 use crate::protocol::Reply;
 use crate::shared::Shared;
@@ -95,6 +105,63 @@ pub struct Transaction {
     failed: bool,
 }
 
+/// The queues a client watches, with the version each had when watched.
+/// Dropping it (the client went away) stops watching them.
+#[derive(Default)]
+pub struct Watches {
+    /// Set by the first `WATCH`: the engine that keeps the versions.
+    engine: Option<Engine>,
+    keys: Vec<(Bytes, u64)>,
+}
+
+impl std::fmt::Debug for Watches {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watches").field("keys", &self.keys).finish()
+    }
+}
+
+impl Watches {
+    /// Starts watching `keys`; a key already watched keeps the version it
+    /// was first watched at, as in Redis.
+    fn add(&mut self, engine: &Engine, mut keys: Vec<Bytes>) {
+        keys.retain(|k| !self.keys.iter().any(|(w, _)| w == k));
+        let mut fresh: Vec<Bytes> = Vec::with_capacity(keys.len());
+        for k in keys {
+            if !fresh.contains(&k) {
+                fresh.push(k);
+            }
+        }
+        if fresh.is_empty() {
+            return;
+        }
+        let versions = engine.watch(&fresh);
+        self.engine = Some(engine.clone());
+        self.keys.extend(fresh.into_iter().zip(versions));
+    }
+
+    /// Hands the watched keys over to `EXEC`, whose round stops watching them.
+    fn take(&mut self) -> Vec<(Bytes, u64)> {
+        std::mem::take(&mut self.keys)
+    }
+
+    /// Stops watching everything.
+    pub fn clear(&mut self) {
+        if self.keys.is_empty() {
+            return;
+        }
+        let keys: Vec<Bytes> = self.take().into_iter().map(|(k, _)| k).collect();
+        if let Some(engine) = &self.engine {
+            engine.unwatch(&keys);
+        }
+    }
+}
+
+impl Drop for Watches {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
 /// Whether `name` (lower case) controls the transaction rather than being
 /// queued in it.
 pub fn is_control(name: &str) -> bool {
@@ -138,6 +205,7 @@ pub async fn apply(
         }
         Control::Discard => match transaction.take() {
             Some(_) => {
+                client.watches.clear();
                 client.info.set_in_multi(false);
                 Reply::OK
             }
@@ -149,23 +217,29 @@ pub async fn apply(
         },
         Control::Reset => {
             *transaction = None;
+            client.watches.clear();
             client.info.set_in_multi(false);
             super::reset::Reset
                 .apply(shared, client)
                 .unwrap_or(Reply::Simple("RESET"))
         }
-        Control::Watch(_) => {
+        Control::Watch(keys) => {
             if transaction.is_some() {
                 Reply::from(Error::msg("WATCH inside MULTI is not allowed"))
             } else {
-                Reply::from(Error::msg("WATCH is not supported by delayd"))
+                client.watches.add(&shared.engine, keys);
+                Reply::OK
             }
         }
-        Control::Unwatch => Reply::OK,
+        Control::Unwatch => {
+            client.watches.clear();
+            Reply::OK
+        }
     }
 }
 
-/// `EXEC`: runs the queued commands as one engine round.
+/// `EXEC`: checks the watched queues and runs the queued commands in one
+/// engine round.
 async fn exec(
     tx: Transaction,
     shared: &Shared,
@@ -174,28 +248,40 @@ async fn exec(
 ) -> Reply {
     client.info.set_in_multi(false);
     if tx.failed {
+        client.watches.clear();
         return Reply::from(Error::Coded(
             "EXECABORT",
             "Transaction discarded because of previous errors.".into(),
         ));
     }
     let mut round = Vec::with_capacity(tx.queued.len());
-    for c in tx.queued {
+    let mut later = Vec::new();
+    for (i, c) in tx.queued.into_iter().enumerate() {
         round.push(match c {
             Err(e) => Queued::Ready(Reply::from(e)),
             Ok(Command::Engine(c)) => Queued::Run(c),
             Ok(Command::Blocking(b)) => Queued::Run(b.now),
-            // Client commands run in order before the round; their replies
-            // keep their places.
-            Ok(Command::Client(c)) => Queued::Ready(c.apply(shared, client).unwrap_or(Reply::OK)),
+            Ok(Command::Client(c)) => {
+                later.push((i, c));
+                Queued::Ready(Reply::OK)
+            }
             // Controls are never queued.
             Ok(Command::Transaction(_)) => Queued::Ready(Reply::OK),
         });
     }
-    let mut replies = Vec::with_capacity(round.len());
-    for (r, p) in execute(&shared.engine, &client.info, round).await {
+    let watched = client.watches.take();
+    let Some(ran) = execute_watched(&shared.engine, &client.info, watched, round).await else {
+        return Reply::NullArray;
+    };
+    let mut replies = Vec::with_capacity(ran.len());
+    for (r, p) in ran {
         replies.push(r);
         popped.extend(p);
+    }
+    for (i, c) in later {
+        if let Some(slot) = replies.get_mut(i) {
+            *slot = c.apply(shared, client).unwrap_or(Reply::OK);
+        }
     }
     Reply::Array(replies)
 }

@@ -494,7 +494,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         last_key: -1,
         step: 1,
         acl: &["fast", "transaction"],
-        summary: "Monitors changes to keys to determine the execution of a transaction (not supported).",
+        summary: "Monitors changes to queues to determine the execution of a transaction.",
         group: "transactions",
         args: &[Arg::new("key", T::Key).multiple()],
         ..spec("watch", -2, multi::parse_watch)

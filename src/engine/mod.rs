@@ -342,6 +342,17 @@ impl Engine {
         let _ = self.with_core(|core| core.unblock(id));
     }
 
+    /// `WATCH`: starts watching `keys` and returns their versions (see
+    /// [`Core::watch`]). Writes nothing, so it commits nothing.
+    pub fn watch(&self, keys: &[Bytes]) -> Vec<u64> {
+        self.lock().core.watch(keys)
+    }
+
+    /// Stops watching `keys` (a client that unwatches or goes away).
+    pub fn unwatch(&self, keys: &[Bytes]) {
+        self.lock().core.unwatch(keys);
+    }
+
     /// Engine totals for INFO.
     ///
     /// # Errors

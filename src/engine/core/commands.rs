@@ -364,6 +364,7 @@ impl Core {
             }
             let q = self.queue_mut(id);
             let (name, card, leased) = (q.name.clone(), q.card, q.leased);
+            self.touch(&name);
             self.store.delete_queue(&name)?;
             self.members_total -= card;
             self.leased_total = self.leased_total.saturating_sub(leased);
@@ -383,6 +384,7 @@ impl Core {
     /// A storage error.
     pub fn flush(&mut self) -> Result<()> {
         self.check_writable()?;
+        self.touch_existing();
         self.store.clear();
         self.forget_queues();
         self.counters.clear();

@@ -43,6 +43,7 @@ use crate::{Error, Result};
 mod commands;
 mod pager;
 mod waiters;
+mod watch;
 
 pub use self::commands::Popped;
 pub use self::waiters::{Delivery, Waiter, WaiterReply};
@@ -197,6 +198,8 @@ pub struct Core {
     /// handed to it later is recorded as taken by it, not by whichever
     /// client's command made the member due.
     waiter_actors: HashMap<WaiterId, Arc<str>>,
+    /// Versions of the queues clients WATCH (see `watch.rs`).
+    watched: watch::WatchMap,
 }
 
 /// The live queue `id` names.
@@ -272,6 +275,7 @@ impl Core {
             paged_until: 0,
             tracer: Tracer::default(),
             waiter_actors: HashMap::new(),
+            watched: watch::WatchMap::new(),
         };
         core.load_from_store()?;
         core.store.set_hot_until(core.hot_until);
@@ -603,10 +607,13 @@ impl Core {
     }
 
     /// Persists a queue's cardinality and floor.
+    /// Every change of a queue's members or their records comes here, so
+    /// this is also where the queue is touched for WATCH.
     fn save_queue(&mut self, id: QueueId) {
         let q = self.queue_mut(id);
         let (name, card, floor) = (q.name.clone(), q.card, q.floor);
         self.store.set_queue(&name, card, floor);
+        self.touch(&name);
     }
 
     fn set_leased(&mut self, id: QueueId, was: bool, is: bool) {
@@ -728,6 +735,8 @@ impl Core {
     ///
     /// A storage error while reading.
     pub fn reload(&mut self) -> Result<()> {
+        // What a watcher saw in memory may not survive the reload.
+        self.touch_existing();
         self.store.discard();
         let r = self.load_from_store();
         // Loading only reads; drop the bookkeeping a failed store cannot take.
