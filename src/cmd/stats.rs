@@ -18,7 +18,7 @@ use std::time::Instant;
 use super::{ClientCommand, Command, EngineCommand};
 use crate::Result;
 use crate::client::ClientState;
-use crate::engine::core::Core;
+use crate::engine::core::{Core, Popped};
 use crate::protocol::Reply;
 use crate::shared::Shared;
 
@@ -264,9 +264,19 @@ struct TimedEngine {
 
 impl EngineCommand for TimedEngine {
     fn apply(&self, core: &mut Core) -> Result<Reply> {
+        self.apply_popped(core).map(|(r, _)| r)
+    }
+
+    // The wrapper is transparent: a pop still hands back its members for
+    // the put-back, and a large reply still runs in a round of its own.
+    fn may_reply_large(&self) -> bool {
+        self.inner.may_reply_large()
+    }
+
+    fn apply_popped(&self, core: &mut Core) -> Result<(Reply, Vec<Popped>)> {
         let start = Instant::now();
-        let r = self.inner.apply(core);
-        let failed = r.as_ref().map_or(true, Reply::is_error);
+        let r = self.inner.apply_popped(core);
+        let failed = r.as_ref().map_or(true, |(reply, _)| reply.is_error());
         self.stats
             .record(&self.name, Some(elapsed_ns(start)), failed);
         r
