@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use harness::Server;
+use harness::{Server, eventually};
 
 /// The firing-lateness bucket bounds in seconds (the engine's, in µs / 1e6).
 const BOUNDS_S: [f64; 12] = [
@@ -47,18 +47,6 @@ fn field(info: &HashMap<String, Option<i64>>, name: &str) -> i64 {
         .copied()
         .flatten()
         .unwrap_or_else(|| panic!("DELAYINFO has no {name}: {info:?}"))
-}
-
-/// Polls `f` until it holds, for at most `limit`.
-fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    f()
 }
 
 // ---------------------------------------------------------------- DELAYINFO

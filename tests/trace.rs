@@ -4,9 +4,9 @@
 #[path = "../compat-tests/harness.rs"]
 mod harness;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use harness::Server;
+use harness::{Server, eventually};
 
 /// One event as DELAYTRACE returns it: `[time-ms, event, detail]`.
 type Event = (i64, String, String);
@@ -21,18 +21,6 @@ fn trace(con: &mut redis::Connection, key: &str, member: &str) -> Vec<Event> {
 
 fn names(events: &[Event]) -> Vec<&str> {
     events.iter().map(|e| e.1.as_str()).collect()
-}
-
-/// Polls `f` until it holds, for at most `limit`.
-fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    f()
 }
 
 fn int(con: &mut redis::Connection, cmd: &mut redis::Cmd) -> i64 {
