@@ -9,8 +9,10 @@
 # (progress goes to stderr). Tests:
 #
 #   add     DELAYADD q <rand> m:<rand>   vs  ZADD q <rand> m:<rand>
-#           (delays up to --keyspace ms: nearly all beyond delayd's in-memory
-#           horizon of 120 s, i.e. its cold path: a point lookup + time index)
+#           (delays up to --keyspace ms, ~28 h by default: within delayd's
+#           default horizon of 48 h, so in memory until hot-max-members is
+#           reached, on disk beyond; --delayd-flags "--horizon-ms 120000"
+#           measures the cold path: a point lookup + time index)
 #   addhot  DELAYADD q 30000 m:<rand>    vs  ZADD q <now+30000> m:<rand>
 #           (due in 30 s: delayd's in-memory path)
 #   pop     DELAYPOP q                   vs  EVALSHA of the usual pop-due script
@@ -36,6 +38,7 @@
 #   --quick             smoke test: 1 round, 20000 requests, everysec only
 #   --no-build          do not run `cargo build --release` first
 #   --raw FILE          also write every single run as CSV to FILE
+#   --delayd-flags "F"  extra flags for delayd (e.g. "--horizon-ms 120000")
 #   --max-seconds N     stop starting new runs after N s (default 2400)
 # Environment: DELAYD_BIN (default target/release/delayd), REDIS_SERVER,
 # REDIS_BENCHMARK, REDIS_CLI.
@@ -53,6 +56,7 @@ KEYSPACE=100000000
 BUILD=1
 RAW=""
 MAX_SECONDS=2400
+DELAYD_FLAGS=""
 RUN_TIMEOUT=300
 
 usage() { sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; }
@@ -70,6 +74,7 @@ while [ $# -gt 0 ]; do
     --quick) ROUNDS=1; REQUESTS=20000; FSYNCS="everysec"; shift ;;
     --no-build) BUILD=0; shift ;;
     --raw) RAW=$2; shift 2 ;;
+    --delayd-flags) DELAYD_FLAGS=$2; shift 2 ;;
     --max-seconds) MAX_SECONDS=$2; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "unknown option: $1 (try --help)" >&2; exit 2 ;;
@@ -151,7 +156,7 @@ start_delayd() { # fsync io-threads
     mkdir -p "$dir"
     SERVER_PORT=$(free_port)
     "$DELAYD_BIN" --port "$SERVER_PORT" --bind "$HOST" --dir "$dir/data" \
-        --appendfsync "$1" --io-threads "$2" 2>"$dir/delayd.log" &
+        --appendfsync "$1" --io-threads "$2" $DELAYD_FLAGS 2>"$dir/delayd.log" &
     SERVER_PID=$!
     PIDS[$SERVER_PID]=1
     wait_ready "$SERVER_PORT" "$SERVER_PID" "$dir/delayd.log"

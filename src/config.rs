@@ -45,10 +45,17 @@ pub struct Config {
     #[arg(long, default_value_t = 10_000)]
     pub maxclients: usize,
 
-    /// Members due within this many ms are kept in memory; the rest stay on
-    /// disk and are paged in ahead of time.
-    #[arg(long, default_value_t = 120_000)]
+    /// Members due within this many ms are kept in memory, as far as
+    /// `--hot-max-members` allows; the rest stay on disk and are paged in
+    /// ahead of time.
+    #[arg(long, default_value_t = 172_800_000)]
     pub horizon_ms: u64,
+
+    /// Most members kept in memory: past it the in-memory horizon shrinks,
+    /// and members due furthest out move to disk (~62 bytes plus the
+    /// member's bytes each in memory).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub hot_max_members: usize,
 
     /// Longest accepted argument (member, queue name), in bytes.
     #[arg(long, default_value_t = 512 * 1024 * 1024)]

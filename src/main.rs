@@ -90,6 +90,7 @@ async fn serve(config: Config) -> delayd::Result<()> {
     let engine = Engine::start(&delayd::engine::Options {
         dir: config.dir.clone(),
         horizon_ms: config.horizon_ms,
+        hot_max_members: config.hot_max_members,
         appendfsync: config.appendfsync,
         trace_queues: config.trace_queues.clone(),
         trace_max_events: config.trace_max_events,

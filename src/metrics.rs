@@ -448,10 +448,10 @@ impl Snapshot {
             gauge("wheel_entries", "Entries in the timing wheel.", t.wheel),
             with_unit(
                 Unit::Seconds,
-                seconds_from_ms(shared.config.horizon_ms),
+                seconds_from_ms(t.horizon_ms),
                 gauge(
                     "horizon",
-                    "Members due within this long are kept in memory (horizon-ms).",
+                    "Members due within this long are kept in memory (at most horizon-ms, less while hot-max-members holds it back).",
                     0,
                 ),
             ),

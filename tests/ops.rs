@@ -245,7 +245,9 @@ fn info_fields_are_present_and_sensible() {
     assert_eq!(info_u64(&all, "tcp_port"), u64::from(server.port));
     assert!(info_u64(&all, "connected_clients") >= 1);
     assert!(info_u64(&all, "used_memory_rss") > 0);
-    assert_eq!(info_u64(&all, "delay_horizon_ms"), 120_000);
+    assert_eq!(info_u64(&all, "delay_horizon_ms"), 172_800_000);
+    assert_eq!(info_u64(&all, "delay_horizon_max_ms"), 172_800_000);
+    assert_eq!(info_u64(&all, "delay_hot_max_members"), 1_000_000);
     assert!(!all.contains_key("db0"), "no queue yet, no keyspace line");
 
     // Three queues: one due now, one in an hour, one leased.
@@ -284,7 +286,7 @@ fn info_fields_are_present_and_sensible() {
     assert_eq!(info_u64(&all, "delay_pending"), 4);
     assert_eq!(info_u64(&all, "delay_ready"), 2);
     assert_eq!(info_u64(&all, "delay_leased"), 1);
-    // x, y and w are in memory; z, an hour ahead, is beyond the horizon.
+    // x, y, w and z (an hour ahead) are within the horizon, in memory.
     assert!(info_u64(&all, "delay_in_memory") >= 3, "{all:?}");
     assert!(info_u64(&all, "delay_wheel_entries") >= 1, "{all:?}"); // w's lease
     assert_eq!(info_u64(&all, "delay_added"), 4);
@@ -431,6 +433,84 @@ fn parse(text: &str) -> Parsed {
     Parsed { types, samples }
 }
 
+/// `hot-max-members` bounds the members in memory: past it the horizon
+/// shrinks and the members due furthest out move to disk, found, scored and
+/// delivered as before, and nothing is lost across a kill -9; CONFIG SET
+/// changes the budget at run time.
+#[test]
+fn the_hot_budget_bounds_memory_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--hot-max-members", "200", "--appendfsync", "always"];
+    let mut server = Server::start_in(dir.path(), &flags);
+    let mut con = server.client();
+    // 2,000 members over the next hour, in 20 commands of 100.
+    for batch in 0..20u64 {
+        let mut cmd = redis::cmd("DELAYADD");
+        cmd.arg("orders");
+        for i in 0..100u64 {
+            let n = batch * 100 + i;
+            cmd.arg(1_000 + n * 1_800).arg(format!("order:{n}"));
+        }
+        let added: i64 = cmd.query(&mut con).unwrap();
+        assert_eq!(added, 100);
+    }
+    let all = info(&mut con, "delay");
+    assert!(info_u64(&all, "delay_in_memory") <= 200, "{all:?}");
+    assert!(info_u64(&all, "delay_horizon_ms") < 3_600_000, "{all:?}");
+    assert_eq!(info_u64(&all, "delay_pending"), 2_000);
+    // Members on disk are found: re-adding one is not a new member.
+    let again: i64 = redis::cmd("DELAYADD")
+        .arg("orders")
+        .arg("NX")
+        .arg(5)
+        .arg("order:1999")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(again, 0);
+    let score: Option<u64> = redis::cmd("DELAYSCORE")
+        .arg("orders")
+        .arg("order:1999")
+        .query(&mut con)
+        .unwrap();
+    assert!(score.is_some());
+
+    server.kill9();
+    let server = Server::start_in(dir.path(), &flags);
+    let mut con = server.client();
+    let card: u64 = redis::cmd("DELAYCARD")
+        .arg("orders")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(card, 2_000);
+    let all = info(&mut con, "delay");
+    assert!(info_u64(&all, "delay_in_memory") <= 200, "{all:?}");
+    // The first members come due within seconds and are delivered.
+    let got: Option<Vec<String>> = redis::cmd("DELAYPOP")
+        .arg("orders")
+        .arg("BLOCK")
+        .arg(10_000)
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(got, Some(vec!["order:0".to_string()]));
+
+    // A smaller budget at run time moves members out at once.
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("hot-max-members")
+        .arg(50)
+        .query(&mut con)
+        .unwrap();
+    let got: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("hot-max-members")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(got, vec!["hot-max-members", "50"]);
+    let all = info(&mut con, "delay");
+    assert!(info_u64(&all, "delay_in_memory") <= 50, "{all:?}");
+    assert_eq!(info_u64(&all, "delay_pending"), 1_999);
+}
+
 #[test]
 fn metrics_endpoint_serves_parseable_bounded_prometheus_text() {
     let mport = harness::free_port();
@@ -548,7 +628,7 @@ fn metrics_endpoint_serves_parseable_bounded_prometheus_text() {
     assert_eq!(p.value("delayd_members_popped_total"), 1.0);
     assert_eq!(p.value("delayd_storage_error"), 0.0);
     assert_eq!(p.value("delayd_last_fsync_success"), 1.0);
-    assert_eq!(p.value("delayd_horizon_seconds"), 120.0);
+    assert_eq!(p.value("delayd_horizon_seconds"), 172_800.0);
     assert!(p.value("delayd_connected_clients") >= 1.0);
     assert!(p.value("delayd_commands_processed_total") >= 200.0);
     assert!(p.value("delayd_connections_received_total") >= 2.0);
@@ -867,6 +947,7 @@ fn the_example_config_file_is_valid_and_lists_every_option() {
         "requirepass",
         "maxclients",
         "horizon-ms",
+        "hot-max-members",
         "proto-max-bulk-len",
         "client-query-buffer-limit",
         "io-threads",

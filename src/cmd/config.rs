@@ -60,6 +60,7 @@ fn all_params(shared: &Shared) -> Vec<(&'static str, String)> {
         ("requirepass", rt.requirepass.unwrap_or_default()),
         ("maxclients", rt.maxclients.to_string()),
         ("horizon-ms", c.horizon_ms.to_string()),
+        ("hot-max-members", shared.engine.hot_max().to_string()),
         ("proto-max-bulk-len", c.proto_max_bulk_len.to_string()),
         (
             "client-query-buffer-limit",
@@ -186,6 +187,7 @@ fn set(shared: &Shared, pairs: &[(String, String)]) -> Result<()> {
     let mut obuf = Vec::new();
     let mut trace_queues = None;
     let mut trace_max_events = None;
+    let mut hot_max = None;
     for (name, value) in pairs {
         match name.as_str() {
             "client-output-buffer-limit" => {
@@ -247,6 +249,17 @@ fn set(shared: &Shared, pairs: &[(String, String)]) -> Result<()> {
                 })?;
                 trace_max_events = Some(n);
             }
+            "hot-max-members" => {
+                let n = super::parse_int(value.as_bytes())
+                    .map_err(|_| failed(name, "argument couldn't be parsed into an integer"))?;
+                let n = usize::try_from(n).ok().filter(|n| *n >= 1).ok_or_else(|| {
+                    failed(
+                        name,
+                        "argument must be between 1 and 9223372036854775807 inclusive",
+                    )
+                })?;
+                hot_max = Some(n);
+            }
             other if all_params(shared).iter().any(|(k, _)| *k == other) => {
                 return Err(failed(name, "can't set immutable config"));
             }
@@ -269,6 +282,9 @@ fn set(shared: &Shared, pairs: &[(String, String)]) -> Result<()> {
     }
     if let Some(n) = trace_max_events {
         shared.engine.set_trace_max_events(n);
+    }
+    if let Some(n) = hot_max {
+        shared.engine.set_hot_max(n);
     }
     if let Ok(mut rt) = shared.runtime.write() {
         if let Some(n) = maxclients {

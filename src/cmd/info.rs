@@ -259,7 +259,9 @@ impl Info {
                     kv("delay_leased", &totals.leased);
                     kv("delay_in_memory", &totals.hot);
                     kv("delay_wheel_entries", &totals.wheel);
-                    kv("delay_horizon_ms", &shared.config.horizon_ms);
+                    kv("delay_horizon_ms", &totals.horizon_ms);
+                    kv("delay_horizon_max_ms", &shared.config.horizon_ms);
+                    kv("delay_hot_max_members", &totals.hot_max);
                     kv("delay_hot_until_ms", &totals.hot_until);
                     kv("delay_expired_leases", &totals.expired_leases);
                     kv("delay_dead_lettered", &totals.dead_lettered);

@@ -43,6 +43,9 @@ const T0: u64 = 1_700_000_000_000;
 /// A small horizon, so that delays of a few seconds land on disk.
 const HORIZON: u64 = 1_000;
 
+/// `hot-max-members` in the model tests.
+const HOT_MAX: usize = 3;
+
 /// Queue names: two that prefix each other, one apart.
 const QUEUES: [&str; 3] = ["q", "qq", "r"];
 
@@ -519,7 +522,11 @@ type Outcome = std::result::Result<(), String>;
 
 fn load(mem: &MemStorage, clock: &Arc<ManualClock>) -> std::result::Result<Core, String> {
     let store = Store::over(Box::new(mem.clone_handle())).map_err(|e| format!("open: {e}"))?;
-    Core::load(store, clock.clone(), HORIZON).map_err(|e| format!("load: {e}"))
+    let mut core = Core::load(store, clock.clone(), HORIZON).map_err(|e| format!("load: {e}"))?;
+    // A budget far below the members the sequences add, so that the horizon
+    // shrinks and grows and members move to disk and back all the time.
+    core.set_hot_max(HOT_MAX);
+    Ok(core)
 }
 
 impl Harness {

@@ -78,8 +78,10 @@ struct Inner {
 pub struct Options {
     /// The data directory.
     pub dir: std::path::PathBuf,
-    /// How far ahead members are kept in memory (ms).
+    /// How far ahead members are kept in memory (ms), at most.
     pub horizon_ms: u64,
+    /// The most members kept in memory (`hot-max-members`).
+    pub hot_max_members: usize,
     /// When writes are fsynced.
     pub appendfsync: Fsync,
     /// The glob of traced queues (empty: tracing off).
@@ -93,7 +95,8 @@ impl Options {
     pub fn for_dir(dir: impl Into<std::path::PathBuf>) -> Options {
         Options {
             dir: dir.into(),
-            horizon_ms: 120_000,
+            horizon_ms: 172_800_000,
+            hot_max_members: 1_000_000,
             appendfsync: Fsync::EverySec,
             trace_queues: String::new(),
             trace_max_events: trace::DEFAULT_MAX_EVENTS,
@@ -149,6 +152,7 @@ impl Engine {
         let mut core = Core::load(store, clock, config.horizon_ms)?;
         core.set_trace_queues(config.trace_queues.as_bytes());
         core.set_trace_max_events(config.trace_max_events);
+        core.set_hot_max(config.hot_max_members);
         let stats = Arc::new(SharedStats::new());
         let totals = core.totals();
         let recovery = started.elapsed();
@@ -399,6 +403,17 @@ impl Engine {
     /// off). Events already recorded stay readable.
     pub fn set_trace_queues(&self, pattern: &[u8]) {
         self.lock().core.set_trace_queues(pattern);
+    }
+
+    /// `hot-max-members` in force.
+    pub fn hot_max(&self) -> usize {
+        self.lock().core.hot_max()
+    }
+
+    /// Changes `hot-max-members` (CONFIG SET); members past it move to disk
+    /// at once, written with the next round.
+    pub fn set_hot_max(&self, n: usize) {
+        self.lock().core.set_hot_max(n);
     }
 
     /// Changes how many trace events each queue keeps (CONFIG SET

@@ -408,6 +408,12 @@ impl Store {
         self.set_member_entry(member_key(q, m), None);
     }
 
+    /// Gives a member leaving memory its point-lookup entry (the inverse of
+    /// [`Store::warm`]): it is on disk only from now on.
+    pub fn cool(&mut self, q: &[u8], m: &[u8], meta: MemberMeta) {
+        self.set_member_entry(member_key(q, m), Some(meta));
+    }
+
     /// Records how far ahead members are in memory, so a restart loads at
     /// least as far (members up to it have no `members` entry).
     pub fn set_hot_until(&mut self, ms: u64) {

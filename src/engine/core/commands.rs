@@ -79,6 +79,7 @@ impl Core {
             }
         }
         self.drop_if_empty(id);
+        self.enforce_hot_budget();
         Ok(count)
     }
 

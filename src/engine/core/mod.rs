@@ -14,6 +14,12 @@
 //! in, in due order, well before they are due. Each queue counts its cold
 //! members, so commands only read the store when a queue has some.
 //!
+//! The horizon follows a memory budget (`hot-max-members`): it grows up to
+//! `--horizon-ms` while the hot members fit, and when they do not, the
+//! farthest half of the hot window is moved to disk ([`Core::demote_after`])
+//! and the horizon shrinks to what is left, so the nearest future is in
+//! memory whatever the backlog.
+//!
 //! # Files
 //! - this file: the state, loading it from the store, and where each member
 //!   lives (hot in the wheel and ready lists, or cold on disk);
@@ -151,6 +157,9 @@ pub struct Totals {
     pub wheel: u64,
     pub dead_lettered: u64,
     pub hot_until: u64,
+    /// The horizon in force (ms) and `hot-max-members`.
+    pub horizon_ms: u64,
+    pub hot_max: u64,
     pub expired_leases: u64,
 }
 
@@ -171,7 +180,13 @@ pub struct Core {
     free_ids: Vec<QueueId>,
     /// Queues by (stable hash of name, name): the order SCAN cursors walk.
     index: BTreeMap<(u64, Bytes), QueueId>,
+    /// The horizon in force: at most `horizon_max_ms`, less while the
+    /// members in memory would not fit `hot_max`.
     horizon_ms: u64,
+    /// `--horizon-ms`.
+    horizon_max_ms: u64,
+    /// `hot-max-members`: the most members kept in memory.
+    hot_max: usize,
     hot_until: u64,
     /// Queues with cold members, by a lower bound of their next cold due time.
     cold_heap: BinaryHeap<Reverse<(u64, QueueId)>>,
@@ -257,6 +272,8 @@ impl Core {
             free_ids: Vec::new(),
             index: BTreeMap::new(),
             horizon_ms,
+            horizon_max_ms: horizon_ms,
+            hot_max: usize::MAX,
             hot_until: now,
             cold_heap: BinaryHeap::new(),
             waiters: HashMap::new(),
@@ -446,6 +463,8 @@ impl Core {
             wheel: self.members.wheel_len() as u64,
             hot: self.members.len() as u64,
             hot_until: self.hot_until,
+            horizon_ms: self.horizon_ms,
+            hot_max: self.hot_max as u64,
             expired_leases: self.expired_leases,
             ..Totals::default()
         };
@@ -784,6 +803,58 @@ mod tests {
             .collect();
         core.store_mut().commit().unwrap();
         out
+    }
+
+    #[test]
+    fn the_hot_budget_moves_the_farthest_members_to_disk_and_loses_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = 1_000_000;
+        let clock = Arc::new(ManualClock::new(t0));
+        {
+            let mut core = open(dir.path(), &clock);
+            core.set_hot_max(10);
+            // 100 members due over the whole horizon (10 s), 100 ms apart.
+            for i in 0..100u64 {
+                add(&mut core, "q", t0 + 100 + i * 99, &format!("m{i:03}"));
+            }
+            let t = core.totals();
+            assert!(t.hot <= 10, "{} members in memory, budget 10", t.hot);
+            assert!(
+                t.horizon_ms < HORIZON,
+                "the horizon shrank: {}",
+                t.horizon_ms
+            );
+            assert_eq!(t.members, 100);
+            // Every member is still found, on whichever tier.
+            for i in 0..100u64 {
+                let m = format!("m{i:03}");
+                let meta = core.score(b"q", m.as_bytes()).unwrap().unwrap();
+                assert_eq!(meta.due, t0 + 100 + i * 99, "{m}");
+            }
+            // A re-add of a member moved to disk reschedules it: no duplicate.
+            assert_eq!(add(&mut core, "q", t0 + 9_990, "m050"), 0);
+            core.store_mut().commit().unwrap();
+        }
+        // Killed and restarted: nothing lost, the budget still holds.
+        let mut core = open(dir.path(), &clock);
+        core.set_hot_max(10);
+        core.store_mut().commit().unwrap();
+        assert_eq!(core.card(b"q"), 100);
+        let mut got = Vec::new();
+        for step in 0..=120u64 {
+            clock.set_ms(t0 + step * 100);
+            core.tick().unwrap();
+            core.store_mut().commit().unwrap();
+            assert!(core.totals().hot <= 12, "over budget at step {step}");
+            got.extend(pop_all(&mut core, "q"));
+        }
+        let mut want: Vec<String> = (0..100u64)
+            .filter(|&i| i != 50)
+            .map(|i| format!("m{i:03}"))
+            .collect();
+        want.push("m050".into());
+        assert_eq!(got, want, "all delivered once, in due order");
+        assert!(core.totals().horizon_ms > 0);
     }
 
     #[test]

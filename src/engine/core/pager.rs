@@ -6,6 +6,13 @@ use std::cmp::Reverse;
 
 use super::*;
 
+/// Most of the horizon paged in by one pager step (see [`Core::page_lead`]).
+const PAGE_STEP_MS: u64 = 60_000;
+
+/// The hot window is never shrunk below this for `hot-max-members`: the
+/// pager needs some lead to page members in before they are due.
+const MIN_HORIZON_MS: u64 = 100;
+
 impl Core {
     /// When the engine next has timed work: the wheel's next slot, a parked
     /// member, or the pager. `None` when idle.
@@ -13,7 +20,7 @@ impl Core {
         if self.paging.is_some() {
             return Some(self.now);
         }
-        let pager = self.hot_until.saturating_sub(self.horizon_ms / 2);
+        let pager = self.hot_until.saturating_sub(self.page_lead());
         let next = self.members.next_deadline();
         if self.cold_heap.is_empty() {
             next
@@ -135,7 +142,8 @@ impl Core {
     pub fn page_step(&mut self, budget: usize) -> Result<bool> {
         let target = match self.paging {
             Some(t) => t,
-            None if self.now.saturating_add(self.horizon_ms / 2) >= self.hot_until => {
+            None if self.now.saturating_add(self.page_lead()) >= self.hot_until => {
+                self.grow_horizon();
                 let t = self.now.saturating_add(self.horizon_ms);
                 self.paging = Some(t);
                 t
@@ -165,7 +173,101 @@ impl Core {
         self.hot_until = target;
         self.store.set_hot_until(target);
         self.paging = None;
+        self.enforce_hot_budget();
         Ok(false)
+    }
+
+    /// How far ahead of `hot_until` the pager starts its next step: half the
+    /// horizon, but at most [`PAGE_STEP_MS`] behind the full horizon, so a
+    /// long horizon is paged in small steps (each pages what comes into it
+    /// since the last) instead of half of it at once.
+    fn page_lead(&self) -> u64 {
+        let step = (self.horizon_ms / 2).min(PAGE_STEP_MS);
+        self.horizon_ms - step
+    }
+
+    /// Lets the horizon grow back towards `--horizon-ms` while the members
+    /// in memory take less than half the budget.
+    fn grow_horizon(&mut self) {
+        if self.horizon_ms < self.horizon_max_ms && self.members.len() < self.hot_max / 2 {
+            self.horizon_ms = self.horizon_ms.saturating_mul(2).min(self.horizon_max_ms);
+        }
+    }
+
+    /// Sets `hot-max-members` and moves members to disk at once if more
+    /// are in memory.
+    pub fn set_hot_max(&mut self, n: usize) {
+        self.hot_max = n.max(1);
+        self.enforce_hot_budget();
+    }
+
+    /// The most members kept in memory (`hot-max-members`).
+    pub fn hot_max(&self) -> usize {
+        self.hot_max
+    }
+
+    /// The horizon in force (ms): `--horizon-ms`, or less while the budget
+    /// holds it back.
+    pub fn horizon_ms(&self) -> u64 {
+        self.horizon_ms
+    }
+
+    /// Keeps the members in memory within `hot-max-members`: while there
+    /// are more, halves the hot window, moving the members due in its far
+    /// half to disk, down to [`MIN_HORIZON_MS`] (members due sooner stay,
+    /// whatever their number). Goes an eighth below the budget so that a
+    /// steady stream of adds does not demote on every round. One check when
+    /// within budget; a pass over the members in memory per halving.
+    pub(super) fn enforce_hot_budget(&mut self) {
+        if self.members.len() <= self.hot_max {
+            return;
+        }
+        let goal = self.hot_max - self.hot_max / 8;
+        while self.members.len() > goal {
+            let window = self.hot_until.saturating_sub(self.now);
+            if window <= MIN_HORIZON_MS {
+                break;
+            }
+            let until = self.now + (window / 2).max(MIN_HORIZON_MS);
+            self.demote_after(until);
+        }
+    }
+
+    /// Lowers `hot_until` to `until`: every member in memory due after it
+    /// (leases included: a lease's due time is its end) is moved to disk,
+    /// with a point-lookup entry, as if it had been added beyond the
+    /// horizon. Ready members are due by now and stay.
+    fn demote_after(&mut self, until: u64) {
+        let mut out = Vec::new();
+        for (qid, q) in self.queues.iter().enumerate() {
+            let Some(q) = q else { continue };
+            out.extend(q.members.ids().filter_map(|mid| {
+                let due = self.members.meta(mid).due;
+                (due > until && self.members.place(mid) != Place::Ready)
+                    .then_some((qid as QueueId, mid))
+            }));
+        }
+        for &(qid, mid) in &out {
+            let meta = self.members.meta(mid);
+            let q = live_mut(&mut self.queues, qid);
+            let (member, _) = self.members.remove(&mut q.members, mid);
+            let name = q.name.clone();
+            self.store.cool(&name, &member, meta);
+            self.place_cold(qid, meta.due);
+        }
+        tracing::debug!(
+            "hot-max-members: moved {} members due after {until} to disk",
+            out.len()
+        );
+        self.hot_until = until;
+        self.store.set_hot_until(until);
+        if self.paged_until > until {
+            self.paged_until = until;
+            self.store.set_paged_until(until);
+        }
+        // A pager step under way aimed beyond the new horizon.
+        self.paging = None;
+        self.horizon_ms = until.saturating_sub(self.now).max(MIN_HORIZON_MS);
     }
 
     /// Pages in the members of queue `id` due in `from..=until` that are
