@@ -52,6 +52,7 @@ mod waiters;
 mod watch;
 
 pub use self::commands::Popped;
+use self::pager::{MIN_HORIZON_MS, PAGE_STEP_MS};
 pub use self::waiters::{Delivery, Waiter, WaiterReply};
 
 /// Latest due time accepted: the last millisecond of year 9999.
@@ -320,11 +321,22 @@ impl Core {
         // Members paged in beyond it have no entry either: load them too,
         // even if the wall clock stepped back since.
         self.paged_until = self.store.paged_until()?;
+        // A new store starts with the whole horizon. A restart starts with
+        // what was in memory before (which `hot-max-members` may have held
+        // below `--horizon-ms`), so it loads no more than that; the pager
+        // widens it again in the background.
+        let ahead = if recorded == 0 {
+            self.horizon_max_ms
+        } else {
+            self.horizon_ms.min(PAGE_STEP_MS)
+        };
         self.hot_until = self
             .now
-            .saturating_add(self.horizon_ms)
+            .saturating_add(ahead)
             .max(recorded)
             .max(self.paged_until);
+        self.horizon_ms = (self.hot_until - self.now)
+            .clamp(MIN_HORIZON_MS.min(self.horizon_max_ms), self.horizon_max_ms);
         self.tracer.load(&mut self.store)?;
         for (name, card, floor) in self.store.queues()? {
             let id = self.queue_or_create(&name);

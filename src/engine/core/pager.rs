@@ -7,11 +7,11 @@ use std::cmp::Reverse;
 use super::*;
 
 /// Most of the horizon paged in by one pager step (see [`Core::page_lead`]).
-const PAGE_STEP_MS: u64 = 60_000;
+pub(super) const PAGE_STEP_MS: u64 = 60_000;
 
 /// The hot window is never shrunk below this for `hot-max-members`: the
 /// pager needs some lead to page members in before they are due.
-const MIN_HORIZON_MS: u64 = 100;
+pub(super) const MIN_HORIZON_MS: u64 = 100;
 
 impl Core {
     /// When the engine next has timed work: the wheel's next slot, a parked
