@@ -133,7 +133,6 @@ fn producer_consumer_operator_may_do_only_their_part() {
         consumer.ask("DELAYPOP orders:eu LEASE 1000 RETRIES 1 DEADLETTER dead"),
         NOPERM_KEY
     );
-    assert_eq!(admin.ask("DELAYINFO orders:eu").len() > 10, true);
     assert_eq!(admin.ask("DELAYCARD orders:eu"), b":2\r\n");
     let popped = consumer.ask("DELAYPOP orders:eu LEASE 30000 RETRIES 3 DEADLETTER orders:dead");
     assert_eq!(popped, b"*1\r\n$2\r\no1\r\n");
@@ -244,7 +243,7 @@ fn requirepass_is_the_default_users_password() {
     // A new password for the default user through CONFIG SET.
     assert_eq!(c.ask("CONFIG SET requirepass other"), b"+OK\r\n");
     let mut n = Conn::open(s.port, 2);
-    assert_eq!(n.ask("AUTH topsecret").starts_with(b"-WRONGPASS"), true);
+    assert!(n.ask("AUTH topsecret").starts_with(b"-WRONGPASS"));
     assert_eq!(n.ask("AUTH other"), b"+OK\r\n");
 }
 

@@ -89,10 +89,10 @@ impl ClientCommand for Hello {
 
 impl Hello {
     fn handshake(&self, shared: &Shared, client: &mut ClientState) -> Reply {
-        if let Some((user, pass)) = &self.auth {
-            if let Err(e) = super::auth::authenticate(shared, client, Some(user), pass, "HELLO") {
-                return Reply::from(e);
-            }
+        if let Some((user, pass)) = &self.auth
+            && let Err(e) = super::auth::authenticate(shared, client, Some(user), pass, "HELLO")
+        {
+            return Reply::from(e);
         }
         if !client.authenticated && shared.acl.auth_required() {
             return Reply::from(Error::Coded(

@@ -109,7 +109,7 @@ pub struct CommandSpec {
     pub key_flags: u8,
     /// Keys found by keyword rather than position (DELAYPOP's DEADLETTER
     /// queue, which is written): their argument indexes.
-    pub keyword_keys: Option<fn(&[Bytes]) -> Vec<usize>>,
+    pub keyword_keys: Option<KeywordKeys>,
     pub summary: &'static str,
     pub since: &'static str,
     pub group: &'static str,
@@ -130,6 +130,9 @@ impl CommandSpec {
         }
     }
 }
+
+/// Finds keys by keyword in a command's arguments: their indexes.
+pub type KeywordKeys = fn(&[Bytes]) -> Vec<usize>;
 
 /// A key whose value the command reads (Redis's `ACCESS` key flag).
 pub const KEY_READ: u8 = 1;
