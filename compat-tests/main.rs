@@ -1,6 +1,7 @@
 //! Black-box compatibility tests: the real `delayd` binary on a free
 //! loopback port, driven by real Redis clients.
 
+mod acl;
 mod client_controls;
 mod examples;
 mod harness;

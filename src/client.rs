@@ -23,6 +23,9 @@ pub struct ClientInfo {
     pub lib_ver: Mutex<String>,
     pub last_cmd: Mutex<String>,
     pub last_active: Mutex<Instant>,
+    /// The ACL user the client runs as (CLIENT LIST's `user=`, CLIENT KILL
+    /// USER, and ACL DELUSER, which disconnects its clients).
+    pub(crate) user: Mutex<bytes::Bytes>,
     pub resp: AtomicU64,
     pub blocked: AtomicBool,
     pub in_multi: AtomicBool,
@@ -59,6 +62,7 @@ impl ClientInfo {
             lib_ver: Mutex::default(),
             last_cmd: Mutex::new("NULL".into()),
             last_active: Mutex::new(Instant::now()),
+            user: Mutex::new(bytes::Bytes::from_static(b"default")),
             resp: AtomicU64::new(2),
             blocked: AtomicBool::new(false),
             in_multi: AtomicBool::new(false),
@@ -99,6 +103,11 @@ impl ClientInfo {
         true
     }
 
+    /// The name of the client's user.
+    pub(crate) fn user_name(&self) -> bytes::Bytes {
+        self.user.lock().map(|u| u.clone()).unwrap_or_default()
+    }
+
     /// Marks the client as inside `MULTI` (CLIENT LIST's `x` flag).
     pub fn set_in_multi(&self, yes: bool) {
         self.in_multi.store(yes, Ordering::Relaxed);
@@ -122,7 +131,7 @@ impl ClientInfo {
             "N"
         };
         format!(
-            "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+            "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
             self.laddr,
@@ -131,6 +140,7 @@ impl ClientInfo {
             idle,
             flags,
             get(&self.last_cmd),
+            String::from_utf8_lossy(&self.user_name()),
             self.resp.load(Ordering::Relaxed),
             get(&self.lib_name),
             get(&self.lib_ver),
@@ -144,8 +154,11 @@ pub struct ClientState {
     pub info: Arc<ClientInfo>,
     /// RESP2 or RESP3, switched by `HELLO`.
     pub proto: Protocol,
-    /// Whether the client has authenticated (always, without a password).
+    /// Whether the client has authenticated (or needed not: it connected
+    /// while the default user had no password, as in Redis).
     pub authenticated: bool,
+    /// The ACL user it runs as.
+    pub(crate) user: crate::acl::ClientUser,
     /// Set by `QUIT` and `SHUTDOWN`: close after the reply.
     pub quit: bool,
     /// `CLIENT REPLY`: whether replies are sent.
@@ -187,16 +200,25 @@ impl ReplyMode {
 
 impl ClientState {
     /// A new client's state.
-    pub fn new(info: Arc<ClientInfo>, authenticated: bool) -> ClientState {
+    pub(crate) fn new(info: Arc<ClientInfo>, acl: &crate::acl::Acl) -> ClientState {
         ClientState {
             info,
             proto: Protocol::Resp2,
-            authenticated,
+            authenticated: !acl.auth_required(),
+            user: crate::acl::ClientUser::default_of(acl),
             quit: false,
             reply_mode: ReplyMode::On,
             monitor: None,
             watches: crate::cmd::multi::Watches::default(),
         }
+    }
+
+    /// Runs as `user` from now on (AUTH, HELLO ... AUTH, RESET).
+    pub(crate) fn set_user(&mut self, acl: &crate::acl::Acl, user: Arc<crate::acl::User>) {
+        if let Ok(mut u) = self.info.user.lock() {
+            *u = user.name.clone();
+        }
+        self.user = crate::acl::ClientUser::new(acl, user);
     }
 
     /// Switches the protocol (HELLO, RESET).

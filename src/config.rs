@@ -40,6 +40,11 @@ pub struct Config {
     #[arg(long)]
     pub requirepass: Option<String>,
 
+    /// ACL file: users loaded at start and by ACL LOAD, written by ACL
+    /// SAVE (redis.conf's `aclfile`).
+    #[arg(long)]
+    pub aclfile: Option<PathBuf>,
+
     /// Maximum number of connected clients (lowered at start if the
     /// open-files limit cannot be raised to hold them).
     #[arg(long, default_value_t = 10_000)]

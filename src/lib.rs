@@ -9,6 +9,7 @@
 // failure is an error value, never an unwrap.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub(crate) mod acl;
 pub mod client;
 pub mod cmd;
 pub mod config;

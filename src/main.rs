@@ -112,6 +112,11 @@ async fn serve(config: Config) -> delayd::Result<()> {
         }
     }
     let shared = Shared::new(config, engine);
+    if let Err(errors) = shared.load_aclfile() {
+        return Err(delayd::Error::msg(format!(
+            "Aborting Redis startup because of ACL errors: {errors}"
+        )));
+    }
     let metrics = tokio::spawn(delayd::metrics::run(metrics, shared.clone()));
     let signals = shared.clone();
     tokio::spawn(async move {

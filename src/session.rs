@@ -77,16 +77,22 @@ async fn put_back(engine: &Engine, popped: Vec<Popped>) {
 
 impl Session {
     /// A session over an accepted connection.
+    ///
+    /// Whether the client must authenticate is decided here, from the ACL
+    /// default user (on and nopass: no); `_authenticated`, what the
+    /// caller saw in `requirepass`, is not enough once users exist.
     pub fn new(
-        conn: Connection,
+        mut conn: Connection,
         shared: Arc<Shared>,
         info: Arc<ClientInfo>,
-        authenticated: bool,
+        _authenticated: bool,
     ) -> Session {
+        conn.limits = shared.limits(!shared.acl.auth_required());
+        let client = ClientState::new(info, &shared.acl);
         Session {
             conn,
             shared,
-            client: ClientState::new(info, authenticated),
+            client,
             transaction: None,
             unsent: Vec::new(),
             monitor_queued: Vec::new(),
@@ -307,6 +313,37 @@ impl Session {
         }
     }
 
+    /// Logs a denial in ACL LOG and returns Redis 7.0's NOPERM error.
+    fn denied(
+        &self,
+        spec: &'static cmd::table::CommandSpec,
+        args: &[Bytes],
+        denied: crate::acl::Denied,
+    ) -> Error {
+        use crate::acl::{Denied, Reason};
+        let name = crate::acl::call_name(spec, args);
+        let (reason, object, text) = match denied {
+            Denied::Command => (
+                Reason::Command,
+                Bytes::from(name.clone()),
+                format!("this user has no permissions to run the '{name}' command"),
+            ),
+            Denied::Key(i) => (
+                Reason::Key,
+                args.get(i).cloned().unwrap_or_default(),
+                "this user has no permissions to access one of the keys used as arguments".into(),
+            ),
+        };
+        self.shared.acl.log(
+            reason,
+            self.transaction.is_some(),
+            object,
+            self.client.user.user.name.clone(),
+            self.client.info.line(),
+        );
+        Error::Coded("NOPERM", text)
+    }
+
     async fn dispatch_one(&mut self, args: Vec<Bytes>, batch: &mut Vec<Queued>) -> Result<()> {
         self.shared
             .stats
@@ -325,9 +362,24 @@ impl Session {
                 return Ok(());
             }
         };
-        if !self.client.authenticated && !spec.flags.contains(&"no_auth") {
+        if !self.client.authenticated
+            && self.shared.acl.auth_required()
+            && !spec.flags.contains(&"no_auth")
+        {
             self.shared.cmdstats.reject(spec.name);
             let e = Error::Coded("NOAUTH", "Authentication required.".into());
+            self.reply_in_order(Reply::from(e), batch);
+            return Ok(());
+        }
+        // ACL: one atomic load, and nothing more for a user allowed
+        // everything; a denial changes nothing and is logged.
+        let user = self.client.user.current(&self.shared.acl);
+        if !user.unrestricted()
+            && let Err(denied) = user.check(spec, &args)
+        {
+            let e = self.denied(spec, &args, denied);
+            self.shared.cmdstats.reject(spec.name);
+            multi::fail(self.transaction.as_mut());
             self.reply_in_order(Reply::from(e), batch);
             return Ok(());
         }
@@ -405,7 +457,6 @@ impl Session {
         }
         // Anything else runs after the queue commands before it.
         self.flush_engine(batch).await?;
-        let was = self.client.authenticated;
         let mut popped = Vec::new();
         let reply = match command {
             Command::Engine(_) => None,
@@ -455,9 +506,11 @@ impl Session {
                 Some(r)
             }
         };
-        if self.client.authenticated != was {
-            // Framing limits are tighter until a client authenticates.
-            self.conn.limits = self.shared.limits(self.client.authenticated);
+        // Framing limits are tighter until a client authenticates (or
+        // while none needs to).
+        let authed = self.client.authenticated || !self.shared.acl.auth_required();
+        if authed != self.conn.limits.authenticated {
+            self.conn.limits = self.shared.limits(authed);
         }
         if let Some(r) = reply {
             self.reply_popped(r, popped);

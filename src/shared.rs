@@ -57,6 +57,8 @@ pub struct Shared {
     pub(crate) monitors: Arc<AtomicUsize>,
     /// Every command run, as MONITOR prints it (see [`crate::cmd::monitor`]).
     pub(crate) monitor_feed: broadcast::Sender<Bytes>,
+    /// ACL users and the ACL log.
+    pub(crate) acl: crate::acl::Acl,
 }
 
 /// Lines of MONITOR output kept for a monitor that falls behind; beyond
@@ -158,6 +160,7 @@ impl Pause {
 impl Shared {
     /// Shared state for a server over `engine`.
     pub fn new(config: Config, engine: Engine) -> Arc<Shared> {
+        let acl = crate::acl::Acl::new(config.requirepass.as_deref());
         Arc::new(Shared {
             runtime: RwLock::new(Runtime {
                 maxclients: config.maxclients,
@@ -178,6 +181,7 @@ impl Shared {
             pause: Pause::new(),
             monitors: Arc::new(AtomicUsize::new(0)),
             monitor_feed: broadcast::Sender::new(MONITOR_BACKLOG),
+            acl,
         })
     }
 
@@ -209,6 +213,46 @@ impl Shared {
             |e| e.into_inner().obuf_limits.normal,
             |r| r.obuf_limits.normal,
         )
+    }
+
+    /// Whether the default user can be used without a password (on and
+    /// nopass): what protected mode treats as "no password set". With
+    /// ACL users, `requirepass` alone no longer says it.
+    pub fn default_user_is_open(&self) -> bool {
+        self.acl.default_user_is_open()
+    }
+
+    /// Loads `aclfile` (at start and by ACL LOAD): the users replace those
+    /// in memory, whose clients are disconnected (the default user's stay,
+    /// as in Redis); nothing changes if the file has an error.
+    ///
+    /// # Errors
+    ///
+    /// Redis's description of what is wrong with the file.
+    pub fn load_aclfile(&self) -> Result<(), String> {
+        let Some(path) = &self.config.aclfile else {
+            return Ok(());
+        };
+        let shown = path.display().to_string();
+        let replaced = self.acl.load_file(path, &shown)?;
+        self.kill_clients_of(&replaced);
+        Ok(())
+    }
+
+    /// Disconnects the clients running as one of `users` (ACL DELUSER,
+    /// ACL LOAD), as Redis does; a client deleting its own user gets its
+    /// reply first.
+    pub(crate) fn kill_clients_of(&self, users: &[Bytes]) {
+        if users.is_empty() {
+            return;
+        }
+        if let Ok(clients) = self.clients.lock() {
+            for c in clients.values() {
+                if users.contains(&c.user_name()) {
+                    c.kill();
+                }
+            }
+        }
     }
 
     /// Framing limits for a client in the given authentication state.

@@ -8,8 +8,8 @@ use crate::protocol::Reply;
 use crate::shared::Shared;
 use crate::{Error, Result};
 
-/// Authenticates the connection against `--requirepass`. The only user is
-/// `default`, as in Redis without ACLs.
+/// Authenticates the connection as an ACL user (`default`, whose password
+/// `--requirepass` sets, when no user is named).
 ///
 /// # Format
 ///
@@ -34,31 +34,56 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
-/// Checks credentials; shared by AUTH and HELLO ... AUTH.
+/// Authenticates the client as `user` (`default` when not given) if the
+/// password is one of the user's and the user is on; shared by AUTH and
+/// HELLO ... AUTH (`cmd`, logged in ACL LOG on failure, without the
+/// password).
 ///
 /// # Errors
 ///
-/// Redis's texts: no password configured, or `WRONGPASS`.
-pub fn check(shared: &Shared, user: Option<&[u8]>, pass: &[u8]) -> Result<()> {
-    let Some(expected) = shared.runtime().requirepass else {
-        if user.is_none() {
-            return Err(Error::msg(
-                "AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
-            ));
+/// Redis's texts: no password configured for the default user (AUTH with
+/// only a password), or `WRONGPASS`.
+pub(crate) fn authenticate(
+    shared: &Shared,
+    client: &mut ClientState,
+    user: Option<&[u8]>,
+    pass: &[u8],
+    cmd: &'static str,
+) -> Result<()> {
+    let name = match user {
+        Some(u) => u,
+        None => {
+            let open = shared
+                .acl
+                .user(b"default")
+                .is_none_or(|d| d.flags().contains(&"nopass"));
+            if open {
+                return Err(Error::msg(
+                    "AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+                ));
+            }
+            b"default".as_slice()
         }
-        // With no password set the default user accepts any password, as in Redis.
-        return if user == Some(b"default".as_slice()) {
-            Ok(())
-        } else {
-            Err(wrongpass())
-        };
     };
-    let user_ok = user.is_none_or(|u| constant_time_eq(u, b"default"));
-    let pass_ok = constant_time_eq(pass, expected.as_bytes());
-    if user_ok & pass_ok {
-        Ok(())
-    } else {
-        Err(wrongpass())
+    match shared.acl.authenticate(name, pass) {
+        Some(u) => {
+            client.authenticated = true;
+            client.set_user(&shared.acl, u);
+            Ok(())
+        }
+        None => {
+            shared.acl.log(
+                crate::acl::Reason::Auth,
+                client
+                    .info
+                    .in_multi
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                Bytes::from_static(cmd.as_bytes()),
+                Bytes::copy_from_slice(name),
+                client.info.line(),
+            );
+            Err(wrongpass())
+        }
     }
 }
 
@@ -106,13 +131,12 @@ impl Auth {
 impl ClientCommand for Auth {
     /// Authenticates the client.
     fn apply(&self, shared: &Shared, client: &mut ClientState) -> Option<Reply> {
-        Some(match check(shared, self.user.as_deref(), &self.pass) {
-            Ok(()) => {
-                client.authenticated = true;
-                Reply::OK
-            }
-            Err(e) => Reply::from(e),
-        })
+        Some(
+            match authenticate(shared, client, self.user.as_deref(), &self.pass, "AUTH") {
+                Ok(()) => Reply::OK,
+                Err(e) => Reply::from(e),
+            },
+        )
     }
 }
 

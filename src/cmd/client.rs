@@ -58,8 +58,10 @@ pub struct KillFilter {
     id: Option<u64>,
     addr: Option<String>,
     laddr: Option<String>,
-    /// `TYPE` other than normal (or `USER` other than default): matches
-    /// no client, every client being a normal one of the default user.
+    /// `USER`: clients running as that ACL user.
+    user: Option<Bytes>,
+    /// `TYPE` other than normal: matches no client, every client being a
+    /// normal one.
     none: bool,
     /// `SKIPME no`: the caller may kill itself.
     include_me: bool,
@@ -72,6 +74,7 @@ impl KillFilter {
             && self.id.is_none_or(|id| id == c.id)
             && self.addr.as_ref().is_none_or(|a| *a == c.addr)
             && self.laddr.as_ref().is_none_or(|a| *a == c.laddr)
+            && self.user.as_ref().is_none_or(|u| *u == c.user_name())
     }
 }
 
@@ -116,10 +119,8 @@ fn parse_kill(args: &mut Args) -> Result<Client> {
                 _ => return Err(Error::msg(format!("Unknown client type '{text}'"))),
             }
         } else if is(opt, "USER") {
-            // The only user is `default`.
-            if text != "default" {
-                return Err(Error::msg(format!("No such user '{text}'")));
-            }
+            // Whether the user exists is checked when it runs.
+            f.user = Some(v.clone());
         } else if is(opt, "SKIPME") {
             if is(v, "yes") {
                 f.include_me = false;
@@ -351,6 +352,14 @@ impl Client {
                 }
             }
             Client::Kill(f) => {
+                if let Some(u) = &f.user
+                    && shared.acl.user(u).is_none()
+                {
+                    return Some(Reply::from(Error::msg(format!(
+                        "No such user '{}'",
+                        String::from_utf8_lossy(u)
+                    ))));
+                }
                 let targets: Vec<_> = shared
                     .clients
                     .lock()

@@ -136,21 +136,11 @@ fn get_keys(args: &[Bytes]) -> Result<Vec<Bytes>> {
             "Invalid number of arguments specified for command",
         ));
     }
-    if spec.first_key == 0 {
+    let keys = spec.keys(args);
+    if keys.is_empty() {
         return Err(Error::msg("The command has no key arguments"));
     }
-    let n = args.len() as i64;
-    let last = if spec.last_key < 0 {
-        n + spec.last_key
-    } else {
-        spec.last_key
-    };
-    let mut keys = Vec::new();
-    let mut i = spec.first_key;
-    while i <= last && i < n {
-        keys.push(args[i as usize].clone());
-        i += spec.step.max(1);
-    }
+    let keys = keys.into_iter().map(|(i, _)| args[i].clone()).collect();
     Ok(keys)
 }
 

@@ -58,6 +58,13 @@ fn all_params(shared: &Shared) -> Vec<(&'static str, String)> {
         ("dir", c.dir.display().to_string()),
         ("appendfsync", shared.engine.fsync().name().to_string()),
         ("requirepass", rt.requirepass.unwrap_or_default()),
+        (
+            "aclfile",
+            c.aclfile
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        ),
         ("maxclients", rt.maxclients.to_string()),
         ("horizon-ms", c.horizon_ms.to_string()),
         ("hot-max-members", shared.engine.hot_max().to_string()),
@@ -292,6 +299,8 @@ fn set(shared: &Shared, pairs: &[(String, String)]) -> Result<()> {
         }
         if let Some(p) = requirepass {
             rt.requirepass = (!p.is_empty()).then_some(p);
+            // As in Redis, requirepass is the default user's password.
+            shared.acl.set_requirepass(rt.requirepass.as_deref());
         }
         for spec in &obuf {
             rt.obuf_limits.apply(spec);

@@ -89,13 +89,12 @@ impl ClientCommand for Hello {
 
 impl Hello {
     fn handshake(&self, shared: &Shared, client: &mut ClientState) -> Reply {
-        if let Some((user, pass)) = &self.auth {
-            if let Err(e) = super::auth::check(shared, Some(user), pass) {
-                return Reply::from(e);
-            }
-            client.authenticated = true;
+        if let Some((user, pass)) = &self.auth
+            && let Err(e) = super::auth::authenticate(shared, client, Some(user), pass, "HELLO")
+        {
+            return Reply::from(e);
         }
-        if !client.authenticated {
+        if !client.authenticated && shared.acl.auth_required() {
             return Reply::from(Error::Coded(
                 "NOAUTH",
                 "HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time".into(),

@@ -227,6 +227,9 @@ impl Info {
                     kv("expired_keys", &0);
                     kv("total_error_replies", &shared.cmdstats.error_replies());
                     kv("evicted_keys", &0);
+                    for (k, v) in super::acl::info_stats(shared) {
+                        kv(k, &v);
+                    }
                 }
                 "replication" => {
                     // A single node is a master with no replicas, in the

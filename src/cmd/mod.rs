@@ -16,6 +16,7 @@
 //!   and `MULTI`/`EXEC`/`DISCARD`/`WATCH` drive a [`multi::Transaction`]
 //!   (and the client's [`multi::Watches`]).
 
+pub(crate) mod acl;
 pub(crate) mod auth;
 pub(crate) mod bdelaypop;
 pub(crate) mod client;

@@ -34,7 +34,11 @@ impl ClientCommand for Reset {
         if let Ok(mut n) = client.info.name.lock() {
             n.clear();
         }
-        client.authenticated = shared.runtime().requirepass.is_none();
+        // Back to the default user, authenticated only if it needs no
+        // password (Redis's clientSetDefaultAuth).
+        client.authenticated = !shared.acl.auth_required();
+        let default = crate::acl::ClientUser::default_of(&shared.acl);
+        client.set_user(&shared.acl, default.user);
         Some(Reply::Simple("RESET"))
     }
 }

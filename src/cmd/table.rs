@@ -5,10 +5,12 @@
 //! clients can find their keys.
 
 use super::{
-    Args, Command, auth, bdelaypop, client, command, config, delayack, delayadd, delaycard,
+    Args, Command, acl, auth, bdelaypop, client, command, config, delayack, delayadd, delaycard,
     delaycount, delayinfo, delaypop, delayrange, delayrem, delayscore, delaytrace, echo, hello,
     info, keyspace, monitor, multi, ping, quit, readonly, reset, role, select, shutdown, time,
 };
+use bytes::Bytes;
+
 use crate::Result;
 
 /// The type of a documented argument, as `COMMAND DOCS` names it.
@@ -101,6 +103,13 @@ pub struct CommandSpec {
     pub step: i64,
     /// ACL categories, without the `@`.
     pub acl: &'static [&'static str],
+    /// What the keys at the key positions are used for, as Redis's key
+    /// specs say it ([`KEY_READ`], [`KEY_WRITE`], both, or neither, as
+    /// EXISTS's): a `%R~`/`%W~` key pattern must grant all of it.
+    pub key_flags: u8,
+    /// Keys found by keyword rather than position (DELAYPOP's DEADLETTER
+    /// queue, which is written): their argument indexes.
+    pub keyword_keys: Option<KeywordKeys>,
     pub summary: &'static str,
     pub since: &'static str,
     pub group: &'static str,
@@ -120,6 +129,62 @@ impl CommandSpec {
             n >= -self.arity
         }
     }
+}
+
+/// Finds keys by keyword in a command's arguments: their indexes.
+pub type KeywordKeys = fn(&[Bytes]) -> Vec<usize>;
+
+/// A key whose value the command reads (Redis's `ACCESS` key flag).
+pub const KEY_READ: u8 = 1;
+/// A key the command changes (`INSERT`, `UPDATE`, `DELETE`).
+pub const KEY_WRITE: u8 = 2;
+
+impl CommandSpec {
+    /// The keys of a command (`args[0]` is its name): each argument index
+    /// with the access it needs ([`KEY_READ`], [`KEY_WRITE`]), from the
+    /// key positions, then the keys found by keyword.
+    pub fn keys(&self, args: &[Bytes]) -> Vec<(usize, u8)> {
+        let mut keys = Vec::new();
+        if self.first_key > 0 {
+            let n = args.len() as i64;
+            let last = if self.last_key < 0 {
+                n + self.last_key
+            } else {
+                self.last_key
+            };
+            let mut i = self.first_key;
+            while i <= last && i < n {
+                keys.push((i as usize, self.key_flags));
+                i += self.step.max(1);
+            }
+        }
+        if let Some(more) = self.keyword_keys {
+            keys.extend(more(args).into_iter().map(|i| (i, KEY_WRITE)));
+        }
+        keys
+    }
+}
+
+/// DELAYPOP's dead-letter queue: the argument after `DEADLETTER`, walking
+/// the options as the parser does (values of other options are skipped,
+/// so a value spelled `DEADLETTER` is not taken for the keyword).
+fn deadletter_key(args: &[Bytes]) -> Vec<usize> {
+    let mut i = 2;
+    while i < args.len() {
+        let a = &args[i];
+        if super::is(a, "DEADLETTER") && i + 1 < args.len() {
+            return vec![i + 1];
+        }
+        i += if ["COUNT", "LEASE", "RETRIES", "BLOCK"]
+            .iter()
+            .any(|k| super::is(a, k))
+        {
+            2
+        } else {
+            1
+        };
+    }
+    Vec::new()
 }
 
 /// Looks a command up by lower-case name.
@@ -143,6 +208,8 @@ const fn spec(
         last_key: 0,
         step: 0,
         acl: &[],
+        key_flags: 0,
+        keyword_keys: None,
         summary: "",
         since: "1.0.0",
         group: "connection",
@@ -160,7 +227,8 @@ pub static COMMANDS: &[CommandSpec] = &[
         first_key: 1,
         last_key: 1,
         step: 1,
-        acl: &["write", "sortedset", "fast"],
+        acl: &["write", "sortedset", "fast", "delay"],
+        key_flags: KEY_WRITE,
         summary: "Schedules members to become due after a delay in ms (or at a Unix time in ms with AT); reschedules existing ones.",
         group: DELAY,
         complexity: "O(log(N)) for each member added, where N is the number of members in the queue.",
@@ -183,7 +251,9 @@ pub static COMMANDS: &[CommandSpec] = &[
         first_key: 1,
         last_key: 1,
         step: 1,
-        acl: &["write", "sortedset", "fast", "blocking"],
+        acl: &["write", "sortedset", "fast", "blocking", "delay"],
+        key_flags: KEY_READ | KEY_WRITE,
+        keyword_keys: Some(deadletter_key),
         summary: "Removes and returns due members, earliest first; LEASE hides them for ms instead of removing; BLOCK waits for one.",
         group: DELAY,
         complexity: "O(log(N)*M) with M the number of members returned.",
@@ -207,7 +277,8 @@ pub static COMMANDS: &[CommandSpec] = &[
         first_key: 1,
         last_key: -2,
         step: 1,
-        acl: &["write", "sortedset", "slow", "blocking"],
+        acl: &["write", "sortedset", "slow", "blocking", "delay"],
+        key_flags: KEY_READ | KEY_WRITE,
         summary: "Blocks until a member of one of the queues is due, then removes it and returns [key, member, due-ms].",
         group: DELAY,
         complexity: "O(log(N)) with N the number of members in the queue.",
@@ -222,7 +293,8 @@ pub static COMMANDS: &[CommandSpec] = &[
         first_key: 1,
         last_key: 1,
         step: 1,
-        acl: &["write", "sortedset", "fast"],
+        acl: &["write", "sortedset", "fast", "delay"],
+        key_flags: KEY_WRITE,
         summary: "Acknowledges leased members: removes them for good.",
         group: DELAY,
         complexity: "O(M*log(N)) with M the number of members acknowledged.",
@@ -237,7 +309,8 @@ pub static COMMANDS: &[CommandSpec] = &[
         first_key: 1,
         last_key: 1,
         step: 1,
-        acl: &["write", "sortedset", "fast"],
+        acl: &["write", "sortedset", "fast", "delay"],
+        key_flags: KEY_WRITE,
         summary: "Cancels scheduled members.",
         group: DELAY,
         complexity: "O(M*log(N)) with M the number of members removed.",
@@ -252,7 +325,8 @@ pub static COMMANDS: &[CommandSpec] = &[
         first_key: 1,
         last_key: 1,
         step: 1,
-        acl: &["read", "sortedset", "fast"],
+        acl: &["read", "sortedset", "fast", "delay"],
+        key_flags: KEY_READ,
         summary: "Returns a member's due time in Unix ms.",
         group: DELAY,
         args: &[Arg::new("key", T::Key), Arg::new("member", T::String)],
@@ -263,7 +337,8 @@ pub static COMMANDS: &[CommandSpec] = &[
         first_key: 1,
         last_key: 1,
         step: 1,
-        acl: &["read", "sortedset", "fast"],
+        acl: &["read", "sortedset", "fast", "delay"],
+        key_flags: KEY_READ,
         summary: "Returns the number of members in a queue, leased ones included.",
         group: DELAY,
         args: &[Arg::new("key", T::Key)],
@@ -274,7 +349,8 @@ pub static COMMANDS: &[CommandSpec] = &[
         first_key: 1,
         last_key: 1,
         step: 1,
-        acl: &["read", "sortedset", "slow"],
+        acl: &["read", "sortedset", "slow", "delay"],
+        key_flags: KEY_READ,
         summary: "Returns members in due order by rank or, with BYSCORE, by due time, like ZRANGE.",
         group: DELAY,
         complexity: "O(log(N)+M) with M the number of members skipped and returned.",
@@ -304,7 +380,8 @@ pub static COMMANDS: &[CommandSpec] = &[
         first_key: 1,
         last_key: 1,
         step: 1,
-        acl: &["read", "sortedset", "slow"],
+        acl: &["read", "sortedset", "slow", "delay"],
+        key_flags: KEY_READ,
         summary: "Counts the members due within a window of due times, like ZCOUNT.",
         group: DELAY,
         complexity: "O(log(N)+M) with M the number of members in the window.",
@@ -320,7 +397,8 @@ pub static COMMANDS: &[CommandSpec] = &[
         first_key: 1,
         last_key: 1,
         step: 1,
-        acl: &["read", "sortedset", "slow"],
+        acl: &["read", "sortedset", "slow", "delay"],
+        key_flags: KEY_READ,
         summary: "Returns a queue's backlog figures: pending, ready, leased, next due, oldest ready age and counters.",
         group: DELAY,
         args: &[Arg::new("key", T::Key)],
@@ -331,7 +409,8 @@ pub static COMMANDS: &[CommandSpec] = &[
         first_key: 1,
         last_key: 1,
         step: 1,
-        acl: &["read", "sortedset", "slow"],
+        acl: &["read", "sortedset", "slow", "delay"],
+        key_flags: KEY_READ,
         summary: "Returns what happened to a member of a traced queue (trace-queues): [time-ms, event, detail] entries, oldest first.",
         group: DELAY,
         complexity: "O(N) where N is the number of trace events kept for the queue (at most trace-max-events).",
@@ -415,7 +494,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         flags: &["noscript", "loading", "stale"],
-        acl: &["slow", "connection"],
+        acl: &["slow"],
         summary: "A container for client connection commands.",
         args: &[Arg::new("subcommand", T::String)],
         ..spec("client", -2, client::parse)
@@ -438,11 +517,23 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         flags: &["admin", "noscript", "loading", "stale"],
-        acl: &["admin", "slow", "dangerous"],
+        acl: &["slow"],
         summary: "A container for server configuration commands.",
         group: "server",
         args: &[Arg::new("subcommand", T::String)],
         ..spec("config", -2, config::parse)
+    },
+    CommandSpec {
+        // Redis flags its ACL subcommands admin (but CAT, WHOAMI, GENPASS):
+        // here the container carries it, so MONITOR never shows ACL rules.
+        flags: &["admin", "noscript", "loading", "stale"],
+        acl: &["slow"],
+        summary: "A container for Access List Control commands.",
+        group: "server",
+        since: "6.0.0",
+        complexity: "Depends on subcommand.",
+        args: &[Arg::new("subcommand", T::String)],
+        ..spec("acl", -2, acl::parse)
     },
     CommandSpec {
         flags: &["loading", "stale"],
@@ -530,6 +621,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         last_key: -1,
         step: 1,
         acl: &["keyspace", "write", "slow"],
+        key_flags: KEY_WRITE,
         summary: "Deletes whole queues.",
         group: "generic",
         complexity: "O(N) where N is the number of members removed.",
@@ -542,6 +634,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         last_key: -1,
         step: 1,
         acl: &["keyspace", "write", "fast"],
+        key_flags: KEY_WRITE,
         summary: "Deletes whole queues.",
         group: "generic",
         since: "4.0.0",
