@@ -180,12 +180,26 @@ impl ConfigCmd {
     }
 }
 
+/// Redis's text for a CONFIG SET value it refuses.
+fn failed(name: &str, why: &str) -> Error {
+    Error::msg(format!(
+        "CONFIG SET failed (possibly related to argument '{name}') - {why}"
+    ))
+}
+
+/// A CONFIG SET value that must be a positive integer, with Redis's texts.
+fn positive(name: &str, value: &str) -> Result<u64> {
+    let n = super::parse_int(value.as_bytes())
+        .map_err(|_| failed(name, "argument couldn't be parsed into an integer"))?;
+    u64::try_from(n).ok().filter(|n| *n >= 1).ok_or_else(|| {
+        failed(
+            name,
+            "argument must be between 1 and 9223372036854775807 inclusive",
+        )
+    })
+}
+
 fn set(shared: &Shared, pairs: &[(String, String)]) -> Result<()> {
-    let failed = |name: &str, why: &str| {
-        Error::msg(format!(
-            "CONFIG SET failed (possibly related to argument '{name}') - {why}"
-        ))
-    };
     // Validate everything first so a bad pair changes nothing.
     let mut fsync = None;
     let mut maxclients = None;
@@ -245,27 +259,9 @@ fn set(shared: &Shared, pairs: &[(String, String)]) -> Result<()> {
                 loglevel = Some(level);
             }
             "trace-queues" => trace_queues = Some(value.clone()),
-            "trace-max-events" => {
-                let n = super::parse_int(value.as_bytes())
-                    .map_err(|_| failed(name, "argument couldn't be parsed into an integer"))?;
-                let n = u64::try_from(n).ok().filter(|n| *n >= 1).ok_or_else(|| {
-                    failed(
-                        name,
-                        "argument must be between 1 and 9223372036854775807 inclusive",
-                    )
-                })?;
-                trace_max_events = Some(n);
-            }
+            "trace-max-events" => trace_max_events = Some(positive(name, value)?),
             "hot-max-members" => {
-                let n = super::parse_int(value.as_bytes())
-                    .map_err(|_| failed(name, "argument couldn't be parsed into an integer"))?;
-                let n = usize::try_from(n).ok().filter(|n| *n >= 1).ok_or_else(|| {
-                    failed(
-                        name,
-                        "argument must be between 1 and 9223372036854775807 inclusive",
-                    )
-                })?;
-                hot_max = Some(n);
+                hot_max = Some(usize::try_from(positive(name, value)?).unwrap_or(usize::MAX));
             }
             other if all_params(shared).iter().any(|(k, _)| *k == other) => {
                 return Err(failed(name, "can't set immutable config"));
