@@ -107,6 +107,24 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=i64::MAX as u64))]
     pub trace_max_events: u64,
 
+    /// Commands that take at least this many microseconds to execute are
+    /// logged for SLOWLOG GET; 0 logs every command, -1 none.
+    #[arg(long, default_value_t = crate::cmd::slowlog::DEFAULT_SLOWER_THAN,
+          allow_negative_numbers = true,
+          value_parser = clap::value_parser!(i64).range(-1..))]
+    pub slowlog_log_slower_than: i64,
+
+    /// Entries the slow log keeps; the oldest are dropped past it.
+    #[arg(long, default_value_t = crate::cmd::slowlog::DEFAULT_MAX_LEN,
+          value_parser = clap::value_parser!(u64).range(0..=i64::MAX as u64))]
+    pub slowlog_max_len: u64,
+
+    /// Events (commands) that take at least this many milliseconds are
+    /// sampled for LATENCY LATEST and HISTORY; 0: off.
+    #[arg(long, default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=i64::MAX as u64))]
+    pub latency_monitor_threshold: u64,
+
     /// A redis.conf-style file of `name value` lines; flags override it.
     #[arg(long = "config")]
     pub config_file: Option<PathBuf>,
