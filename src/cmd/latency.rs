@@ -186,9 +186,9 @@ impl LatencyMonitor {
                 let mad = samples.iter().map(|&m| m.abs_diff(avg)).sum::<u64>() / n.max(1);
                 let oldest = s.history().map(|(t, _)| t).min().unwrap_or(now);
                 let period = (now - oldest).max(1);
-                let _ = write!(
+                let _ = writeln!(
                     out,
-                    "{}. {name}: {n} latency spikes (average {avg}ms, mean deviation {mad}ms, period {:.2} sec). Worst all time event {}ms.\n",
+                    "{}. {name}: {n} latency spikes (average {avg}ms, mean deviation {mad}ms, period {:.2} sec). Worst all time event {}ms.",
                     i + 1,
                     period as f64 / n.max(1) as f64,
                     s.max
@@ -207,10 +207,10 @@ impl LatencyMonitor {
             }
             out.push_str("\nI have a few advices for you:\n\n");
             if slowlog_off {
-                let _ = write!(out, "- There are latency issues with potentially slow commands you are using. Try to enable the Slow Log Redis feature using the command 'CONFIG SET slowlog-log-slower-than {}'. If the Slow log is disabled Redis is not able to log slow commands execution for you.\n", threshold.saturating_mul(1000));
+                let _ = writeln!(out, "- There are latency issues with potentially slow commands you are using. Try to enable the Slow Log Redis feature using the command 'CONFIG SET slowlog-log-slower-than {}'. If the Slow log is disabled Redis is not able to log slow commands execution for you.", threshold.saturating_mul(1000));
             }
             if slowlog_tuning {
-                let _ = write!(out, "- Your current Slow Log configuration only logs events that are slower than your configured latency monitor threshold. Please use 'CONFIG SET slowlog-log-slower-than {}'.\n", threshold.saturating_mul(1000));
+                let _ = writeln!(out, "- Your current Slow Log configuration only logs events that are slower than your configured latency monitor threshold. Please use 'CONFIG SET slowlog-log-slower-than {}'.", threshold.saturating_mul(1000));
             }
             if commands {
                 out.push_str("- Check your Slow Log to understand what are the commands you are running which are too slow to execute. Please check https://redis.io/commands/slowlog for more information.\n");
