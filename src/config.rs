@@ -699,6 +699,33 @@ mod tests {
     }
 
     #[test]
+    fn slowlog_and_latency_settings_parse_as_redis_bounds_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("d.conf");
+        std::fs::write(
+            &conf,
+            "slowlog-log-slower-than -1\nslowlog-max-len 0\nlatency-monitor-threshold 5\n",
+        )
+        .unwrap();
+        let c = Config::load(["delayd", "--config", conf.to_str().unwrap()]).unwrap();
+        assert_eq!(c.slowlog_log_slower_than, -1);
+        assert_eq!(c.slowlog_max_len, 0);
+        assert_eq!(c.latency_monitor_threshold, 5);
+        let c = Config::load(["delayd"]).unwrap();
+        assert_eq!(
+            (
+                c.slowlog_log_slower_than,
+                c.slowlog_max_len,
+                c.latency_monitor_threshold
+            ),
+            (10_000, 128, 0)
+        );
+        assert!(Config::load(["delayd", "--slowlog-log-slower-than", "-2"]).is_err());
+        assert!(Config::load(["delayd", "--slowlog-max-len", "-1"]).is_err());
+        assert!(file_args("latency-monitor-threshold -1\n").is_err());
+    }
+
+    #[test]
     fn a_bad_line_is_named() {
         let err = |text: &str| file_args(text).unwrap_err();
         assert_eq!(err("port 1\nport x\n").0, 2);
