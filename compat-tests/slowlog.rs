@@ -112,6 +112,7 @@ fn slowlog_matches_redis() {
         "CONFIG SET requirepass sesame",
         "AUTH sesame",
         "CONFIG SET requirepass",
+        "ACL SETUSER alice on >hunter2",
         "EXISTS k1 k2",
         "MULTI",
         "EXISTS k3",
@@ -135,11 +136,11 @@ fn slowlog_matches_redis() {
     let (a, b) = (entries(&a, &d_addr), entries(&b, &r_addr));
     assert_eq!(a, b);
     // Credentials are redacted (AUTH's, HELLO's, CONFIG SET
-    // requirepass's); EXEC is not logged, the command it ran is.
+    // requirepass's, ACL SETUSER's); EXEC is not logged, the command it ran is.
     let all: Vec<Vec<String>> = a.iter().map(args_of).collect();
     let text = format!("{all:?}");
     assert!(
-        !text.contains("sesame") && !text.contains("secret"),
+        !text.contains("sesame") && !text.contains("secret") && !text.contains("hunter2"),
         "{text}"
     );
     assert!(

@@ -229,7 +229,8 @@ fn shown_args(args: &[Bytes]) -> Vec<Bytes> {
 }
 
 /// Which arguments hold secrets: AUTH's and HELLO's credentials (as MONITOR
-/// hides them) and the value of CONFIG SET requirepass. Redis leaves a few
+/// hides them), the value of CONFIG SET requirepass and, as in Redis, every
+/// argument of ACL SETUSER after the command (its rules hold passwords). Redis leaves a few
 /// malformed calls unredacted (`AUTH a b c`, `HELLO 4 AUTH u p`); delayd
 /// redacts them too, a password being a password even in a bad call.
 fn redacted(args: &[Bytes]) -> impl Fn(usize) -> bool + use<> {
@@ -245,7 +246,10 @@ fn redacted(args: &[Bytes]) -> impl Fn(usize) -> bool + use<> {
     } else {
         Vec::new()
     };
-    move |j| (from..to).contains(&j) || secret_values.contains(&j)
+    let setuser = args.len() >= 3
+        && args.first().is_some_and(|a| is(a, "acl"))
+        && args.get(1).is_some_and(|a| is(a, "setuser"));
+    move |j| (from..to).contains(&j) || secret_values.contains(&j) || (setuser && j >= 2)
 }
 
 /// `SLOWLOG`.
@@ -415,6 +419,17 @@ mod tests {
                 b"maxclients",
                 b"5",
                 b"RequirePass",
+                b"(redacted)"
+            ])
+        );
+        let r = shown_args(&b(&[b"ACL", b"setuser", b"u", b"on", b">pw"]));
+        assert_eq!(
+            r,
+            b(&[
+                b"ACL",
+                b"setuser",
+                b"(redacted)",
+                b"(redacted)",
                 b"(redacted)"
             ])
         );
