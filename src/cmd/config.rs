@@ -195,14 +195,21 @@ fn failed(name: &str, why: &str) -> Error {
 
 /// A CONFIG SET value that must be a positive integer, with Redis's texts.
 fn positive(name: &str, value: &str) -> Result<u64> {
+    at_least(name, value, 1).map(i64::unsigned_abs)
+}
+
+/// A CONFIG SET value that must be an integer in `min..=i64::MAX`, with
+/// Redis's texts.
+fn at_least(name: &str, value: &str, min: i64) -> Result<i64> {
     let n = super::parse_int(value.as_bytes())
         .map_err(|_| failed(name, "argument couldn't be parsed into an integer"))?;
-    u64::try_from(n).ok().filter(|n| *n >= 1).ok_or_else(|| {
-        failed(
+    if n < min {
+        return Err(failed(
             name,
-            "argument must be between 1 and 9223372036854775807 inclusive",
-        )
-    })
+            &format!("argument must be between {min} and 9223372036854775807 inclusive"),
+        ));
+    }
+    Ok(n)
 }
 
 fn set(shared: &Shared, pairs: &[(String, String)]) -> Result<()> {
@@ -218,18 +225,6 @@ fn set(shared: &Shared, pairs: &[(String, String)]) -> Result<()> {
     let mut slower_than = None;
     let mut slowlog_max_len = None;
     let mut latency_threshold = None;
-    // An integer in `min..=i64::MAX`, with Redis's texts.
-    let int_from = |name: &str, value: &str, min: i64| {
-        let n = super::parse_int(value.as_bytes())
-            .map_err(|_| failed(name, "argument couldn't be parsed into an integer"))?;
-        if n < min {
-            return Err(failed(
-                name,
-                &format!("argument must be between {min} and 9223372036854775807 inclusive"),
-            ));
-        }
-        Ok(n)
-    };
     for (name, value) in pairs {
         match name.as_str() {
             "client-output-buffer-limit" => {
@@ -284,12 +279,12 @@ fn set(shared: &Shared, pairs: &[(String, String)]) -> Result<()> {
             "hot-max-members" => {
                 hot_max = Some(usize::try_from(positive(name, value)?).unwrap_or(usize::MAX));
             }
-            "slowlog-log-slower-than" => slower_than = Some(int_from(name, value, -1)?),
+            "slowlog-log-slower-than" => slower_than = Some(at_least(name, value, -1)?),
             "slowlog-max-len" => {
-                slowlog_max_len = Some(int_from(name, value, 0)?.unsigned_abs());
+                slowlog_max_len = Some(at_least(name, value, 0)?.unsigned_abs());
             }
             "latency-monitor-threshold" => {
-                latency_threshold = Some(int_from(name, value, 0)?.unsigned_abs());
+                latency_threshold = Some(at_least(name, value, 0)?.unsigned_abs());
             }
             other if all_params(shared).iter().any(|(k, _)| *k == other) => {
                 return Err(failed(name, "can't set immutable config"));
