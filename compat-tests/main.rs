@@ -12,5 +12,6 @@ mod redis_cli;
 mod redis_parity;
 mod redis_py;
 mod redis_rs;
+mod slowlog;
 mod stats;
 mod watch;

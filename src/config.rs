@@ -107,6 +107,24 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=i64::MAX as u64))]
     pub trace_max_events: u64,
 
+    /// Commands that take at least this many microseconds to execute are
+    /// logged for SLOWLOG GET; 0 logs every command, -1 none.
+    #[arg(long, default_value_t = crate::cmd::slowlog::DEFAULT_SLOWER_THAN,
+          allow_negative_numbers = true,
+          value_parser = clap::value_parser!(i64).range(-1..))]
+    pub slowlog_log_slower_than: i64,
+
+    /// Entries the slow log keeps; the oldest are dropped past it.
+    #[arg(long, default_value_t = crate::cmd::slowlog::DEFAULT_MAX_LEN,
+          value_parser = clap::value_parser!(u64).range(0..=i64::MAX as u64))]
+    pub slowlog_max_len: u64,
+
+    /// Events (commands) that take at least this many milliseconds are
+    /// sampled for LATENCY LATEST and HISTORY; 0: off.
+    #[arg(long, default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=i64::MAX as u64))]
+    pub latency_monitor_threshold: u64,
+
     /// A redis.conf-style file of `name value` lines; flags override it.
     #[arg(long = "config")]
     pub config_file: Option<PathBuf>,
@@ -678,6 +696,33 @@ mod tests {
         let err = file_args("client-output-buffer-limit normal 1 2\n").unwrap_err();
         assert_eq!(err.0, 1);
         assert!(err.1.contains("Wrong number of arguments"), "{}", err.1);
+    }
+
+    #[test]
+    fn slowlog_and_latency_settings_parse_as_redis_bounds_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("d.conf");
+        std::fs::write(
+            &conf,
+            "slowlog-log-slower-than -1\nslowlog-max-len 0\nlatency-monitor-threshold 5\n",
+        )
+        .unwrap();
+        let c = Config::load(["delayd", "--config", conf.to_str().unwrap()]).unwrap();
+        assert_eq!(c.slowlog_log_slower_than, -1);
+        assert_eq!(c.slowlog_max_len, 0);
+        assert_eq!(c.latency_monitor_threshold, 5);
+        let c = Config::load(["delayd"]).unwrap();
+        assert_eq!(
+            (
+                c.slowlog_log_slower_than,
+                c.slowlog_max_len,
+                c.latency_monitor_threshold
+            ),
+            (10_000, 128, 0)
+        );
+        assert!(Config::load(["delayd", "--slowlog-log-slower-than", "-2"]).is_err());
+        assert!(Config::load(["delayd", "--slowlog-max-len", "-1"]).is_err());
+        assert!(file_args("latency-monitor-threshold -1\n").is_err());
     }
 
     #[test]

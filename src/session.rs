@@ -401,7 +401,7 @@ impl Session {
         let line = (self.shared.monitors.load(Ordering::Relaxed) > 0 && monitor::shown(spec.flags))
             .then(|| monitor::line(&self.client.info.addr, &args));
         let start = Instant::now();
-        let stat_name = cmd::stats::stat_name(spec.name, &args);
+        let call = cmd::stats::Call::new(&self.shared, spec, &args, &self.client.info);
         let stats = self.shared.cmdstats.clone();
         let info = &self.client.info;
         if let Ok(mut c) = info.last_cmd.lock() {
@@ -423,21 +423,26 @@ impl Session {
                 let parsed = cmd::parse_spec(spec, args);
                 if parsed.is_err() {
                     // Answered at EXEC; a failed call, counted now.
-                    stats.record(&stat_name, None, true);
+                    stats.record(&call.name, None, true);
                 }
-                multi::queue(tx, parsed.map(|c| cmd::stats::timed(&stats, stat_name, c)))
+                let shared = &self.shared;
+                multi::queue(tx, parsed.map(|c| cmd::stats::timed(shared, call, c).0))
             };
             self.reply_in_order(r, batch);
             return Ok(());
         }
-        let command = match cmd::parse_spec(spec, args) {
-            Ok(c) => cmd::stats::timed(&stats, stat_name.clone(), c),
+        let (command, call) = match cmd::parse_spec(spec, args) {
+            Ok(c) => cmd::stats::timed(&self.shared, call, c),
             Err(e) => {
                 self.feed(line);
                 // An argument error is a failed call, as in Redis; an
-                // unknown subcommand names no command.
-                if !matches!(e, Error::UnknownSubcommand { .. }) {
-                    stats.record(&stat_name, Some(cmd::stats::elapsed_ns(start)), true);
+                // unknown subcommand names no command. A subcommand's wrong
+                // arity is refused before it runs: not in the slow log.
+                let ns = cmd::stats::elapsed_ns(start);
+                match e {
+                    Error::UnknownSubcommand { .. } => {}
+                    Error::WrongArity(_) => stats.record(&call.name, Some(ns), true),
+                    _ => cmd::stats::observe(&self.shared, &call, ns, true),
                 }
                 self.reply_in_order(Reply::from(e), batch);
                 return Ok(());
@@ -470,8 +475,16 @@ impl Session {
                 self.feed(line);
                 // The replies before it leave now, not when it is served.
                 self.flush().await?;
-                let (r, p) = self.block(b).await?;
-                stats.record(&stat_name, None, r.is_error());
+                let (r, p, ran) = self.block(b).await?;
+                if let Some(call) = &call {
+                    stats.record(&call.name, None, r.is_error());
+                    // Logged when served, with its attempt's time (not its
+                    // wait), as Redis logs it when it unblocks; not when it
+                    // times out.
+                    if let Some(ns) = ran {
+                        cmd::stats::observe_time(&self.shared, call, ns);
+                    }
+                }
                 popped = p;
                 Some(r)
             }
@@ -502,7 +515,9 @@ impl Session {
                 }
                 self.feed(line);
                 let ns = cmd::stats::elapsed_ns(start);
-                stats.record(&stat_name, Some(ns), r.is_error());
+                if let Some(call) = &call {
+                    cmd::stats::observe(&self.shared, call, ns, r.is_error());
+                }
                 Some(r)
             }
         };
@@ -520,8 +535,9 @@ impl Session {
 
     /// Blocks until the engine hands over a due member, the timeout
     /// passes, the client disconnects or the server shuts down. Returns the
-    /// reply and the members it carries.
-    async fn block(&mut self, b: Blocking) -> Result<(Reply, Vec<Popped>)> {
+    /// reply, the members it carries and, if it was served (or unblocked
+    /// with an error), the time its attempt to pop took, waiting left out.
+    async fn block(&mut self, b: Blocking) -> Result<(Reply, Vec<Popped>, Option<u64>)> {
         let Blocking {
             keys,
             opts,
@@ -533,7 +549,9 @@ impl Session {
         let engine = &shared.engine;
         let with_counts = opts.with_counts;
         let info = self.client.info.clone();
+        let attempt = Instant::now();
         let (id, mut rx) = engine.block(keys, opts, || info.actor())?;
+        let ran = Some(cmd::stats::elapsed_ns(attempt));
         // A CLIENT UNBLOCK meant for an earlier pop is forgotten.
         info.unblock.store(UNBLOCK_NONE, Ordering::Relaxed);
         info.blocked.store(true, Ordering::Relaxed);
@@ -544,7 +562,7 @@ impl Session {
             let delivery = tokio::select! {
                 r = &mut rx => match r {
                     Ok(d) => d,
-                    Err(_) => break Ok((Reply::from(Error::ShuttingDown), Vec::new())),
+                    Err(_) => break Ok((Reply::from(Error::ShuttingDown), Vec::new(), None)),
                 },
                 () = &mut sleep, if timeout_ms > 0 => {
                     rx.close();
@@ -553,7 +571,7 @@ impl Session {
                         Ok(d) => d,
                         Err(_) => {
                             engine.unblock(id);
-                            break Ok((Reply::NullArray, Vec::new()));
+                            break Ok((Reply::NullArray, Vec::new(), None));
                         }
                     }
                 }
@@ -574,7 +592,7 @@ impl Session {
                         Ok(d) => d,
                         Err(_) => {
                             engine.unblock(id);
-                            break Ok((Reply::from(Error::ShuttingDown), Vec::new()));
+                            break Ok((Reply::from(Error::ShuttingDown), Vec::new(), None));
                         }
                     }
                 }
@@ -602,7 +620,9 @@ impl Session {
                         Ok(d) => d,
                         Err(_) => {
                             engine.unblock(id);
-                            break Ok((woken, Vec::new()));
+                            // As in Redis, only an error unblocking is logged.
+                            let ran = ran.filter(|_| woken.is_error());
+                            break Ok((woken, Vec::new(), ran));
                         }
                     }
                 }
@@ -610,9 +630,9 @@ impl Session {
             break match self.durable_delivery(delivery, max_query).await? {
                 Ok(popped) => {
                     let reply = pop_reply(&popped, shape, with_counts);
-                    Ok((reply, popped))
+                    Ok((reply, popped, ran))
                 }
-                Err(e) => Ok((Reply::from(e), Vec::new())),
+                Err(e) => Ok((Reply::from(e), Vec::new(), ran)),
             };
         };
         info.blocked.store(false, Ordering::Relaxed);

@@ -44,6 +44,10 @@ pub struct Shared {
     pub stats: ServerStats,
     /// Per-command figures (INFO commandstats, errorstats, latencystats).
     pub cmdstats: Arc<crate::cmd::stats::CommandStats>,
+    /// SLOWLOG (fed where commandstats time commands).
+    pub(crate) slowlog: crate::cmd::slowlog::SlowLog,
+    /// LATENCY (fed where commandstats time commands).
+    pub(crate) latency: crate::cmd::latency::LatencyMonitor,
     pub started: Instant,
     pub shutdown: Shutdown,
     /// The port actually bound (differs from the config with `--port 0`).
@@ -168,6 +172,11 @@ impl Shared {
                 obuf_limits: config.obuf_limits(),
             }),
             port: AtomicU64::new(u64::from(config.port)),
+            slowlog: crate::cmd::slowlog::SlowLog::new(
+                config.slowlog_log_slower_than,
+                config.slowlog_max_len,
+            ),
+            latency: crate::cmd::latency::LatencyMonitor::new(config.latency_monitor_threshold),
             config,
             engine,
             clients: Mutex::new(BTreeMap::new()),

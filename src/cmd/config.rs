@@ -22,8 +22,9 @@ use crate::{Error, Result};
 /// `GET` takes glob patterns and replies with a map (a flat array in RESP2)
 /// of the effective values. `SET` changes `maxclients` (no higher than the
 /// open-files limit allows), `appendfsync`, `requirepass`, `loglevel`,
-/// `client-output-buffer-limit`, `trace-queues` and `trace-max-events` at run
-/// time; the rest are fixed at start.
+/// `client-output-buffer-limit`, `trace-queues`, `trace-max-events`,
+/// `slowlog-log-slower-than`, `slowlog-max-len` and
+/// `latency-monitor-threshold` at run time; the rest are fixed at start.
 #[derive(Debug)]
 pub enum ConfigCmd {
     Get(Vec<Bytes>),
@@ -89,6 +90,15 @@ fn all_params(shared: &Shared) -> Vec<(&'static str, String)> {
             String::from_utf8_lossy(&trace_queues).into_owned(),
         ),
         ("trace-max-events", trace_max_events.to_string()),
+        (
+            "slowlog-log-slower-than",
+            shared.slowlog.slower_than().to_string(),
+        ),
+        ("slowlog-max-len", shared.slowlog.max_len().to_string()),
+        (
+            "latency-monitor-threshold",
+            shared.latency.threshold().to_string(),
+        ),
     ];
     v.extend(FIXED.iter().map(|(k, val)| (*k, (*val).to_string())));
     v
@@ -113,17 +123,13 @@ impl ConfigCmd {
         let sub = args.next_bytes()?;
         if is(&sub, "GET") {
             if args.remaining() == 0 {
-                return Err(Error::msg(
-                    "wrong number of arguments for 'config|get' command",
-                ));
+                return Err(Error::WrongArity("config|get".into()));
             }
             Ok(ConfigCmd::Get(args.rest()))
         } else if is(&sub, "SET") {
             let rest = args.rest();
             if rest.is_empty() || !rest.len().is_multiple_of(2) {
-                return Err(Error::msg(
-                    "wrong number of arguments for 'config|set' command",
-                ));
+                return Err(Error::WrongArity("config|set".into()));
             }
             Ok(ConfigCmd::Set(
                 rest.chunks_exact(2)
@@ -189,14 +195,21 @@ fn failed(name: &str, why: &str) -> Error {
 
 /// A CONFIG SET value that must be a positive integer, with Redis's texts.
 fn positive(name: &str, value: &str) -> Result<u64> {
+    at_least(name, value, 1).map(i64::unsigned_abs)
+}
+
+/// A CONFIG SET value that must be an integer in `min..=i64::MAX`, with
+/// Redis's texts.
+fn at_least(name: &str, value: &str, min: i64) -> Result<i64> {
     let n = super::parse_int(value.as_bytes())
         .map_err(|_| failed(name, "argument couldn't be parsed into an integer"))?;
-    u64::try_from(n).ok().filter(|n| *n >= 1).ok_or_else(|| {
-        failed(
+    if n < min {
+        return Err(failed(
             name,
-            "argument must be between 1 and 9223372036854775807 inclusive",
-        )
-    })
+            &format!("argument must be between {min} and 9223372036854775807 inclusive"),
+        ));
+    }
+    Ok(n)
 }
 
 fn set(shared: &Shared, pairs: &[(String, String)]) -> Result<()> {
@@ -209,6 +222,9 @@ fn set(shared: &Shared, pairs: &[(String, String)]) -> Result<()> {
     let mut trace_queues = None;
     let mut trace_max_events = None;
     let mut hot_max = None;
+    let mut slower_than = None;
+    let mut slowlog_max_len = None;
+    let mut latency_threshold = None;
     for (name, value) in pairs {
         match name.as_str() {
             "client-output-buffer-limit" => {
@@ -263,6 +279,13 @@ fn set(shared: &Shared, pairs: &[(String, String)]) -> Result<()> {
             "hot-max-members" => {
                 hot_max = Some(usize::try_from(positive(name, value)?).unwrap_or(usize::MAX));
             }
+            "slowlog-log-slower-than" => slower_than = Some(at_least(name, value, -1)?),
+            "slowlog-max-len" => {
+                slowlog_max_len = Some(at_least(name, value, 0)?.unsigned_abs());
+            }
+            "latency-monitor-threshold" => {
+                latency_threshold = Some(at_least(name, value, 0)?.unsigned_abs());
+            }
             other if all_params(shared).iter().any(|(k, _)| *k == other) => {
                 return Err(failed(name, "can't set immutable config"));
             }
@@ -288,6 +311,15 @@ fn set(shared: &Shared, pairs: &[(String, String)]) -> Result<()> {
     }
     if let Some(n) = hot_max {
         shared.engine.set_hot_max(n);
+    }
+    if let Some(us) = slower_than {
+        shared.slowlog.set_slower_than(us);
+    }
+    if let Some(n) = slowlog_max_len {
+        shared.slowlog.set_max_len(n);
+    }
+    if let Some(ms) = latency_threshold {
+        shared.latency.set_threshold(ms);
     }
     if let Ok(mut rt) = shared.runtime.write() {
         if let Some(n) = maxclients {

@@ -36,6 +36,7 @@ pub(crate) mod echo;
 pub(crate) mod hello;
 pub(crate) mod info;
 pub(crate) mod keyspace;
+pub(crate) mod latency;
 #[cfg(test)]
 mod model_tests;
 pub(crate) mod monitor;
@@ -47,6 +48,7 @@ pub(crate) mod reset;
 pub(crate) mod role;
 pub(crate) mod select;
 pub(crate) mod shutdown;
+pub(crate) mod slowlog;
 pub(crate) mod stats;
 pub mod table;
 pub(crate) mod time;

@@ -139,7 +139,7 @@ pub(crate) fn line(addr: &str, args: &[Bytes]) -> Bytes {
 }
 
 /// The range of arguments Redis redacts: AUTH's, and HELLO's after `AUTH`.
-fn redacted_from(args: &[Bytes]) -> (usize, usize) {
+pub(crate) fn redacted_from(args: &[Bytes]) -> (usize, usize) {
     let Some(name) = args.first() else {
         return (0, 0);
     };

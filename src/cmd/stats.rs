@@ -8,6 +8,9 @@
 //! their `apply`; for `EXEC`, the whole transaction. A blocking pop counts
 //! its calls but not its time (waiting is not executing, and Redis too
 //! counts only the execution).
+//!
+//! The same measurement feeds the slow log ([`super::slowlog`]) and the
+//! latency monitor ([`super::latency`]): a call is timed once.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -15,9 +18,12 @@ use std::fmt::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use bytes::Bytes;
+
+use super::table::CommandSpec;
 use super::{ClientCommand, Command, EngineCommand};
 use crate::Result;
-use crate::client::ClientState;
+use crate::client::{ClientInfo, ClientState};
 use crate::engine::core::{Core, Popped};
 use crate::protocol::Reply;
 use crate::shared::Shared;
@@ -243,7 +249,7 @@ fn stat<'a>(s: &'a mut Inner, name: &Cow<'static, str>) -> &'a mut CmdStat {
 
 /// The name a call is counted under: container commands by subcommand, as
 /// Redis 7 counts `config|get`.
-pub fn stat_name(name: &'static str, args: &[bytes::Bytes]) -> Cow<'static, str> {
+pub fn stat_name(name: &'static str, args: &[Bytes]) -> Cow<'static, str> {
     const CONTAINERS: &[&str] = &["client", "config", "command", "slowlog", "latency"];
     match args.get(1) {
         Some(sub) if CONTAINERS.contains(&name) => Cow::Owned(format!(
@@ -254,12 +260,79 @@ pub fn stat_name(name: &'static str, args: &[bytes::Bytes]) -> Cow<'static, str>
     }
 }
 
+/// What is known of a call before it runs, for wherever it is observed:
+/// INFO commandstats (its name), the slow log (its arguments and client)
+/// and the latency monitor (whether it is `fast`).
+#[derive(Debug, Clone)]
+pub(crate) struct Call {
+    /// The name it is counted under ([`stat_name`]).
+    pub(crate) name: Cow<'static, str>,
+    /// Its arguments, name included; empty while the slow log is off.
+    args: Vec<Bytes>,
+    client: Arc<ClientInfo>,
+    /// Table flag `fast`: sampled as the `fast-command` latency event.
+    fast: bool,
+    /// Table flag `skip_slowlog` (`EXEC`, whose commands are logged instead).
+    skip_slowlog: bool,
+}
+
+impl Call {
+    /// The call of `spec` with `args` by `client`.
+    pub(crate) fn new(
+        shared: &Shared,
+        spec: &CommandSpec,
+        args: &[Bytes],
+        client: &Arc<ClientInfo>,
+    ) -> Call {
+        let skip_slowlog = spec.flags.contains(&"skip_slowlog");
+        Call {
+            name: stat_name(spec.name, args),
+            // The only copy the slow log needs: kept while the call runs.
+            args: if shared.slowlog.enabled() && !skip_slowlog {
+                args.to_vec()
+            } else {
+                Vec::new()
+            },
+            client: client.clone(),
+            fast: spec.flags.contains(&"fast"),
+            skip_slowlog,
+        }
+    }
+}
+
+/// Records a call that ran in `ns`: its figures, its latency sample and
+/// its slow log entry.
+pub(crate) fn observe(shared: &Shared, call: &Call, ns: u64, failed: bool) {
+    shared.cmdstats.record(&call.name, Some(ns), failed);
+    observe_time(shared, call, ns);
+}
+
+/// The latency monitor and the slow log only: a blocking pop's attempt to
+/// pop, whose waiting commandstats leave out.
+pub(crate) fn observe_time(shared: &Shared, call: &Call, ns: u64) {
+    let event = if call.fast { "fast-command" } else { "command" };
+    shared.latency.add_if_needed(event, ns / 1_000_000);
+    if !call.skip_slowlog {
+        shared
+            .slowlog
+            .push_if_needed(&call.args, &call.client, ns / 1000);
+    }
+}
+
 /// A queue command that counts its calls and time.
-#[derive(Debug)]
 struct TimedEngine {
-    name: Cow<'static, str>,
     inner: Box<dyn EngineCommand>,
-    stats: Arc<CommandStats>,
+    call: Call,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for TimedEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TimedEngine")
+            .field("name", &self.call.name)
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
 }
 
 impl EngineCommand for TimedEngine {
@@ -277,18 +350,24 @@ impl EngineCommand for TimedEngine {
         let start = Instant::now();
         let r = self.inner.apply_popped(core);
         let failed = r.as_ref().map_or(true, |(reply, _)| reply.is_error());
-        self.stats
-            .record(&self.name, Some(elapsed_ns(start)), failed);
+        observe(&self.shared, &self.call, elapsed_ns(start), failed);
         r
     }
 }
 
 /// A client command that counts its calls and time.
-#[derive(Debug)]
 struct TimedClient {
-    name: Cow<'static, str>,
     inner: Box<dyn ClientCommand>,
-    stats: Arc<CommandStats>,
+    call: Call,
+}
+
+impl std::fmt::Debug for TimedClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TimedClient")
+            .field("name", &self.call.name)
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ClientCommand for TimedClient {
@@ -296,8 +375,7 @@ impl ClientCommand for TimedClient {
         let start = Instant::now();
         let r = self.inner.apply(shared, client);
         let failed = r.as_ref().is_some_and(Reply::is_error);
-        self.stats
-            .record(&self.name, Some(elapsed_ns(start)), failed);
+        observe(shared, &self.call, elapsed_ns(start), failed);
         r
     }
 }
@@ -307,31 +385,30 @@ pub fn elapsed_ns(start: Instant) -> u64 {
     u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Makes a parsed command count its calls and time wherever it runs (in a
-/// pipeline's engine round, inside `EXEC`). Blocking pops and transaction
-/// controls are counted by the session.
-pub fn timed(stats: &Arc<CommandStats>, name: Cow<'static, str>, c: Command) -> Command {
+/// Makes a parsed command observe its calls and time wherever it runs (in
+/// a pipeline's engine round, inside `EXEC`). Blocking pops and transaction
+/// controls are observed by the session: their call is handed back.
+pub(crate) fn timed(shared: &Arc<Shared>, call: Call, c: Command) -> (Command, Option<Call>) {
     match c {
-        Command::Engine(inner) => Command::Engine(Box::new(TimedEngine {
-            name,
-            inner,
-            stats: stats.clone(),
-        })),
-        Command::Client(inner) => Command::Client(Box::new(TimedClient {
-            name,
-            inner,
-            stats: stats.clone(),
-        })),
+        Command::Engine(inner) => (
+            Command::Engine(Box::new(TimedEngine {
+                inner,
+                call,
+                shared: shared.clone(),
+            })),
+            None,
+        ),
+        Command::Client(inner) => (Command::Client(Box::new(TimedClient { inner, call })), None),
         Command::Blocking(mut b) => {
             // Inside EXEC a blocking pop runs at once, as this.
             b.now = Box::new(TimedEngine {
-                name,
                 inner: b.now,
-                stats: stats.clone(),
+                call: call.clone(),
+                shared: shared.clone(),
             });
-            Command::Blocking(b)
+            (Command::Blocking(b), Some(call))
         }
-        other => other,
+        other => (other, Some(call)),
     }
 }
 

@@ -7,7 +7,8 @@
 use super::{
     Args, Command, acl, auth, bdelaypop, client, command, config, delayack, delayadd, delaycard,
     delaycount, delayinfo, delaypop, delayrange, delayrem, delayscore, delaytrace, echo, hello,
-    info, keyspace, monitor, multi, ping, quit, readonly, reset, role, select, shutdown, time,
+    info, keyspace, latency, monitor, multi, ping, quit, readonly, reset, role, select, shutdown,
+    slowlog, time,
 };
 use bytes::Bytes;
 
@@ -534,6 +535,26 @@ pub static COMMANDS: &[CommandSpec] = &[
         complexity: "Depends on subcommand.",
         args: &[Arg::new("subcommand", T::String)],
         ..spec("acl", -2, acl::parse)
+    },
+    CommandSpec {
+        flags: &["admin", "loading", "stale"],
+        acl: &["admin", "slow", "dangerous"],
+        summary: "A container for slow log commands.",
+        group: "server",
+        since: "2.2.12",
+        complexity: "Depends on subcommand.",
+        args: &[Arg::new("subcommand", T::String)],
+        ..spec("slowlog", -2, slowlog::parse)
+    },
+    CommandSpec {
+        flags: &["admin", "noscript", "loading", "stale"],
+        acl: &["admin", "slow", "dangerous"],
+        summary: "A container for latency diagnostics commands.",
+        group: "server",
+        since: "2.8.13",
+        complexity: "Depends on subcommand.",
+        args: &[Arg::new("subcommand", T::String)],
+        ..spec("latency", -2, latency::parse)
     },
     CommandSpec {
         flags: &["loading", "stale"],
