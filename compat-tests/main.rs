@@ -3,6 +3,7 @@
 
 mod acl;
 mod client_controls;
+mod cluster_standalone;
 mod examples;
 mod harness;
 mod multi_shapes;

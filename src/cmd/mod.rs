@@ -20,6 +20,7 @@ pub(crate) mod acl;
 pub(crate) mod auth;
 pub(crate) mod bdelaypop;
 pub(crate) mod client;
+pub(crate) mod cluster;
 pub(crate) mod command;
 pub(crate) mod config;
 pub(crate) mod delayack;
@@ -240,6 +241,11 @@ pub fn lookup_checked(args: &[Bytes]) -> Result<&'static table::CommandSpec> {
     };
     if !spec.arity_ok(args.len()) {
         return Err(Error::WrongArity(lower));
+    }
+    // Redis finds a container's subcommand and checks its arity here too,
+    // before authentication and before MULTI queues it.
+    if spec.name == "cluster" {
+        cluster::check_subcommand(args)?;
     }
     Ok(spec)
 }

@@ -1,12 +1,14 @@
-//! `READONLY` and `READWRITE`: cluster read routing, accepted as no-ops.
+//! `READONLY` and `READWRITE`: cluster read routing, which a standalone
+//! node refuses as Redis 7.0 without cluster mode does (see [`cluster`]).
+//!
+//! [`cluster`]: super::cluster
 
-use super::{Args, ClientCommand, Command};
+use super::cluster::Disabled;
+use super::{Args, Command};
 use crate::Result;
-use crate::client::ClientState;
-use crate::protocol::Reply;
-use crate::shared::Shared;
 
-/// Answers `+OK` (a single node serves reads and writes alike).
+/// The table's parser: the command answers `-ERR This instance has cluster
+/// support disabled`.
 ///
 /// # Format
 ///
@@ -14,20 +16,10 @@ use crate::shared::Shared;
 /// READONLY
 /// READWRITE
 /// ```
-#[derive(Debug)]
-pub struct Readonly;
-
-/// The table's parser.
 ///
 /// # Errors
 ///
 /// None: the arity is checked by the table.
 pub fn parse(_: &mut Args) -> Result<Command> {
-    Ok(Command::client(Readonly))
-}
-
-impl ClientCommand for Readonly {
-    fn apply(&self, _: &Shared, _: &mut ClientState) -> Option<Reply> {
-        Some(Reply::OK)
-    }
+    Ok(Command::client(Disabled))
 }

@@ -482,16 +482,33 @@ pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         flags: &["loading", "stale", "fast"],
         acl: &["fast", "connection"],
-        summary: "Enables read-only queries for a connection to a cluster replica (accepted, no effect).",
+        summary: "Enables read queries for a connection to a cluster replica node (refused: cluster support is disabled).",
         group: "cluster",
         ..spec("readonly", 1, readonly::parse)
     },
     CommandSpec {
         flags: &["loading", "stale", "fast"],
         acl: &["fast", "connection"],
-        summary: "Enables read-write queries for a connection to a cluster replica (accepted, no effect).",
+        summary: "Disables read queries for a connection to a cluster replica node (refused: cluster support is disabled).",
         group: "cluster",
         ..spec("readwrite", 1, readonly::parse)
+    },
+    CommandSpec {
+        flags: &["fast"],
+        acl: &["fast", "connection"],
+        summary: "Sent by cluster clients after an -ASK redirect (refused: cluster support is disabled).",
+        group: "cluster",
+        since: "3.0.0",
+        ..spec("asking", 1, super::cluster::parse)
+    },
+    CommandSpec {
+        acl: &["slow"],
+        summary: "A container for Redis Cluster commands (refused: cluster support is disabled).",
+        group: "cluster",
+        since: "3.0.0",
+        complexity: "Depends on subcommand.",
+        args: &[Arg::new("subcommand", T::String)],
+        ..spec("cluster", -2, super::cluster::parse)
     },
     CommandSpec {
         flags: &["noscript", "loading", "stale"],

@@ -1,0 +1,179 @@
+//! `CLUSTER`, `ASKING`, `READONLY`, `READWRITE` on a standalone node.
+//!
+//! delayd has no cluster mode yet (see docs/cluster.md), so these answer
+//! exactly as a redis-server 7.0 started without `cluster-enabled` does:
+//! every known form is refused with [`DISABLED`], and a client that probes
+//! for a cluster (redis-py's `RedisCluster`, go-redis, ioredis) learns at
+//! once that this is a single node. `CLUSTER KEYSLOT` is refused too: Redis
+//! 7.0 computes no slot outside cluster mode.
+//!
+//! Unknown subcommands and wrong argument counts are found before
+//! authentication and before a transaction queues the command, as Redis
+//! finds them ([`check_subcommand`], called by
+//! [`super::lookup_checked`]): inside `MULTI` they abort the transaction.
+
+use bytes::Bytes;
+
+use super::{Args, ClientCommand, Command};
+use crate::client::ClientState;
+use crate::protocol::Reply;
+use crate::shared::Shared;
+use crate::{Error, Result};
+
+/// Redis's text, after `ERR `, for a cluster command on a non-cluster node.
+pub(crate) const DISABLED: &str = "This instance has cluster support disabled";
+
+/// Redis 7.0.15's `CLUSTER` subcommands and their arities (the command name
+/// and subcommand counted: `CLUSTER INFO` is 2; negative: at least that
+/// many), as its `COMMAND INFO cluster` lists them. A subcommand Redis 7.0
+/// does not know (`MYSHARDID`, added in 7.2) is unknown here too.
+const SUBCOMMANDS: &[(&str, i64)] = &[
+    ("addslots", -3),
+    ("addslotsrange", -4),
+    ("bumpepoch", 2),
+    ("count-failure-reports", 3),
+    ("countkeysinslot", 3),
+    ("delslots", -3),
+    ("delslotsrange", -4),
+    ("failover", -2),
+    ("flushslots", 2),
+    ("forget", 3),
+    ("getkeysinslot", 4),
+    ("help", 2),
+    ("info", 2),
+    ("keyslot", 3),
+    ("links", 2),
+    ("meet", -4),
+    ("myid", 2),
+    ("nodes", 2),
+    ("replicas", 3),
+    ("replicate", 3),
+    ("reset", -2),
+    ("saveconfig", 2),
+    ("set-config-epoch", 3),
+    ("setslot", -4),
+    ("shards", 2),
+    ("slaves", 3),
+    ("slots", 2),
+];
+
+/// Redis shows at most this many bytes of an unknown subcommand's name
+/// (`%.128s`).
+const SHOWN_NAME: usize = 128;
+
+/// Checks `CLUSTER`'s subcommand and its argument count (`args[0]` is the
+/// command name, already found to be `CLUSTER` with at least 2 arguments).
+///
+/// # Errors
+///
+/// `ERR unknown subcommand 'x'. Try CLUSTER HELP.` and `ERR wrong number of
+/// arguments for 'cluster|x' command`, Redis's texts.
+pub(crate) fn check_subcommand(args: &[Bytes]) -> Result<()> {
+    let Some(sub) = args.get(1) else {
+        return Err(Error::WrongArity("cluster".into()));
+    };
+    let lower = String::from_utf8_lossy(sub).to_ascii_lowercase();
+    let Some(&(name, arity)) = SUBCOMMANDS.iter().find(|(n, _)| *n == lower) else {
+        let shown = &sub[..sub.len().min(SHOWN_NAME)];
+        return Err(Error::UnknownSubcommand {
+            command: "CLUSTER".into(),
+            sub: String::from_utf8_lossy(shown).into_owned(),
+        });
+    };
+    let n = i64::try_from(args.len()).unwrap_or(i64::MAX);
+    if (arity >= 0 && n != arity) || n < -arity {
+        return Err(Error::WrongArity(format!("cluster|{name}")));
+    }
+    Ok(())
+}
+
+/// A cluster command on a standalone node: answers `-ERR` [`DISABLED`].
+///
+/// # Format
+///
+/// ```text
+/// CLUSTER subcommand [arg ...]
+/// ASKING
+/// READONLY
+/// READWRITE
+/// ```
+#[derive(Debug)]
+pub(crate) struct Disabled;
+
+/// The table's parser for `CLUSTER` (its subcommand was checked by
+/// [`check_subcommand`]), `ASKING`, `READONLY` and `READWRITE`.
+///
+/// # Errors
+///
+/// None: the arity is checked by the table.
+pub(crate) fn parse(_: &mut Args) -> Result<Command> {
+    Ok(Command::client(Disabled))
+}
+
+impl ClientCommand for Disabled {
+    fn apply(&self, _: &Shared, _: &mut ClientState) -> Option<Reply> {
+        Some(Reply::from(Error::msg(DISABLED)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<Bytes> {
+        a.iter()
+            .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+            .collect()
+    }
+
+    fn check(a: &[&str]) -> String {
+        check_subcommand(&args(a)).map_or_else(|e| e.reply_text(), |()| "ok".into())
+    }
+
+    #[test]
+    fn known_subcommands_pass_in_any_case_with_their_arity() {
+        assert_eq!(check(&["CLUSTER", "INFO"]), "ok");
+        assert_eq!(check(&["cluster", "KeySlot", "k"]), "ok");
+        assert_eq!(check(&["CLUSTER", "SETSLOT", "1", "NODE", "x"]), "ok");
+        assert_eq!(check(&["CLUSTER", "RESET"]), "ok");
+        assert_eq!(check(&["CLUSTER", "RESET", "HARD"]), "ok");
+    }
+
+    #[test]
+    fn wrong_arity_names_the_subcommand_in_lower_case() {
+        assert_eq!(
+            check(&["CLUSTER", "KEYSLOT"]),
+            "ERR wrong number of arguments for 'cluster|keyslot' command"
+        );
+        assert_eq!(
+            check(&["CLUSTER", "INFO", "x"]),
+            "ERR wrong number of arguments for 'cluster|info' command"
+        );
+        assert_eq!(
+            check(&["CLUSTER", "MEET", "127.0.0.1"]),
+            "ERR wrong number of arguments for 'cluster|meet' command"
+        );
+    }
+
+    #[test]
+    fn unknown_subcommands_keep_their_case_and_are_cut_at_128_bytes() {
+        assert_eq!(
+            check(&["CLUSTER", "MyShardId"]),
+            "ERR unknown subcommand 'MyShardId'. Try CLUSTER HELP."
+        );
+        let long = "x".repeat(200);
+        assert_eq!(
+            check(&["CLUSTER", &long, "a"]),
+            format!(
+                "ERR unknown subcommand '{}'. Try CLUSTER HELP.",
+                "x".repeat(128)
+            )
+        );
+    }
+
+    #[test]
+    fn subcommands_are_sorted_and_unique() {
+        // Sorted, so a missing or doubled row shows in review.
+        assert!(SUBCOMMANDS.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+}
