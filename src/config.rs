@@ -513,8 +513,7 @@ fn file_args(text: &str) -> Result<Vec<OsString>, (usize, String)> {
         } else if matches!(
             name.as_str(),
             "bind" | "client-output-buffer-limit" | "tls-protocols"
-        )
-            && !values.is_empty()
+        ) && !values.is_empty()
         {
             // Several words, as in redis.conf.
             one.extend([flag, values.join(" ")]);

@@ -36,7 +36,12 @@ pub struct Connection<S = TcpStream> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// Wraps an accepted stream (the server has set TCP_NODELAY on its socket).
-    pub fn new(stream: S, limits: Limits, max_query: usize, obuf_limit: ObufLimit) -> Connection<S> {
+    pub fn new(
+        stream: S,
+        limits: Limits,
+        max_query: usize,
+        obuf_limit: ObufLimit,
+    ) -> Connection<S> {
         Connection {
             stream,
             rbuf: BytesMut::with_capacity(16 * 1024),

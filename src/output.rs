@@ -270,7 +270,10 @@ async fn write_some<S: AsyncWrite + Unpin>(
 }
 
 /// Writes some of `data` and flushes it into the kernel (see [`write_some`]).
-async fn write_through<S: AsyncWrite + Unpin>(stream: &mut S, data: &[u8]) -> std::io::Result<usize> {
+async fn write_through<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    data: &[u8],
+) -> std::io::Result<usize> {
     let n = stream.write(data).await?;
     stream.flush().await?;
     Ok(n)

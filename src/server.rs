@@ -201,16 +201,21 @@ async fn serve_tls(socket: TcpStream, peer: std::net::SocketAddr, shared: &Arc<S
         return;
     };
     let local = socket.local_addr();
-    let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await
-    {
+    let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            shared.tls.handshake_failures.fetch_add(1, Ordering::Relaxed);
+            shared
+                .tls
+                .handshake_failures
+                .fetch_add(1, Ordering::Relaxed);
             tracing::debug!("TLS handshake with {peer} failed: {e}");
             return;
         }
         Err(_) => {
-            shared.tls.handshake_failures.fetch_add(1, Ordering::Relaxed);
+            shared
+                .tls
+                .handshake_failures
+                .fetch_add(1, Ordering::Relaxed);
             tracing::debug!("TLS handshake with {peer} timed out");
             return;
         }

@@ -191,9 +191,11 @@ pub(crate) fn build(s: &TlsSettings) -> Result<Arc<ServerConfig>, String> {
         && s.ca_cert_file.is_none()
         && s.ca_cert_dir.is_none()
     {
-        return Err("Either tls-ca-cert-file or tls-ca-cert-dir must be specified when \
+        return Err(
+            "Either tls-ca-cert-file or tls-ca-cert-dir must be specified when \
                     tls-cluster, tls-replication or tls-auth-clients are enabled!"
-            .into());
+                .into(),
+        );
     }
     let versions = protocols(s.protocols.as_deref())?;
     let certs = read_certs(cert_file)
@@ -224,7 +226,9 @@ pub(crate) fn build(s: &TlsSettings) -> Result<Arc<ServerConfig>, String> {
         }
     };
     let config = builder.with_single_cert(certs, key).map_err(|e| {
-        format!("Failed to load certificate: {cert_file}: does not match the key in {key_file}: {e}")
+        format!(
+            "Failed to load certificate: {cert_file}: does not match the key in {key_file}: {e}"
+        )
     })?;
     Ok(Arc::new(config))
 }
