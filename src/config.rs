@@ -751,6 +751,30 @@ mod tests {
     }
 
     #[test]
+    fn tls_and_protected_mode_lines_read_as_redis_conf_writes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("d.conf");
+        std::fs::write(
+            &conf,
+            "protected-mode no\ntls-port 6380\ntls-protocols \"TLSv1.2 TLSv1.3\"\n\
+             tls-auth-clients optional\ntls-replication yes\ntls-cert-file \"\"\n",
+        )
+        .unwrap();
+        let c = Config::load(["delayd", "--config", conf.to_str().unwrap()]).unwrap();
+        assert!(!c.protected_mode);
+        assert_eq!(c.tls_port, 6380);
+        assert_eq!(c.tls_protocols.as_deref(), Some("TLSv1.2 TLSv1.3"));
+        assert_eq!(c.tls_auth_clients, "optional");
+        assert!(c.tls_replication && !c.tls_cluster);
+        assert_eq!(c.tls_cert_file, None);
+        let d = Config::for_dir("x");
+        assert!(d.protected_mode);
+        assert_eq!((d.tls_port, d.tls_auth_clients.as_str()), (0, "yes"));
+        assert!(file_args("protected-mode maybe").unwrap_err().1.contains("maybe"));
+        assert!(file_args("tls-auth-clients sometimes").is_err());
+    }
+
+    #[test]
     fn a_bad_line_is_named() {
         let err = |text: &str| file_args(text).unwrap_err();
         assert_eq!(err("port 1\nport x\n").0, 2);
