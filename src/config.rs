@@ -770,7 +770,12 @@ mod tests {
         let d = Config::for_dir("x");
         assert!(d.protected_mode);
         assert_eq!((d.tls_port, d.tls_auth_clients.as_str()), (0, "yes"));
-        assert!(file_args("protected-mode maybe").unwrap_err().1.contains("maybe"));
+        assert!(
+            file_args("protected-mode maybe")
+                .unwrap_err()
+                .1
+                .contains("maybe")
+        );
         assert!(file_args("tls-auth-clients sometimes").is_err());
     }
 

@@ -296,6 +296,31 @@ fn a_password_or_protected_mode_no_lets_remote_clients_in() {
         ],
     );
     assert_eq!(show(&server.remote_ping()), DENIED, "no password again");
+    // A password given to the ACL default user counts as well.
+    local_cli(&ns, &cli, port, &["ACL", "SETUSER", "default", ">pw2"]);
+    let got = show(&server.remote_ping());
+    assert!(got.starts_with("-NOAUTH"), "{got}");
+    local_cli(
+        &ns,
+        &cli,
+        port,
+        &[
+            "--user",
+            "default",
+            "--pass",
+            "pw2",
+            "--no-auth-warning",
+            "ACL",
+            "SETUSER",
+            "default",
+            "nopass",
+        ],
+    );
+    assert_eq!(
+        show(&server.remote_ping()),
+        DENIED,
+        "default user nopass again"
+    );
 
     // CONFIG SET protected-mode no from the loopback interface.
     assert_eq!(
