@@ -102,17 +102,17 @@ else
 fi
 for t in ping addhot; do
   for p in 1 16; do
-    : > "$TMP/plain"; : > "$TMP/tls"; : > "$TMP/base"
+    : > "$TMP/r.plain"; : > "$TMP/r.tls"; : > "$TMP/r.base"
     for _ in $(seq "$ROUNDS"); do
-      [ -n "$BASE" ] && run "$BASE_PORT" "$p" plain "$t" >> "$TMP/base"
-      run "$PORT" "$p" plain "$t" >> "$TMP/plain"
-      run "$TLS_PORT" "$p" tls "$t" >> "$TMP/tls"
+      [ -n "$BASE" ] && run "$BASE_PORT" "$p" plain "$t" >> "$TMP/r.base"
+      run "$PORT" "$p" plain "$t" >> "$TMP/r.plain"
+      run "$TLS_PORT" "$p" tls "$t" >> "$TMP/r.tls"
       echo "$t P$p round done" >&2
     done
-    plain=$(median < "$TMP/plain"); tls=$(median < "$TMP/tls")
+    plain=$(median < "$TMP/r.plain"); tls=$(median < "$TMP/r.tls")
     ratio=$(awk -v a="$tls" -v b="$plain" 'BEGIN {printf "%.2f", a / b}')
     if [ -n "$BASE" ]; then
-      echo "| $t | $p | $(median < "$TMP/base") | $plain | $tls | ${ratio}× |"
+      echo "| $t | $p | $(median < "$TMP/r.base") | $plain | $tls | ${ratio}× |"
     else
       echo "| $t | $p | $plain | $tls | ${ratio}× |"
     fi
