@@ -561,7 +561,9 @@ fn bad_tls_files_at_start_are_a_clear_error() {
         let code = raw.exit_code(Duration::from_secs(20));
         (code, raw.log())
     };
-    let cases: Vec<(Vec<(&str, String)>, Option<&str>, String)> = vec![
+    /// Flags whose values are replaced, a flag left out, what the log says.
+    type Case<'a> = (Vec<(&'a str, String)>, Option<&'a str>, String);
+    let cases: Vec<Case> = vec![
         (
             vec![("--tls-cert-file", "/nonexistent/server.crt".to_string())],
             None,
