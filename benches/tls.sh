@@ -40,7 +40,13 @@ RB="${REDIS_BENCHMARK:-redis-benchmark}"
 TMP="$(mktemp -d)"
 PIDS=()
 cleanup() {
+  # Stop the servers and wait for them before deleting their data: a server
+  # whose store vanished under it does not finish shutting down.
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do
+    for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$p" 2>/dev/null || true
+  done
   rm -rf "$TMP"
 }
 trap cleanup EXIT
