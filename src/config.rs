@@ -124,6 +124,50 @@ pub struct Config {
     #[arg(long, default_value_t = 0,
           value_parser = clap::value_parser!(u64).range(0..=i64::MAX as u64))]
     pub latency_monitor_threshold: u64,
+    /// Refuse clients from addresses other than 127.0.0.1 and ::1 while no
+    /// password is set (`yes` or `no`), with redis-server's `-DENIED` error.
+    #[arg(long, default_value = "yes", value_parser = parse_yes_no, action = clap::ArgAction::Set)]
+    pub protected_mode: bool,
+
+    /// TLS port, a second listener on the `--bind` addresses (0: none).
+    /// With `--port 0` it is the only one.
+    #[arg(long, default_value_t = 0)]
+    pub tls_port: u16,
+
+    /// The server's certificate chain (PEM).
+    #[arg(long)]
+    pub tls_cert_file: Option<String>,
+
+    /// The server's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long)]
+    pub tls_key_file: Option<String>,
+
+    /// CA certificates (PEM) that client certificates must chain to.
+    #[arg(long)]
+    pub tls_ca_cert_file: Option<String>,
+
+    /// A directory of CA certificates (PEM files), as `--tls-ca-cert-file`.
+    #[arg(long)]
+    pub tls_ca_cert_dir: Option<String>,
+
+    /// Client certificates: `yes` (required), `optional` (checked if sent)
+    /// or `no` (not asked for).
+    #[arg(long, default_value = "yes", value_parser = ["yes", "no", "optional"])]
+    pub tls_auth_clients: String,
+
+    /// TLS versions to offer, e.g. "TLSv1.2 TLSv1.3" (the default: both).
+    #[arg(long)]
+    pub tls_protocols: Option<String>,
+
+    /// TLS for replication traffic (`yes` or `no`); applies once delayd
+    /// has replicas.
+    #[arg(long, default_value = "no", value_parser = parse_yes_no, action = clap::ArgAction::Set)]
+    pub tls_replication: bool,
+
+    /// TLS for cluster bus traffic (`yes` or `no`); applies once delayd
+    /// has a cluster.
+    #[arg(long, default_value = "no", value_parser = parse_yes_no, action = clap::ArgAction::Set)]
+    pub tls_cluster: bool,
 
     /// A redis.conf-style file of `name value` lines; flags override it.
     #[arg(long = "config")]
@@ -437,6 +481,18 @@ impl Config {
         if self.requirepass.as_deref() == Some("") {
             self.requirepass = None;
         }
+        // As in Redis, an empty TLS path or protocol list means none.
+        for v in [
+            &mut self.tls_cert_file,
+            &mut self.tls_key_file,
+            &mut self.tls_ca_cert_file,
+            &mut self.tls_ca_cert_dir,
+            &mut self.tls_protocols,
+        ] {
+            if v.as_deref() == Some("") {
+                *v = None;
+            }
+        }
         self
     }
 }
@@ -471,8 +527,10 @@ fn file_args(text: &str) -> Result<Vec<OsString>, (usize, String)> {
                 [v] if v.eq_ignore_ascii_case("no") => {}
                 _ => return Err((n, format!("'{name}' takes yes or no"))),
             }
-        } else if matches!(name.as_str(), "bind" | "client-output-buffer-limit")
-            && !values.is_empty()
+        } else if matches!(
+            name.as_str(),
+            "bind" | "client-output-buffer-limit" | "tls-protocols"
+        ) && !values.is_empty()
         {
             // Several words, as in redis.conf.
             one.extend([flag, values.join(" ")]);
@@ -581,6 +639,17 @@ pub fn split_args(line: &str) -> Result<Vec<String>, String> {
             }
         }
         words.push(String::from_utf8(word).map_err(|_| "a value is not UTF-8".to_string())?);
+    }
+}
+
+/// Parses a redis.conf boolean: `yes` or `no`, in any case.
+pub(crate) fn parse_yes_no(s: &str) -> Result<bool, String> {
+    if s.eq_ignore_ascii_case("yes") {
+        Ok(true)
+    } else if s.eq_ignore_ascii_case("no") {
+        Ok(false)
+    } else {
+        Err(format!("'{s}' is not yes or no"))
     }
 }
 
@@ -723,6 +792,35 @@ mod tests {
         assert!(Config::load(["delayd", "--slowlog-log-slower-than", "-2"]).is_err());
         assert!(Config::load(["delayd", "--slowlog-max-len", "-1"]).is_err());
         assert!(file_args("latency-monitor-threshold -1\n").is_err());
+    }
+
+    #[test]
+    fn tls_and_protected_mode_lines_read_as_redis_conf_writes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("d.conf");
+        std::fs::write(
+            &conf,
+            "protected-mode no\ntls-port 6380\ntls-protocols \"TLSv1.2 TLSv1.3\"\n\
+             tls-auth-clients optional\ntls-replication yes\ntls-cert-file \"\"\n",
+        )
+        .unwrap();
+        let c = Config::load(["delayd", "--config", conf.to_str().unwrap()]).unwrap();
+        assert!(!c.protected_mode);
+        assert_eq!(c.tls_port, 6380);
+        assert_eq!(c.tls_protocols.as_deref(), Some("TLSv1.2 TLSv1.3"));
+        assert_eq!(c.tls_auth_clients, "optional");
+        assert!(c.tls_replication && !c.tls_cluster);
+        assert_eq!(c.tls_cert_file, None);
+        let d = Config::for_dir("x");
+        assert!(d.protected_mode);
+        assert_eq!((d.tls_port, d.tls_auth_clients.as_str()), (0, "yes"));
+        assert!(
+            file_args("protected-mode maybe")
+                .unwrap_err()
+                .1
+                .contains("maybe")
+        );
+        assert!(file_args("tls-auth-clients sometimes").is_err());
     }
 
     #[test]

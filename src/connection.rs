@@ -1,4 +1,5 @@
-//! Framing over one TCP socket: requests in, encoded replies out.
+//! Framing over one client stream (TCP, or TLS over TCP): requests in,
+//! encoded replies out.
 //!
 //! Reads go into one growing buffer and are framed by the protocol
 //! [`Decoder`]; everything complete in the buffer is returned at once so a
@@ -7,7 +8,7 @@
 //! `client-output-buffer-limit`.
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 
 use crate::config::ObufLimit;
@@ -19,9 +20,10 @@ use crate::{Error, Result};
 /// replies written, so one huge pipeline cannot make the output unbounded.
 const MAX_BATCH: usize = 1024;
 
-/// One client connection.
-pub struct Connection {
-    stream: TcpStream,
+/// One client connection. Generic over the stream rather than boxed, so
+/// the plain TCP path stays free of dynamic dispatch.
+pub struct Connection<S = TcpStream> {
+    stream: S,
     rbuf: BytesMut,
     out: Output,
     decoder: Decoder,
@@ -32,16 +34,14 @@ pub struct Connection {
     max_query: usize,
 }
 
-impl Connection {
-    /// Wraps an accepted socket.
+impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
+    /// Wraps an accepted stream (the server has set TCP_NODELAY on its socket).
     pub fn new(
-        stream: TcpStream,
+        stream: S,
         limits: Limits,
         max_query: usize,
         obuf_limit: ObufLimit,
-    ) -> Connection {
-        // Small replies should leave at once, not wait for Nagle.
-        let _ = stream.set_nodelay(true);
+    ) -> Connection<S> {
         Connection {
             stream,
             rbuf: BytesMut::with_capacity(16 * 1024),
@@ -147,19 +147,5 @@ impl Connection {
     /// A socket error, or the output buffer limit reached.
     pub async fn flush(&mut self) -> Result<()> {
         self.out.flush(&mut self.stream, &self.obuf_limit).await
-    }
-
-    /// The peer's address, for CLIENT LIST.
-    pub fn peer(&self) -> String {
-        self.stream
-            .peer_addr()
-            .map_or_else(|_| "?".into(), |a| a.to_string())
-    }
-
-    /// The local address, for CLIENT LIST.
-    pub fn local(&self) -> String {
-        self.stream
-            .local_addr()
-            .map_or_else(|_| "?".into(), |a| a.to_string())
     }
 }

@@ -25,5 +25,6 @@ pub mod server;
 pub(crate) mod session;
 pub mod shared;
 pub mod shutdown;
+pub mod tls;
 
 pub use error::{Error, Result};

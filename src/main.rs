@@ -87,6 +87,11 @@ async fn serve(config: Config) -> delayd::Result<()> {
         config.dir.display(),
         config.appendfsync.name()
     );
+    // A bad certificate or key is a start-up error, before the store opens.
+    let tls = delayd::tls::configure(&config).map_err(|why| {
+        tracing::error!("{why}");
+        delayd::Error::msg("Failed to configure TLS. Check logs for more info.")
+    })?;
     let engine = Engine::start(&delayd::engine::Options {
         dir: config.dir.clone(),
         horizon_ms: config.horizon_ms,
@@ -101,8 +106,9 @@ async fn serve(config: Config) -> delayd::Result<()> {
     log::set_max_level(log::LevelFilter::Warn);
     let listeners = server::bind(&config).await?;
     for l in &listeners {
-        if let Ok(a) = l.local_addr() {
-            tracing::info!("ready to accept connections on {a}");
+        if let Ok(a) = l.tcp.local_addr() {
+            let kind = if l.tls { " (TLS)" } else { "" };
+            tracing::info!("ready to accept connections on {a}{kind}");
         }
     }
     let metrics = delayd::metrics::bind(&config).await?;
@@ -112,6 +118,7 @@ async fn serve(config: Config) -> delayd::Result<()> {
         }
     }
     let shared = Shared::new(config, engine);
+    shared.tls.install(tls);
     if let Err(errors) = shared.load_aclfile() {
         return Err(delayd::Error::msg(format!(
             "Aborting Redis startup because of ACL errors: {errors}"

@@ -17,8 +17,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::config::ObufLimit;
 use crate::protocol::{Protocol, Reply};
@@ -175,7 +174,11 @@ impl Output {
     ///
     /// A socket error, or a limit reached (before or while waiting for the
     /// socket); the connection must then be dropped.
-    pub(crate) async fn flush(&mut self, stream: &mut TcpStream, limit: &ObufLimit) -> Result<()> {
+    pub(crate) async fn flush<S: AsyncWrite + Unpin>(
+        &mut self,
+        stream: &mut S,
+        limit: &ObufLimit,
+    ) -> Result<()> {
         self.account.fail_if_exceeded()?;
         while let Some(segment) = self.queue.pop_front() {
             match segment {
@@ -226,8 +229,14 @@ impl Output {
 
 /// One write; while the socket takes nothing, the soft limit's clock keeps
 /// running and closes the client when it runs out.
-async fn write_some(
-    stream: &mut TcpStream,
+///
+/// The bytes counted as written must be in the kernel, as the session puts
+/// back popped members by that count: a TLS stream keeps what it encrypted
+/// in a buffer of its own, so each write is followed by a flush, which
+/// returns once that buffer is in the kernel (for a TCP socket it does
+/// nothing).
+async fn write_some<S: AsyncWrite + Unpin>(
+    stream: &mut S,
     data: &[u8],
     account: &mut Account,
     limit: &ObufLimit,
@@ -236,21 +245,37 @@ async fn write_some(
         .over_soft_since
         .map(|since| since + Duration::from_secs(limit.soft_secs));
     let n = match deadline {
-        None => stream.write(data).await?,
-        Some(at) => tokio::select! {
-            r = stream.write(data) => r?,
-            () = tokio::time::sleep_until(at.into()) => {
-                account.check(limit);
-                account.fail_if_exceeded()?;
-                // Under the limit after all (it was turned off meanwhile):
-                // wait for the socket alone rather than spin.
-                stream.write(data).await?
+        None => write_through(stream, data).await?,
+        Some(at) => {
+            // The write is not restarted after the deadline: what it has
+            // handed to a TLS stream is taken and must be flushed.
+            let write = write_through(stream, data);
+            tokio::pin!(write);
+            tokio::select! {
+                r = &mut write => r?,
+                () = tokio::time::sleep_until(at.into()) => {
+                    account.check(limit);
+                    account.fail_if_exceeded()?;
+                    // Under the limit after all (it was turned off meanwhile):
+                    // wait for the socket alone rather than spin.
+                    write.await?
+                }
             }
-        },
+        }
     };
     if n == 0 {
         return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
     }
+    Ok(n)
+}
+
+/// Writes some of `data` and flushes it into the kernel (see [`write_some`]).
+async fn write_through<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    data: &[u8],
+) -> std::io::Result<usize> {
+    let n = stream.write(data).await?;
+    stream.flush().await?;
     Ok(n)
 }
 

@@ -19,6 +19,8 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
 
 use crate::client::{ClientInfo, ClientState, UNBLOCK_ERROR, UNBLOCK_NONE, UNBLOCK_TIMEOUT};
 use crate::cmd::delaypop::pop_reply;
@@ -34,8 +36,8 @@ use crate::{Error, Result};
 const OUTPUT_FLUSH_BYTES: usize = 64 * 1024;
 
 /// A connection and its client's state.
-pub struct Session {
-    conn: Connection,
+pub struct Session<S = TcpStream> {
+    conn: Connection<S>,
     shared: Arc<Shared>,
     client: ClientState,
     /// Commands queued since `MULTI`.
@@ -75,18 +77,18 @@ async fn put_back(engine: &Engine, popped: Vec<Popped>) {
     }
 }
 
-impl Session {
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// A session over an accepted connection.
     ///
     /// Whether the client must authenticate is decided here, from the ACL
     /// default user (on and nopass: no); `_authenticated`, what the
     /// caller saw in `requirepass`, is not enough once users exist.
     pub fn new(
-        mut conn: Connection,
+        mut conn: Connection<S>,
         shared: Arc<Shared>,
         info: Arc<ClientInfo>,
         _authenticated: bool,
-    ) -> Session {
+    ) -> Session<S> {
         conn.limits = shared.limits(!shared.acl.auth_required());
         let client = ClientState::new(info, &shared.acl);
         Session {

@@ -31,6 +31,8 @@ pub struct Runtime {
     pub maxclients: usize,
     pub requirepass: Option<String>,
     pub obuf_limits: crate::config::ObufLimits,
+    /// `protected-mode`.
+    pub protected_mode: bool,
 }
 
 /// State shared by every connection.
@@ -63,6 +65,11 @@ pub struct Shared {
     pub(crate) monitor_feed: broadcast::Sender<Bytes>,
     /// ACL users and the ACL log.
     pub(crate) acl: crate::acl::Acl,
+    /// TLS settings and the acceptor for new handshakes.
+    pub tls: crate::tls::Tls,
+    /// Whether protected mode has refused a client yet: the log says why
+    /// once, not once per client.
+    pub(crate) protected_logged: AtomicBool,
 }
 
 /// Lines of MONITOR output kept for a monitor that falls behind; beyond
@@ -170,7 +177,10 @@ impl Shared {
                 maxclients: config.maxclients,
                 requirepass: config.requirepass.clone(),
                 obuf_limits: config.obuf_limits(),
+                protected_mode: config.protected_mode,
             }),
+            tls: crate::tls::Tls::new(&config),
+            protected_logged: AtomicBool::new(false),
             port: AtomicU64::new(u64::from(config.port)),
             slowlog: crate::cmd::slowlog::SlowLog::new(
                 config.slowlog_log_slower_than,
@@ -264,12 +274,55 @@ impl Shared {
         }
     }
 
+    /// Whether protected mode refuses a client from `peer`: as in Redis
+    /// 7.0, while `protected-mode` is on and the default user has no
+    /// password, only 127.0.0.1 and ::1 are let in (whatever `bind` says).
+    /// This is the one place the rule lives; "no password" is the ACL
+    /// default user being usable without one ([`Shared::default_user_is_open`]).
+    pub(crate) fn protected_mode_denies(&self, peer: &std::net::SocketAddr) -> bool {
+        let on = self
+            .runtime
+            .read()
+            .map_or_else(|e| e.into_inner().protected_mode, |r| r.protected_mode);
+        on && self.default_user_is_open() && !is_local(peer.ip())
+    }
+
     /// Framing limits for a client in the given authentication state.
     pub fn limits(&self, authenticated: bool) -> Limits {
         Limits {
             max_bulk_len: self.config.proto_max_bulk_len,
             max_args: 1024 * 1024,
             authenticated,
+        }
+    }
+}
+
+/// Redis's `islocalClient`: exactly 127.0.0.1 or ::1 (not the rest of
+/// 127.0.0.0/8). An IPv4 loopback client on a dual-stack socket shows as
+/// ::ffff:127.0.0.1 and counts as 127.0.0.1.
+fn is_local(ip: std::net::IpAddr) -> bool {
+    match ip.to_canonical() {
+        std::net::IpAddr::V4(v4) => v4 == std::net::Ipv4Addr::LOCALHOST,
+        std::net::IpAddr::V6(v6) => v6 == std::net::Ipv6Addr::LOCALHOST,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_local;
+
+    #[test]
+    fn only_the_two_loopback_addresses_are_local_as_in_redis() {
+        for (ip, local) in [
+            ("127.0.0.1", true),
+            ("::1", true),
+            ("::ffff:127.0.0.1", true),
+            ("127.0.0.2", false),
+            ("10.0.0.1", false),
+            ("::ffff:10.0.0.1", false),
+            ("fe80::1", false),
+        ] {
+            assert_eq!(is_local(ip.parse().unwrap()), local, "{ip}");
         }
     }
 }

@@ -7,6 +7,7 @@ use crate::client::ClientState;
 use crate::config::Fsync;
 use crate::protocol::Reply;
 use crate::shared::Shared;
+use crate::tls::{AuthClients, TlsSettings};
 use crate::{Error, Result};
 
 /// Reads and changes configuration.
@@ -22,9 +23,13 @@ use crate::{Error, Result};
 /// `GET` takes glob patterns and replies with a map (a flat array in RESP2)
 /// of the effective values. `SET` changes `maxclients` (no higher than the
 /// open-files limit allows), `appendfsync`, `requirepass`, `loglevel`,
-/// `client-output-buffer-limit`, `trace-queues`, `trace-max-events`,
-/// `slowlog-log-slower-than`, `slowlog-max-len` and
-/// `latency-monitor-threshold` at run time; the rest are fixed at start.
+/// `client-output-buffer-limit`, `hot-max-members`, `trace-queues`,
+/// `trace-max-events`, `slowlog-log-slower-than`, `slowlog-max-len`,
+/// `latency-monitor-threshold`, `protected-mode` and the TLS files and
+/// settings (`tls-cert-file`,
+/// `tls-key-file`, `tls-ca-cert-file`, ...: setting one reloads the
+/// certificates for new connections) at run time; the rest, `tls-port`
+/// among them, are fixed at start.
 #[derive(Debug)]
 pub enum ConfigCmd {
     Get(Vec<Bytes>),
@@ -99,9 +104,34 @@ fn all_params(shared: &Shared) -> Vec<(&'static str, String)> {
             "latency-monitor-threshold",
             shared.latency.threshold().to_string(),
         ),
+        ("protected-mode", yes_no(rt.protected_mode)),
+        (
+            "tls-port",
+            shared
+                .tls
+                .port
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .to_string(),
+        ),
     ];
+    let tls = shared.tls.settings();
+    let path = |p: Option<String>| p.unwrap_or_default();
+    v.extend([
+        ("tls-cert-file", path(tls.cert_file)),
+        ("tls-key-file", path(tls.key_file)),
+        ("tls-ca-cert-file", path(tls.ca_cert_file)),
+        ("tls-ca-cert-dir", path(tls.ca_cert_dir)),
+        ("tls-auth-clients", tls.auth_clients.name().to_string()),
+        ("tls-protocols", path(tls.protocols)),
+        ("tls-replication", yes_no(tls.replication)),
+        ("tls-cluster", yes_no(tls.cluster)),
+    ]);
     v.extend(FIXED.iter().map(|(k, val)| (*k, (*val).to_string())));
     v
+}
+
+fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.to_string()
 }
 
 /// The table's parser.
@@ -225,8 +255,45 @@ fn set(shared: &Shared, pairs: &[(String, String)]) -> Result<()> {
     let mut slower_than = None;
     let mut slowlog_max_len = None;
     let mut latency_threshold = None;
+    let mut protected_mode = None;
+    // Any TLS parameter rebuilds the acceptor, even with an unchanged path
+    // (Redis's VOLATILE_CONFIG): that is how a certificate rewritten in
+    // place is reloaded. The first TLS parameter named takes the blame.
+    let mut tls: Option<(&str, TlsSettings)> = None;
     for (name, value) in pairs {
+        let bool_value = || {
+            crate::config::parse_yes_no(value)
+                .map_err(|_| failed(name, "argument must be 'yes' or 'no'"))
+        };
+        if name.starts_with("tls-") && name != "tls-port" {
+            let (_, t) = tls.get_or_insert_with(|| (name.as_str(), shared.tls.settings()));
+            let path = (!value.is_empty()).then(|| value.clone());
+            match name.as_str() {
+                "tls-cert-file" => t.cert_file = path,
+                "tls-key-file" => t.key_file = path,
+                "tls-ca-cert-file" => t.ca_cert_file = path,
+                "tls-ca-cert-dir" => t.ca_cert_dir = path,
+                "tls-protocols" => t.protocols = path,
+                "tls-auth-clients" => {
+                    t.auth_clients = AuthClients::parse(value).ok_or_else(|| {
+                        failed(
+                            name,
+                            "argument(s) must be one of the following: no, yes, optional",
+                        )
+                    })?;
+                }
+                "tls-replication" => t.replication = bool_value()?,
+                "tls-cluster" => t.cluster = bool_value()?,
+                other => {
+                    return Err(Error::msg(format!(
+                        "Unknown option or number of arguments for CONFIG SET - '{other}'"
+                    )));
+                }
+            }
+            continue;
+        }
         match name.as_str() {
+            "protected-mode" => protected_mode = Some(bool_value()?),
             "client-output-buffer-limit" => {
                 obuf.push(crate::config::parse_obuf_spec(value).map_err(|why| failed(name, &why))?);
             }
@@ -296,6 +363,15 @@ fn set(shared: &Shared, pairs: &[(String, String)]) -> Result<()> {
             }
         }
     }
+    if let Some((name, settings)) = tls {
+        shared.tls.reconfigure(settings).map_err(|why| {
+            tracing::warn!(
+                "Failed applying new configuration. Possibly related to new {name} setting. \
+                 Restoring previous settings."
+            );
+            failed(name, why)
+        })?;
+    }
     if let Some(level) = loglevel {
         // Fails only where no logger is installed (the level is then fixed).
         crate::config::set_log_level(&level).map_err(|why| failed("loglevel", &why))?;
@@ -332,6 +408,9 @@ fn set(shared: &Shared, pairs: &[(String, String)]) -> Result<()> {
         }
         for spec in &obuf {
             rt.obuf_limits.apply(spec);
+        }
+        if let Some(on) = protected_mode {
+            rt.protected_mode = on;
         }
     }
     Ok(())

@@ -133,7 +133,15 @@ impl Info {
                     kv("os", &std::env::consts::OS);
                     kv("arch_bits", &64);
                     kv("process_id", &std::process::id());
-                    kv("tcp_port", &shared.port.load(Ordering::Relaxed));
+                    // As Redis: the TLS port when there is no plain one.
+                    let tls_port = shared.tls.port.load(Ordering::Relaxed);
+                    let port = match shared.port.load(Ordering::Relaxed) {
+                        0 => tls_port,
+                        p => p,
+                    };
+                    kv("tcp_port", &port);
+                    // delayd's own: Redis 7.0 shows no TLS state; 0 = no TLS.
+                    kv("tls_port", &tls_port);
                     kv("uptime_in_seconds", &up);
                     kv("uptime_in_days", &(up / 86400));
                     kv(
@@ -223,6 +231,12 @@ impl Info {
                     kv(
                         "client_output_buffer_limit_disconnections",
                         &s.obuf_limit_disconnections.load(Ordering::Relaxed),
+                    );
+                    // delayd's own: plain clients on the TLS port, bad
+                    // or missing client certificates, handshake timeouts.
+                    kv(
+                        "tls_handshake_failures",
+                        &shared.tls.handshake_failures.load(Ordering::Relaxed),
                     );
                     kv("expired_keys", &0);
                     kv("total_error_replies", &shared.cmdstats.error_replies());
