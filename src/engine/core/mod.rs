@@ -47,12 +47,14 @@ use super::trace::{Event, Kind, TraceRecord, Tracer};
 use crate::{Error, Result};
 
 mod commands;
+mod listing;
 mod pager;
 mod waiters;
 mod watch;
 
 pub use self::commands::Popped;
 use self::pager::{MIN_HORIZON_MS, PAGE_STEP_MS};
+pub use self::listing::QueueSort;
 pub use self::waiters::{Delivery, Waiter, WaiterReply};
 
 /// Latest due time accepted: the last millisecond of year 9999.
