@@ -14,7 +14,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
@@ -207,7 +207,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .method_not_allowed_fallback(method_not_allowed)
 }
 
-async fn method_not_allowed() -> ApiError {
+pub(crate) async fn method_not_allowed() -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here")
 }
 
@@ -745,14 +745,10 @@ fn popped_json(p: &Popped) -> Value {
 /// out if the consumer never got them.
 pub(crate) async fn pop(
     State(state): State<AppState>,
-    method: Method,
     peer: Option<axum::Extension<Peer>>,
     P(name): P<String>,
     Body(r): Body<PopRequest>,
 ) -> ApiResult {
-    if method != Method::POST {
-        return Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "use POST"));
-    }
     let key = queue_name(name)?;
     let wait = r.wait_ms.unwrap_or(0);
     if wait > MAX_WAIT_MS {

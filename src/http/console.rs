@@ -21,7 +21,7 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
             (
                 header::CONTENT_SECURITY_POLICY,
                 HeaderValue::from_static(
-                    "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+                    "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'",
                 ),
             ),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),

@@ -92,7 +92,8 @@ pub async fn bind(config: &Config) -> Result<Vec<TcpListener>> {
 /// The routes: `/metrics`, the console, the API.
 pub(crate) fn router(state: AppState) -> Router {
     let polling = Router::new()
-        .route("/api/queues/{queue}/pop", any(api::pop))
+        .route("/api/queues/{queue}/pop", axum::routing::post(api::pop))
+        .method_not_allowed_fallback(api::method_not_allowed)
         .layer(ConcurrencyLimitLayer::new(MAX_POLLING));
     let api = api::routes()
         .layer(ConcurrencyLimitLayer::new(MAX_IN_FLIGHT))
