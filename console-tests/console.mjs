@@ -18,16 +18,23 @@ const shots = process.env.SHOTS_DIR || "shots";
 const { QUEUE, DLQ, MEMBER } = process.env;
 mkdirSync(shots, { recursive: true });
 
-const profile = mkdtempSync(join(tmpdir(), "delayd-chromium-"));
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    `--user-data-dir=${profile}`,
-  ],
-  timeout: 60_000,
-});
+// Each run gets a fresh, empty profile (Playwright passes it to Chromium
+// as --user-data-dir) and is removed after.
+const profiles = [];
+const contexts = [];
+async function launch(viewport) {
+  const profile = mkdtempSync(join(tmpdir(), "delayd-chromium-"));
+  profiles.push(profile);
+  return chromium.launchPersistentContext(profile, {
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    args: [
+      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    ],
+    viewport,
+    timeout: 60_000,
+  });
+}
 
 const step = (s) => console.log("step:", s);
 const errors = [];
@@ -45,10 +52,14 @@ async function login(page) {
 }
 
 async function run(viewport, tag, actions) {
-  const context = await browser.newContext({ viewport });
-  const page = await context.newPage();
+  const context = await launch(viewport);
+  contexts.push(context);
+  const page = context.pages()[0] || (await context.newPage());
   page.on("pageerror", (e) => errors.push(`${tag}: ${e.message}`));
-  page.on("console", (m) => { if (m.type() === "error") errors.push(`${tag}: console: ${m.text()}`); });
+  // Any failed load but the 401 of the wrong password the test types.
+  page.on("console", (m) => {
+    if (m.type() === "error" && !/status of 401/.test(m.text())) errors.push(`${tag}: console: ${m.text()}`);
+  });
   page.on("dialog", (d) => d.accept());
   page.setDefaultTimeout(15_000);
   await page.goto(base + "/");
@@ -59,7 +70,7 @@ async function run(viewport, tag, actions) {
   }
   // Overview: the producer's queues are counted, charts drawn.
   step(`${tag}: overview`);
-  await page.locator(".stat", { hasText: "Queues" }).locator(".value").filter({ hasText: /^2$/ }).waitFor();
+  await page.locator(".stat", { hasText: "Queues" }).locator(".value").filter({ hasText: new RegExp(`^${process.env.QUEUES || 2}$`) }).waitFor();
   await page.locator("svg.chart path").first().waitFor({ state: "attached" });
   await page.waitForTimeout(3500); // a few live refreshes, for the rate chart
   await page.screenshot({ path: join(shots, `overview-${tag}.png`), fullPage: true });
@@ -80,10 +91,11 @@ async function run(viewport, tag, actions) {
   await context.close();
 }
 
+
 try {
   // Phone width: the same pages, readable.
   await run({ width: 390, height: 844 }, "390x844", async (page) => {
-    await page.goto(`${base}/#/find/${encodeURIComponent(QUEUE)}/${encodeURIComponent(MEMBER)}`);
+    await page.goto(`${base}/#/find/${encodeURIComponent(DLQ)}/${encodeURIComponent(MEMBER)}`);
     await page.locator("dl.kv").waitFor();
     await page.screenshot({ path: join(shots, `find-390x844.png`), fullPage: true });
   });
@@ -107,6 +119,6 @@ try {
   console.error("FAILED:", e && e.stack ? e.stack : e);
   process.exitCode = 1;
 } finally {
-  await browser.close();
-  rmSync(profile, { recursive: true, force: true });
+  for (const c of contexts) await c.close().catch(() => {});
+  for (const p of profiles) rmSync(p, { recursive: true, force: true });
 }

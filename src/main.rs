@@ -114,7 +114,9 @@ async fn serve(config: Config) -> delayd::Result<()> {
     let http = delayd::http::bind(&config).await?;
     for l in &http {
         if let Ok(a) = l.local_addr() {
-            tracing::info!("serving the console on http://{a}/, the API on /api/, metrics on /metrics");
+            tracing::info!(
+                "serving the console on http://{a}/, the API on /api/, metrics on /metrics"
+            );
         }
     }
     let shared = Shared::new(config, engine);

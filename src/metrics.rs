@@ -10,15 +10,15 @@
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 
+use crate::engine::lateness::{BOUNDS_US, Lateness};
+use crate::shared::Shared;
+use crate::{Error, Result};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
-use crate::engine::lateness::{BOUNDS_US, Lateness};
-use crate::shared::Shared;
-use crate::{Error, Result};
 
 /// The Content-Type of the exposition.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

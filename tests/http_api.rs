@@ -207,7 +207,10 @@ fn schedule_find_pop_ack_remove_and_delete_through_http() {
         &format!("/api/queues/orders:eu/members?min={}&max=%2Binf", at),
     ));
     assert_eq!(far["members"].as_array().unwrap().len(), 1);
-    let rev = ok(get(http, "/api/queues/orders:eu/members?order=desc&limit=1"));
+    let rev = ok(get(
+        http,
+        "/api/queues/orders:eu/members?order=desc&limit=1",
+    ));
     assert_eq!(rev["members"][0]["member"], "later");
 
     // Member lookup, with a name that needs percent-encoding, and its trace.
@@ -221,7 +224,11 @@ fn schedule_find_pop_ack_remove_and_delete_through_http() {
     assert_eq!(gone["found"], false);
 
     // Pop with a lease, then ack.
-    let popped = ok(post(http, "/api/queues/orders:eu/pop", &json!({"lease_ms": 60000})));
+    let popped = ok(post(
+        http,
+        "/api/queues/orders:eu/pop",
+        &json!({"lease_ms": 60000}),
+    ));
     let list = popped["members"].as_array().unwrap();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["member"], "soon");
@@ -235,7 +242,11 @@ fn schedule_find_pop_ack_remove_and_delete_through_http() {
         .unwrap();
     assert!(format!("{info:?}").contains("leased"));
     assert_eq!(
-        ok(post(http, "/api/queues/orders:eu/ack", &json!({"members": ["soon"]}))),
+        ok(post(
+            http,
+            "/api/queues/orders:eu/ack",
+            &json!({"members": ["soon"]})
+        )),
         json!({"acked": 1})
     );
     assert_eq!(score(&mut con, "orders:eu", "soon"), None);
@@ -263,7 +274,10 @@ fn schedule_find_pop_ack_remove_and_delete_through_http() {
     let (r, took) = waiter.join().unwrap();
     let r = ok(r);
     assert_eq!(r["members"][0]["member"], "j1", "{r}");
-    assert!(took < Duration::from_secs(9), "the pop waited for its timeout: {took:?}");
+    assert!(
+        took < Duration::from_secs(9),
+        "the pop waited for its timeout: {took:?}"
+    );
     // The lease runs out unacknowledged: the member is handed out again.
     let again = ok(post(
         http,
@@ -287,7 +301,10 @@ fn schedule_find_pop_ack_remove_and_delete_through_http() {
         ok(delete(http, "/api/queues/orders:eu/members/later")),
         json!({"removed": 0})
     );
-    assert_eq!(ok(delete(http, "/api/queues/orders:eu")), json!({"deleted": 1}));
+    assert_eq!(
+        ok(delete(http, "/api/queues/orders:eu")),
+        json!({"deleted": 1})
+    );
     assert_eq!(card(&mut con, "orders:eu"), 0);
 
     // The overview: INFO's figures.
@@ -337,7 +354,10 @@ fn queues_are_listed_a_page_at_a_time_sorted_and_filtered() {
     let p = ok(get(http, "/api/queues?sort=pending&order=desc&limit=3"));
     assert_eq!(names(&p), ["q29", "q28", "q27"]);
     assert_eq!(p["queues"][0]["pending"], 30);
-    let p = ok(get(http, "/api/queues?match=q1%3F&sort=pending&order=asc&limit=100"));
+    let p = ok(get(
+        http,
+        "/api/queues?match=q1%3F&sort=pending&order=asc&limit=100",
+    ));
     assert_eq!(p["total"], 10);
     assert_eq!(names(&p)[0], "q10");
     let p = ok(get(http, "/api/queues?match=x*&sort=ready&order=desc"));
@@ -355,9 +375,16 @@ fn timeline_counts_members_per_window_as_delaycount_does() {
     // Window 0: 2 members, window 1: none, window 2: 3 members; one before.
     let mut cmd = redis::cmd("DELAYADD");
     cmd.arg("t").arg("AT");
-    for (i, due) in [from, from + 59_999, from + 120_000, from + 150_000, from + 179_999, 1000]
-        .iter()
-        .enumerate()
+    for (i, due) in [
+        from,
+        from + 59_999,
+        from + 120_000,
+        from + 150_000,
+        from + 179_999,
+        1000,
+    ]
+    .iter()
+    .enumerate()
     {
         cmd.arg(*due).arg(format!("m{i}"));
     }
@@ -384,7 +411,12 @@ fn timeline_counts_members_per_window_as_delaycount_does() {
 /// Dead-letters `member` of `queue` into `dlq` through RESP: two leased
 /// pops with RETRIES 1.
 fn dead_letter(con: &mut redis::Connection, queue: &str, dlq: &str, member: &str) {
-    let _: i64 = redis::cmd("DELAYADD").arg(queue).arg(0).arg(member).query(con).unwrap();
+    let _: i64 = redis::cmd("DELAYADD")
+        .arg(queue)
+        .arg(0)
+        .arg(member)
+        .query(con)
+        .unwrap();
     let pop = |con: &mut redis::Connection| -> Vec<String> {
         redis::cmd("DELAYPOP")
             .arg(queue)
@@ -431,7 +463,11 @@ fn dead_letters_are_requeued_one_or_all() {
         &json!({"to": "work", "limit": 1, "delay_ms": 60000}),
     ));
     assert_eq!(r, json!({"requeued": 1, "remaining": 1}));
-    let r = ok(post(http, "/api/queues/work:dlq/requeue", &json!({"to": "work"})));
+    let r = ok(post(
+        http,
+        "/api/queues/work:dlq/requeue",
+        &json!({"to": "work"}),
+    ));
     assert_eq!(r, json!({"requeued": 1, "remaining": 0}));
     assert_eq!(card(&mut con, "work:dlq"), 0);
     assert_eq!(card(&mut con, "work"), 3);
@@ -455,22 +491,53 @@ fn bad_input_is_a_json_4xx_and_changes_nothing() {
         .unwrap();
     let before = snapshot(&mut con, "q");
     let json_post = |path: &str, body: &[u8]| {
-        request(http, "POST", path, &[("Content-Type", "application/json")], body)
+        request(
+            http,
+            "POST",
+            path,
+            &[("Content-Type", "application/json")],
+            body,
+        )
     };
     let cases: Vec<(Resp, u16, &str)> = vec![
         // Malformed and mis-shaped bodies.
-        (json_post("/api/queues/q/members", b"{\"members\": [{\"member\""), 400, "parse"),
         (
-            request(http, "POST", "/api/queues/q/members", &[("Content-Type", "text/plain")], b"{}"),
+            json_post("/api/queues/q/members", b"{\"members\": [{\"member\""),
+            400,
+            "parse",
+        ),
+        (
+            request(
+                http,
+                "POST",
+                "/api/queues/q/members",
+                &[("Content-Type", "text/plain")],
+                b"{}",
+            ),
             415,
             "Content-Type",
         ),
-        (json_post("/api/queues/q/members", b"{\"members\": 5}"), 422, "members"),
-        (json_post("/api/queues/q/members", b"{\"members\": [], \"bogus\": 1}"), 422, "bogus"),
-        (json_post("/api/queues/q/members", b"{\"members\": []}"), 400, "empty"),
+        (
+            json_post("/api/queues/q/members", b"{\"members\": 5}"),
+            422,
+            "members",
+        ),
+        (
+            json_post("/api/queues/q/members", b"{\"members\": [], \"bogus\": 1}"),
+            422,
+            "bogus",
+        ),
+        (
+            json_post("/api/queues/q/members", b"{\"members\": []}"),
+            400,
+            "empty",
+        ),
         // Bad values: DELAYADD's own checks, and one of delay_ms/at_ms.
         (
-            json_post("/api/queues/q/members", br#"{"members":[{"member":"a","delay_ms":-1}]}"#),
+            json_post(
+                "/api/queues/q/members",
+                br#"{"members":[{"member":"a","delay_ms":-1}]}"#,
+            ),
             400,
             "delay is negative",
         ),
@@ -499,27 +566,79 @@ fn bad_input_is_a_json_4xx_and_changes_nothing() {
             "not compatible",
         ),
         // Bad ranges and pages.
-        (get(http, "/api/queues/q/members?min=100&max=50"), 400, "bad range"),
-        (get(http, "/api/queues/q/members?min=abc"), 400, "min and max"),
+        (
+            get(http, "/api/queues/q/members?min=100&max=50"),
+            400,
+            "bad range",
+        ),
+        (
+            get(http, "/api/queues/q/members?min=abc"),
+            400,
+            "min and max",
+        ),
         (get(http, "/api/queues/q/members?limit=0"), 400, "limit"),
         (get(http, "/api/queues/q/members?limit=5000"), 400, "limit"),
         (get(http, "/api/queues/q/members?offset=-1"), 400, "offset"),
         (get(http, "/api/queues/q/members?order=up"), 400, "order"),
         (get(http, "/api/queues?sort=size"), 400, "sort"),
-        (get(http, "/api/queues/q/timeline?buckets=0"), 400, "buckets"),
-        (get(http, "/api/queues/q/timeline?step_ms=0"), 400, "step_ms"),
-        (get(http, "/api/queues/q/timeline?step_ms=18446744073709551615"), 400, "9999"),
+        (
+            get(http, "/api/queues/q/timeline?buckets=0"),
+            400,
+            "buckets",
+        ),
+        (
+            get(http, "/api/queues/q/timeline?step_ms=0"),
+            400,
+            "step_ms",
+        ),
+        (
+            get(http, "/api/queues/q/timeline?step_ms=18446744073709551615"),
+            400,
+            "9999",
+        ),
         // Bad pops, acks, requeues.
-        (json_post("/api/queues/q/pop", br#"{"wait_ms":40000}"#), 400, "wait_ms"),
-        (json_post("/api/queues/q/pop", br#"{"count":0}"#), 400, "count"),
-        (json_post("/api/queues/q/pop", br#"{"lease_ms":0}"#), 400, "positive"),
-        (json_post("/api/queues/q/pop", br#"{"retries":2}"#), 400, "DEADLETTER"),
-        (json_post("/api/queues/q/ack", br#"{"members":[]}"#), 400, "empty"),
-        (json_post("/api/queues/q/requeue", br#"{"members":["a"]}"#), 422, "to"),
-        (json_post("/api/queues/q/requeue", br#"{"to":"r","delay_ms":-5}"#), 400, "negative"),
+        (
+            json_post("/api/queues/q/pop", br#"{"wait_ms":40000}"#),
+            400,
+            "wait_ms",
+        ),
+        (
+            json_post("/api/queues/q/pop", br#"{"count":0}"#),
+            400,
+            "count",
+        ),
+        (
+            json_post("/api/queues/q/pop", br#"{"lease_ms":0}"#),
+            400,
+            "positive",
+        ),
+        (
+            json_post("/api/queues/q/pop", br#"{"retries":2}"#),
+            400,
+            "DEADLETTER",
+        ),
+        (
+            json_post("/api/queues/q/ack", br#"{"members":[]}"#),
+            400,
+            "empty",
+        ),
+        (
+            json_post("/api/queues/q/requeue", br#"{"members":["a"]}"#),
+            422,
+            "to",
+        ),
+        (
+            json_post("/api/queues/q/requeue", br#"{"to":"r","delay_ms":-5}"#),
+            400,
+            "negative",
+        ),
         // No such endpoint, wrong method.
         (get(http, "/api/nope"), 404, "no such"),
-        (request(http, "PUT", "/api/queues/q", &[], b""), 405, "method"),
+        (
+            request(http, "PUT", "/api/queues/q", &[], b""),
+            405,
+            "method",
+        ),
         (get(http, "/api/queues/q/pop"), 405, ""),
     ];
     for (r, status, text) in &cases {
@@ -542,7 +661,11 @@ fn bad_input_is_a_json_4xx_and_changes_nothing() {
     c.write_all(b"hello\r\n\r\n").unwrap();
     let mut out = Vec::new();
     let _ = c.read_to_end(&mut out);
-    assert!(out.starts_with(b"HTTP/1.1 400"), "{}", String::from_utf8_lossy(&out));
+    assert!(
+        out.starts_with(b"HTTP/1.1 400"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
 }
 
 #[test]
@@ -554,7 +677,13 @@ fn with_requirepass_the_api_asks_for_it_and_writes_need_the_csrf_token() {
     let r = get(http, "/api/queues");
     assert_eq!(r.status, 401);
     assert!(r.header("www-authenticate").unwrap().starts_with("Basic"));
-    let r = request(http, "GET", "/api/queues", &[("X-Delayd-Console", "1")], b"");
+    let r = request(
+        http,
+        "GET",
+        "/api/queues",
+        &[("X-Delayd-Console", "1")],
+        b"",
+    );
     assert_eq!(r.status, 401);
     assert!(r.header("www-authenticate").is_none());
     let add = json!({"members": [{"member": "m", "delay_ms": 0}]}).to_string();
@@ -569,18 +698,33 @@ fn with_requirepass_the_api_asks_for_it_and_writes_need_the_csrf_token() {
     // Wrong and right basic credentials ("default", or no user, as AUTH).
     let basic = |user_pass: &str| format!("Basic {}", b64(user_pass.as_bytes()));
     for bad in ["default:nope", "other:s3cret", "garbage"] {
-        let r = request(http, "GET", "/api/queues", &[("Authorization", &basic(bad))], b"");
+        let r = request(
+            http,
+            "GET",
+            "/api/queues",
+            &[("Authorization", &basic(bad))],
+            b"",
+        );
         assert_eq!(r.status, 401, "{bad}");
     }
     for good in ["default:s3cret", ":s3cret"] {
-        let r = request(http, "GET", "/api/queues", &[("Authorization", &basic(good))], b"");
+        let r = request(
+            http,
+            "GET",
+            "/api/queues",
+            &[("Authorization", &basic(good))],
+            b"",
+        );
         assert_eq!(r.status, 200, "{good}: {}", r.body);
     }
     let r = request(
         http,
         "POST",
         "/api/queues/q/members",
-        &[("Content-Type", "application/json"), ("Authorization", &basic("default:s3cret"))],
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &basic("default:s3cret")),
+        ],
         add.as_bytes(),
     );
     assert_eq!(r.status, 200, "{}", r.body);
@@ -591,21 +735,37 @@ fn with_requirepass_the_api_asks_for_it_and_writes_need_the_csrf_token() {
     let r = post(http, "/api/login", &json!({"password": "nope"}));
     assert_eq!(r.status, 401);
     assert!(r.header("set-cookie").is_none());
-    let r = post(http, "/api/login", &json!({"user": "default", "password": "s3cret"}));
+    let r = post(
+        http,
+        "/api/login",
+        &json!({"user": "default", "password": "s3cret"}),
+    );
     assert_eq!(r.status, 200, "{}", r.body);
     let cookie_header = r.header("set-cookie").unwrap();
     assert!(cookie_header.contains("HttpOnly") && cookie_header.contains("SameSite=Strict"));
     let cookie = cookie_header.split(';').next().unwrap().to_string();
     let csrf = r.json()["csrf_token"].as_str().unwrap().to_string();
-    let s = ok(request(http, "GET", "/api/session", &[("Cookie", &cookie)], b""));
-    assert_eq!(s, json!({"auth_required": true, "authenticated": true, "csrf_token": csrf}));
+    let s = ok(request(
+        http,
+        "GET",
+        "/api/session",
+        &[("Cookie", &cookie)],
+        b"",
+    ));
+    assert_eq!(
+        s,
+        json!({"auth_required": true, "authenticated": true, "csrf_token": csrf})
+    );
     // Reads with the cookie alone; writes need the token too.
     let r = request(http, "GET", "/api/queues/q", &[("Cookie", &cookie)], b"");
     assert_eq!(r.status, 200);
     let before = snapshot(&mut con, "q");
     let add2 = json!({"members": [{"member": "forged", "delay_ms": 0}]}).to_string();
     for token in [None, Some("0000")] {
-        let mut h = vec![("Content-Type", "application/json"), ("Cookie", cookie.as_str())];
+        let mut h = vec![
+            ("Content-Type", "application/json"),
+            ("Cookie", cookie.as_str()),
+        ];
         if let Some(t) = token {
             h.push(("X-CSRF-Token", t));
         }
@@ -619,7 +779,11 @@ fn with_requirepass_the_api_asks_for_it_and_writes_need_the_csrf_token() {
         http,
         "POST",
         "/api/queues/q/members",
-        &[("Content-Type", "application/json"), ("Cookie", &cookie), ("X-CSRF-Token", &csrf)],
+        &[
+            ("Content-Type", "application/json"),
+            ("Cookie", &cookie),
+            ("X-CSRF-Token", &csrf),
+        ],
         add2.as_bytes(),
     );
     assert_eq!(r.status, 200, "{}", r.body);
@@ -635,7 +799,13 @@ fn with_requirepass_the_api_asks_for_it_and_writes_need_the_csrf_token() {
     assert_eq!(r.status, 401);
     // Log out: the cookie is cleared and no longer works.
     let r = post(http, "/api/login", &json!({"password": "n3w"}));
-    let cookie = r.header("set-cookie").unwrap().split(';').next().unwrap().to_string();
+    let cookie = r
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
     let r = request(http, "POST", "/api/logout", &[("Cookie", &cookie)], b"");
     assert_eq!(r.status, 204);
     assert!(r.header("set-cookie").unwrap().contains("Max-Age=0"));
@@ -670,10 +840,16 @@ fn the_console_and_the_openapi_document_are_served() {
     assert_eq!(r.status, 200);
     assert!(r.header("content-type").unwrap().starts_with("text/html"));
     assert!(r.body.contains("/console.js"));
-    for (path, kind) in [("/console.js", "text/javascript"), ("/console.css", "text/css")] {
+    for (path, kind) in [
+        ("/console.js", "text/javascript"),
+        ("/console.css", "text/css"),
+    ] {
         let r = get(http, path);
         assert_eq!(r.status, 200, "{path}");
-        assert!(r.header("content-type").unwrap().starts_with(kind), "{path}");
+        assert!(
+            r.header("content-type").unwrap().starts_with(kind),
+            "{path}"
+        );
     }
     let doc = ok(get(http, "/api/openapi.json"));
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
@@ -752,6 +928,12 @@ fn a_failed_store_is_a_json_503_not_a_success() {
     assert_eq!(r.status, 503);
     assert!(r.error().contains("writes are refused"), "{}", r.body);
     let o = ok(get(http, "/api/overview"));
-    assert!(o["storage_error"].as_str().unwrap().contains("No space left"), "{o}");
+    assert!(
+        o["storage_error"]
+            .as_str()
+            .unwrap()
+            .contains("No space left"),
+        "{o}"
+    );
     drop(server);
 }

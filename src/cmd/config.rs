@@ -85,7 +85,10 @@ fn all_params(shared: &Shared) -> Vec<(&'static str, String)> {
             "loglevel",
             crate::config::current_log_level().unwrap_or_else(|| c.loglevel.clone()),
         ),
-        ("http-port", c.http_port.map(|p| p.to_string()).unwrap_or_default()),
+        (
+            "http-port",
+            c.http_port.map(|p| p.to_string()).unwrap_or_default(),
+        ),
         // The old name of http-port.
         (
             "metrics-port",

@@ -23,6 +23,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::{AppState, Peer};
+use crate::Error;
 use crate::cmd::delayadd::DelayAdd;
 use crate::cmd::delaypop::DelayPop;
 use crate::cmd::delayrange::due_window;
@@ -31,7 +32,6 @@ use crate::engine::Round;
 use crate::engine::core::{AddFlags, Core, MAX_DUE_MS, Popped, QueueInfo, QueueSort};
 use crate::engine::store::MemberMeta;
 use crate::protocol::Reply;
-use crate::Error;
 
 /// Longest a long-poll pop waits.
 pub(crate) const MAX_WAIT_MS: u64 = 30_000;
@@ -194,10 +194,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/queues", get(list_queues))
         .route("/api/queues/{queue}", get(queue_info).delete(delete_queue))
         .route("/api/queues/{queue}/timeline", get(timeline))
-        .route(
-            "/api/queues/{queue}/members",
-            get(members).post(schedule),
-        )
+        .route("/api/queues/{queue}/members", get(members).post(schedule))
         .route(
             "/api/queues/{queue}/members/{member}",
             get(member).delete(remove_member),
@@ -330,7 +327,11 @@ async fn list_queues(State(state): State<AppState>, Q(q): Q<ListQuery>) -> ApiRe
     let desc = match q.order.as_deref().unwrap_or("asc") {
         "asc" => false,
         "desc" => true,
-        other => return Err(ApiError::bad(format!("unknown order '{other}': asc or desc"))),
+        other => {
+            return Err(ApiError::bad(format!(
+                "unknown order '{other}': asc or desc"
+            )));
+        }
     };
     let limit = limit_of(q.limit, 50)?;
     let offset = q.offset.unwrap_or(0);
@@ -358,8 +359,10 @@ async fn list_queues(State(state): State<AppState>, Q(q): Q<ListQuery>) -> ApiRe
 async fn queue_info(State(state): State<AppState>, P(name): P<String>) -> ApiResult {
     let key = queue_name(name)?;
     let k = key.clone();
-    let (exists, info, now) =
-        round(&state, None, move |core| Ok((core.exists(&k), core.info(&k), core.now()))).await?;
+    let (exists, info, now) = round(&state, None, move |core| {
+        Ok((core.exists(&k), core.info(&k), core.now()))
+    })
+    .await?;
     ok(info_json(&key, exists, &info, now))
 }
 
@@ -370,7 +373,10 @@ async fn delete_queue(
     P(name): P<String>,
 ) -> ApiResult {
     let key = queue_name(name)?;
-    let n = round(&state, peer.map(|p| p.0), move |core| core.delete_queues(&[key])).await?;
+    let n = round(&state, peer.map(|p| p.0), move |core| {
+        core.delete_queues(&[key])
+    })
+    .await?;
     ok(json!({ "deleted": n }))
 }
 
@@ -401,7 +407,9 @@ async fn timeline(
     }
     let span = step.checked_mul(buckets);
     if let Some(from) = q.from_ms
-        && span.and_then(|s| s.checked_add(from)).is_none_or(|end| end > MAX_DUE_MS + 1)
+        && span
+            .and_then(|s| s.checked_add(from))
+            .is_none_or(|end| end > MAX_DUE_MS + 1)
     {
         return Err(ApiError::bad("the timeline reaches beyond the year 9999"));
     }
@@ -462,8 +470,11 @@ async fn members(
     let key = queue_name(name)?;
     let min = q.min.unwrap_or_else(|| "-inf".into());
     let max = q.max.unwrap_or_else(|| "+inf".into());
-    let window = due_window(min.as_bytes(), max.as_bytes())
-        .map_err(|_| ApiError::bad("min and max must be Unix ms, -inf or +inf, optionally after ( for an exclusive bound"))?;
+    let window = due_window(min.as_bytes(), max.as_bytes()).map_err(|_| {
+        ApiError::bad(
+            "min and max must be Unix ms, -inf or +inf, optionally after ( for an exclusive bound",
+        )
+    })?;
     if window.0 > window.1 {
         return Err(ApiError::bad(format!(
             "bad range: min {min} is after max {max}"
@@ -472,7 +483,11 @@ async fn members(
     let rev = match q.order.as_deref().unwrap_or("asc") {
         "asc" => false,
         "desc" => true,
-        other => return Err(ApiError::bad(format!("unknown order '{other}': asc or desc"))),
+        other => {
+            return Err(ApiError::bad(format!(
+                "unknown order '{other}': asc or desc"
+            )));
+        }
     };
     let limit = limit_of(q.limit, 50)?;
     let offset = q.offset.unwrap_or(0);
@@ -597,7 +612,9 @@ async fn schedule(
         return Err(ApiError::bad("members is empty"));
     }
     if s.members.len() > MAX_PAGE {
-        return Err(ApiError::bad(format!("at most {MAX_PAGE} members per request")));
+        return Err(ApiError::bad(format!(
+            "at most {MAX_PAGE} members per request"
+        )));
     }
     for i in &s.members {
         if i.delay_ms.is_some() == i.at_ms.is_some() {
@@ -634,7 +651,10 @@ async fn remove_member(
 ) -> ApiResult {
     let key = queue_name(name)?;
     let m = Bytes::from(member);
-    let n = round(&state, peer.map(|p| p.0), move |core| core.remove(&key, &[m], false)).await?;
+    let n = round(&state, peer.map(|p| p.0), move |core| {
+        core.remove(&key, &[m], false)
+    })
+    .await?;
     ok(json!({ "removed": n }))
 }
 
@@ -672,7 +692,9 @@ async fn requeue(
     let named: Option<Vec<Bytes>> = match r.members {
         Some(m) if m.is_empty() => return Err(ApiError::bad("members is empty")),
         Some(m) if m.len() > MAX_PAGE => {
-            return Err(ApiError::bad(format!("at most {MAX_PAGE} members per request")));
+            return Err(ApiError::bad(format!(
+                "at most {MAX_PAGE} members per request"
+            )));
         }
         Some(m) => Some(m.into_iter().map(Bytes::from).collect()),
         None => None,
@@ -752,7 +774,9 @@ pub(crate) async fn pop(
     let key = queue_name(name)?;
     let wait = r.wait_ms.unwrap_or(0);
     if wait > MAX_WAIT_MS {
-        return Err(ApiError::bad(format!("wait_ms must be at most {MAX_WAIT_MS}")));
+        return Err(ApiError::bad(format!(
+            "wait_ms must be at most {MAX_WAIT_MS}"
+        )));
     }
     let mut words = vec![
         key.clone(),
@@ -803,10 +827,12 @@ pub(crate) async fn pop(
     let Some(d) = delivery else {
         return ok(json!({ "members": [] }));
     };
-    engine
-        .delivery_durable(&d)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("not durable: {}", e.reply_text())))?;
+    engine.delivery_durable(&d).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not durable: {}", e.reply_text()),
+        )
+    })?;
     let popped = d.popped.map_err(|e| ApiError::from_engine(&e))?;
     let list: Vec<Value> = popped.iter().map(popped_json).collect();
     ok(json!({ "members": list }))
@@ -845,9 +871,14 @@ async fn ack(
         return Err(ApiError::bad("members is empty"));
     }
     if a.members.len() > MAX_PAGE {
-        return Err(ApiError::bad(format!("at most {MAX_PAGE} members per request")));
+        return Err(ApiError::bad(format!(
+            "at most {MAX_PAGE} members per request"
+        )));
     }
     let members: Vec<Bytes> = a.members.into_iter().map(Bytes::from).collect();
-    let n = round(&state, peer.map(|p| p.0), move |core| core.remove(&key, &members, true)).await?;
+    let n = round(&state, peer.map(|p| p.0), move |core| {
+        core.remove(&key, &members, true)
+    })
+    .await?;
     ok(json!({ "acked": n }))
 }

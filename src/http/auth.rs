@@ -208,7 +208,8 @@ pub(crate) async fn require(State(state): State<AppState>, req: Request, next: N
         Authed::Session(csrf) => {
             let safe = matches!(*req.method(), Method::GET | Method::HEAD);
             let given = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
-            let ok = given.is_some_and(|g| crate::cmd::auth::constant_time_eq(g.as_bytes(), csrf.as_bytes()));
+            let ok = given
+                .is_some_and(|g| crate::cmd::auth::constant_time_eq(g.as_bytes(), csrf.as_bytes()));
             if safe || ok {
                 next.run(req).await
             } else {
@@ -278,11 +279,8 @@ async fn login(State(state): State<AppState>, Body(l): Body<Login>) -> Response 
     if !check_credentials(shared, &l.user, &l.password) {
         // A wrong password costs the caller a moment, as a brake on guessing.
         tokio::time::sleep(Duration::from_millis(200)).await;
-        return ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid username-password pair",
-        )
-        .into_response();
+        return ApiError::new(StatusCode::UNAUTHORIZED, "invalid username-password pair")
+            .into_response();
     }
     let Some((token, csrf)) = state.sessions.open(credentials_epoch(shared)) else {
         return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "cannot open a session")
@@ -318,7 +316,10 @@ mod tests {
 
     #[test]
     fn base64_decodes_basic_credentials() {
-        assert_eq!(base64_decode("ZGVmYXVsdDpzM2NyZXQ=").unwrap(), b"default:s3cret");
+        assert_eq!(
+            base64_decode("ZGVmYXVsdDpzM2NyZXQ=").unwrap(),
+            b"default:s3cret"
+        );
         assert_eq!(base64_decode("YTpi").unwrap(), b"a:b");
         assert_eq!(base64_decode("YQ").unwrap(), b"a");
         assert!(base64_decode("Y").is_none());

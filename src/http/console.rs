@@ -36,7 +36,12 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route(
             "/",
-            get(|| async { asset(include_str!("assets/index.html"), "text/html; charset=utf-8") }),
+            get(|| async {
+                asset(
+                    include_str!("assets/index.html"),
+                    "text/html; charset=utf-8",
+                )
+            }),
         )
         .route(
             "/console.js",
@@ -49,6 +54,11 @@ pub(crate) fn routes() -> Router<AppState> {
         )
         .route(
             "/console.css",
-            get(|| async { asset(include_str!("assets/console.css"), "text/css; charset=utf-8") }),
+            get(|| async {
+                asset(
+                    include_str!("assets/console.css"),
+                    "text/css; charset=utf-8",
+                )
+            }),
         )
 }

@@ -139,11 +139,7 @@ async fn metrics(
             text,
         )
             .into_response(),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("{}\n", e.detail()),
-        )
-            .into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{}\n", e.detail())).into_response(),
     }
 }
 

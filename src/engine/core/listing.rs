@@ -44,10 +44,9 @@ impl Core {
                 QueueSort::Pending => q.card,
                 QueueSort::Ready => q.members.ready_len() as u64,
                 QueueSort::Leased => q.leased,
-                QueueSort::DeadLettered => self
-                    .counters
-                    .get(&q.name)
-                    .map_or(0, |c| c.dead_lettered),
+                QueueSort::DeadLettered => {
+                    self.counters.get(&q.name).map_or(0, |c| c.dead_lettered)
+                }
                 QueueSort::OldestReadyAge => q
                     .members
                     .oldest_ready_due()
@@ -107,7 +106,16 @@ mod tests {
                 .collect()
         };
         let p = core.list_queues(None, QueueSort::Name, false, 0, 10);
-        assert_eq!((p.total, names(&p)), (4, vec!["a:1", "a:2", "a:3", "b:1"].into_iter().map(String::from).collect()));
+        assert_eq!(
+            (p.total, names(&p)),
+            (
+                4,
+                vec!["a:1", "a:2", "a:3", "b:1"]
+                    .into_iter()
+                    .map(String::from)
+                    .collect()
+            )
+        );
         let p = core.list_queues(Some(b"a:*"), QueueSort::Pending, true, 0, 2);
         assert_eq!(p.total, 3);
         assert_eq!(names(&p), vec!["a:1", "a:3"]);

@@ -109,8 +109,12 @@ function niceMax(v) {
 
 // A line chart: series [{name, color, values:[number|null]}], xLabels
 // [string] (a few are shown), fmt for the y axis.
+// Narrow screens get a narrower drawing, so its text stays readable.
+// A chart across the page (wide) gets a wider one, for the same reason.
+const chartWidth = (wide) => (window.innerWidth < 600 ? 400 : wide ? 1100 : 560);
+
 function lineChart(series, { xLabels = [], fmt = fmtInt, height = 200, yTitle = "" } = {}) {
-  const W = 560, H = height, L = 56, R = 10, T = 14, B = 24;
+  const W = chartWidth(), H = height, L = 56, R = 10, T = 14, B = 24;
   const svg = s("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, role: "img" });
   const n = Math.max(...series.map((x) => x.values.length), 2);
   const max = niceMax(Math.max(0, ...series.flatMap((x) => x.values.filter((v) => v != null))));
@@ -125,7 +129,7 @@ function lineChart(series, { xLabels = [], fmt = fmtInt, height = 200, yTitle = 
   svg.prepend(g);
   if (yTitle) svg.append(s("text", { x: L, y: 10 }, yTitle));
   svg.append(s("line", { class: "axis", x1: L, x2: W - R, y1: H - B, y2: H - B }));
-  const every = Math.max(1, Math.ceil(xLabels.length / 5));
+  const every = Math.max(1, Math.ceil(xLabels.length / (W < 500 ? 3 : 5)));
   xLabels.forEach((lab, i) => {
     if (i % every === 0 || i === xLabels.length - 1)
       svg.append(s("text", { x: X(i), y: H - 6, "text-anchor": i === 0 ? "start" : i === xLabels.length - 1 ? "end" : "middle" }, lab));
@@ -148,8 +152,8 @@ function lineChart(series, { xLabels = [], fmt = fmtInt, height = 200, yTitle = 
 }
 
 // A bar chart: labels [string], values [number].
-function barChart(labels, values, { color = "#2457c5", height = 200, fmt = fmtInt, yTitle = "", tip } = {}) {
-  const W = 560, H = height, L = 56, R = 10, T = 14, B = 24;
+function barChart(labels, values, { color = "#2457c5", height = 200, fmt = fmtInt, yTitle = "", tip, wide = false } = {}) {
+  const W = chartWidth(wide), H = height, L = 56, R = 10, T = 14, B = 24;
   const svg = s("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, role: "img" });
   const n = Math.max(values.length, 1);
   const max = niceMax(Math.max(0, ...values));
@@ -169,7 +173,7 @@ function barChart(labels, values, { color = "#2457c5", height = 200, fmt = fmtIn
     svg.append(r);
   });
   svg.append(s("line", { class: "axis", x1: L, x2: W - R, y1: H - B, y2: H - B }));
-  const every = Math.max(1, Math.ceil(labels.length / 6));
+  const every = Math.max(1, Math.ceil(labels.length / (W < 500 ? 4 : W > 800 ? 12 : 6)));
   labels.forEach((lab, i) => {
     if (i % every === 0) svg.append(s("text", { x: L + i * bw + bw / 2, y: H - 6, "text-anchor": "middle" }, lab));
   });
@@ -242,7 +246,7 @@ async function overview() {
       stat("Ready", fmtInt(o.ready), "due, waiting for a consumer"),
       stat("Leased", fmtInt(o.leased), "popped, not yet acked"),
       stat("Dead-lettered", fmtInt(o.dead_lettered), "since start"),
-      stat("Consumers blocked", fmtInt(o.blocked_clients), fmtInt(o.connected_clients) + " clients connected"),
+      stat("Consumers blocked", fmtInt(o.blocked_clients), fmtInt(o.connected_clients) + (o.connected_clients === 1 ? " client" : " clients") + " connected"),
       stat("Uptime", fmtDur(o.uptime_s * 1000), "delayd " + o.version),
       stat("Storage", storageOk ? "OK" : "FAILED", storageOk ? fmtBytes(o.disk_bytes) + " on disk" : o.storage_error, storageOk ? "good" : "bad"),
       stat("fsync", o.last_fsync_ok ? "OK" : "FAILED",
@@ -393,7 +397,7 @@ async function queue(name) {
       h("div", { class: "toolbar" }, h("h2", { style: "margin:0" }, "Coming due"),
         h("select", { id: "timeline-range", onchange: (e) => { qv.range = e.target.value; refresh(); } },
           Object.entries(RANGES).map(([k, v]) => h("option", { value: k, selected: k === qv.range }, v.label)))),
-      barChart(labels, tl.counts, { height: 190, tip: (i) => fmtTime(tl.from_ms + i * tl.step_ms), yTitle: `members due per ${R.unit}` }),
+      barChart(labels, tl.counts, { height: 220, wide: true, tip: (i) => fmtTime(tl.from_ms + i * tl.step_ms), yTitle: `members due per ${R.unit}` }),
       h("p", { class: "hint" }, `${fmtInt(tl.overdue)} already due before ${fmtBucket(tl.from_ms, tl.step_ms)}; ${fmtInt(tl.counts.reduce((a, b) => a + b, 0))} due in the window shown.`)),
     h("div", { class: "card" },
       h("div", { class: "toolbar" },
