@@ -313,7 +313,9 @@ fn schedule_find_pop_ack_remove_and_delete_through_http() {
     assert_eq!(o["storage_error"], Value::Null);
     let queues: u64 = redis::cmd("DBSIZE").query(&mut con).unwrap();
     assert_eq!(o["queues"], queues);
-    assert_eq!(o["leased"], 1, "j1 is leased: {o}");
+    // The same figure as DELAYINFO's (j1 is the only leased member).
+    let jobs = ok(get(http, "/api/queues/jobs"));
+    assert_eq!(o["leased"], jobs["leased"], "{o} {jobs}");
     assert_eq!(o["tracing"], true);
     assert_eq!(
         o["lateness"]["buckets"].as_array().unwrap().len(),
@@ -728,6 +730,48 @@ fn with_requirepass_the_api_asks_for_it_and_writes_need_the_csrf_token() {
         add.as_bytes(),
     );
     assert_eq!(r.status, 200, "{}", r.body);
+    // ACL users: one with every permission may use the API; a restricted
+    // one is refused (403), not given more than RESP would allow it.
+    for rules in [
+        &["ops", "on", ">opspw", "+@all", "~*"][..],
+        &[
+            "worker",
+            "on",
+            ">workpw",
+            "+delaypop",
+            "+delayack",
+            "~jobs:*",
+        ][..],
+    ] {
+        let _: () = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg(rules)
+            .query(&mut con)
+            .unwrap();
+    }
+    let r = request(
+        http,
+        "GET",
+        "/api/queues",
+        &[("Authorization", &basic("ops:opspw"))],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = request(
+        http,
+        "GET",
+        "/api/queues",
+        &[("Authorization", &basic("worker:workpw"))],
+        b"",
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.error().contains("restricted"), "{}", r.body);
+    let r = post(
+        http,
+        "/api/login",
+        &json!({"user": "worker", "password": "workpw"}),
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
     // The scrape stays open, as before.
     assert_eq!(get(http, "/metrics").status, 200);
     // The console's login: a wrong password is refused; the right one

@@ -6,7 +6,10 @@
 //! `X-CSRF-Token` header, which another site's page cannot read.
 //!
 //! Every credential check goes through [`check_credentials`], which takes
-//! `(user, pass)`, so ACL users can be checked there later.
+//! `(user, pass)` and checks them against the ACL users as AUTH does. Only
+//! users with every command on every key (`+@all ~*`) may use the console
+//! and the API: its endpoints are not mapped to ACL permissions (yet), so a
+//! restricted user is refused rather than given more than RESP allows.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -21,7 +24,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use super::AppState;
 use super::api::{ApiError, Body};
@@ -40,29 +42,42 @@ const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 const MAX_SESSIONS: usize = 1024;
 
 /// Whether the console and API ask for credentials: when clients must
-/// AUTH.
+/// AUTH (the default user has a password, or is off).
 pub(crate) fn auth_required(shared: &Shared) -> bool {
-    shared.runtime().requirepass.is_some()
+    shared.acl.auth_required()
+}
+
+/// Why credentials were refused.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// No such user, user off, or wrong password (as AUTH's WRONGPASS).
+    Wrong,
+    /// Right, but the user's permissions are restricted.
+    Restricted,
 }
 
 /// Checks a user name and password as AUTH does (an empty user is the
 /// `default` user). The one place HTTP credentials are checked.
-pub(crate) fn check_credentials(shared: &Shared, user: &str, pass: &str) -> bool {
+pub(crate) fn check_credentials(shared: &Shared, user: &str, pass: &str) -> Result<(), Refused> {
     let user = if user.is_empty() { "default" } else { user };
-    crate::cmd::auth::check(shared, Some(user.as_bytes()), pass.as_bytes()).is_ok()
+    match shared.acl.authenticate(user.as_bytes(), pass.as_bytes()) {
+        Some(u) if u.unrestricted() => Ok(()),
+        Some(_) => Err(Refused::Restricted),
+        None => Err(Refused::Wrong),
+    }
 }
 
-/// What a session was opened under: a password change (CONFIG SET
-/// requirepass) ends every session.
-fn credentials_epoch(shared: &Shared) -> [u8; 32] {
-    let pass = shared.runtime().requirepass.unwrap_or_default();
-    Sha256::digest(pass.as_bytes()).into()
+/// What a session was opened under: any change of the users (a password
+/// changed by CONFIG SET requirepass or ACL SETUSER, a user deleted) ends
+/// every session.
+fn credentials_epoch(shared: &Shared) -> u64 {
+    shared.acl.generation()
 }
 
 #[derive(Debug)]
 struct Session {
     csrf: String,
-    epoch: [u8; 32],
+    epoch: u64,
     created: Instant,
 }
 
@@ -73,7 +88,7 @@ pub(crate) struct Sessions {
 }
 
 impl Sessions {
-    fn open(&self, epoch: [u8; 32]) -> Option<(String, String)> {
+    fn open(&self, epoch: u64) -> Option<(String, String)> {
         let token = random_hex()?;
         let csrf = random_hex()?;
         let mut open = self.open.lock().ok()?;
@@ -98,7 +113,7 @@ impl Sessions {
     }
 
     /// The CSRF token of a live session opened under `epoch`.
-    fn csrf(&self, token: &str, epoch: [u8; 32]) -> Option<String> {
+    fn csrf(&self, token: &str, epoch: u64) -> Option<String> {
         let open = self.open.lock().ok()?;
         let s = open.get(token)?;
         (s.epoch == epoch && s.created.elapsed() < SESSION_TTL).then(|| s.csrf.clone())
@@ -178,6 +193,8 @@ enum Authed {
     Open,
     /// The console's session, with its CSRF token.
     Session(String),
+    /// Right credentials of a user with restricted permissions.
+    Restricted,
     No,
 }
 
@@ -187,10 +204,10 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Authed {
         return Authed::Open;
     }
     if let Some((user, pass)) = basic_credentials(headers) {
-        return if check_credentials(shared, &user, &pass) {
-            Authed::Open
-        } else {
-            Authed::No
+        return match check_credentials(shared, &user, &pass) {
+            Ok(()) => Authed::Open,
+            Err(Refused::Restricted) => Authed::Restricted,
+            Err(Refused::Wrong) => Authed::No,
         };
     }
     match cookie_token(headers).and_then(|t| state.sessions.csrf(&t, credentials_epoch(shared))) {
@@ -220,6 +237,7 @@ pub(crate) async fn require(State(state): State<AppState>, req: Request, next: N
                 .into_response()
             }
         }
+        Authed::Restricted => restricted().into_response(),
         Authed::No => {
             let mut r = ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -237,6 +255,13 @@ pub(crate) async fn require(State(state): State<AppState>, req: Request, next: N
     }
 }
 
+fn restricted() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "this user's ACL permissions are restricted: the console and the HTTP API serve only users with every command on every key (+@all ~*)",
+    )
+}
+
 /// `/api/session`, `/api/login`, `/api/logout` (outside the middleware).
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -252,7 +277,7 @@ async fn session(State(state): State<AppState>, headers: HeaderMap) -> Response 
     let (authenticated, csrf) = match authenticate(&state, &headers) {
         Authed::Open => (true, None),
         Authed::Session(c) => (true, Some(c)),
-        Authed::No => (false, None),
+        Authed::No | Authed::Restricted => (false, None),
     };
     axum::Json(json!({
         "auth_required": required,
@@ -276,11 +301,18 @@ async fn login(State(state): State<AppState>, Body(l): Body<Login>) -> Response 
     if !auth_required(shared) {
         return axum::Json(json!({ "csrf_token": null, "auth_required": false })).into_response();
     }
-    if !check_credentials(shared, &l.user, &l.password) {
-        // A wrong password costs the caller a moment, as a brake on guessing.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        return ApiError::new(StatusCode::UNAUTHORIZED, "invalid username-password pair")
+    match check_credentials(shared, &l.user, &l.password) {
+        Ok(()) => {}
+        Err(Refused::Restricted) => return restricted().into_response(),
+        Err(Refused::Wrong) => {
+            // A wrong password costs the caller a moment, as a brake on guessing.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid username-password pair or user is disabled",
+            )
             .into_response();
+        }
     }
     let Some((token, csrf)) = state.sessions.open(credentials_epoch(shared)) else {
         return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "cannot open a session")

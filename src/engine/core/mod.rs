@@ -53,8 +53,8 @@ mod waiters;
 mod watch;
 
 pub use self::commands::Popped;
-use self::pager::{MIN_HORIZON_MS, PAGE_STEP_MS};
 pub use self::listing::QueueSort;
+use self::pager::{MIN_HORIZON_MS, PAGE_STEP_MS};
 pub use self::waiters::{Delivery, Waiter, WaiterReply};
 
 /// Latest due time accepted: the last millisecond of year 9999.
