@@ -88,10 +88,11 @@ pub struct Config {
     #[arg(long, default_value = "notice", value_parser = LOG_LEVELS)]
     pub loglevel: String,
 
-    /// Port for Prometheus metrics over HTTP (`GET /metrics`), on the
-    /// `--bind` addresses; off unless given.
-    #[arg(long)]
-    pub metrics_port: Option<u16>,
+    /// Port for HTTP on the `--bind` addresses: the web console (`/`), the
+    /// JSON API (`/api/`) and Prometheus metrics (`/metrics`); off unless
+    /// given. `--metrics-port` is its old name.
+    #[arg(long, visible_alias = "metrics-port")]
+    pub http_port: Option<u16>,
 
     /// How many queues, largest backlog first, get per-queue metrics.
     #[arg(long, default_value_t = 100)]
@@ -516,7 +517,11 @@ fn file_args(text: &str) -> Result<Vec<OsString>, (usize, String)> {
         let arg = command
             .get_arguments()
             .filter(|a| !matches!(a.get_id().as_str(), "config_file" | "help" | "version"))
-            .find(|a| a.get_long() == Some(name.as_str()))
+            .find(|a| {
+                a.get_long() == Some(name.as_str())
+                    || a.get_all_aliases()
+                        .is_some_and(|al| al.contains(&name.as_str()))
+            })
             .ok_or_else(|| (n, format!("unknown option '{name}'")))?;
         let flag = format!("--{name}");
         let mut one = Vec::new();

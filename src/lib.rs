@@ -18,6 +18,7 @@ pub mod engine;
 pub mod error;
 pub mod fdlimit;
 pub(crate) mod glob;
+pub mod http;
 pub mod metrics;
 pub(crate) mod output;
 pub mod protocol;

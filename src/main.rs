@@ -111,10 +111,12 @@ async fn serve(config: Config) -> delayd::Result<()> {
             tracing::info!("ready to accept connections on {a}{kind}");
         }
     }
-    let metrics = delayd::metrics::bind(&config).await?;
-    for l in &metrics {
+    let http = delayd::http::bind(&config).await?;
+    for l in &http {
         if let Ok(a) = l.local_addr() {
-            tracing::info!("serving metrics on http://{a}/metrics");
+            tracing::info!(
+                "serving the console on http://{a}/, the API on /api/, metrics on /metrics"
+            );
         }
     }
     let shared = Shared::new(config, engine);
@@ -124,7 +126,7 @@ async fn serve(config: Config) -> delayd::Result<()> {
             "Aborting Redis startup because of ACL errors: {errors}"
         )));
     }
-    let metrics = tokio::spawn(delayd::metrics::run(metrics, shared.clone()));
+    let http = tokio::spawn(delayd::http::run(http, shared.clone()));
     let signals = shared.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -133,10 +135,10 @@ async fn serve(config: Config) -> delayd::Result<()> {
     });
     let stop = shared.clone();
     let served = server::run(listeners, shared).await;
-    // The metrics listeners close on the same shutdown signal (set here too
+    // The HTTP listeners close on the same shutdown signal (set here too
     // in case the server stopped on an error of its own).
     stop.shutdown.trigger();
-    let _ = metrics.await;
+    let _ = http.await;
     served?;
     tracing::info!("delayd is now ready to exit, bye bye");
     Ok(())

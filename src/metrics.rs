@@ -1,236 +1,27 @@
-//! Prometheus metrics over HTTP (`--metrics-port`).
+//! Prometheus metrics, served at `GET /metrics` by the HTTP listener
+//! ([`crate::http`], `--http-port`).
 //!
-//! `GET /metrics` answers the OpenMetrics text exposition (which Prometheus
+//! The scrape answers the OpenMetrics text exposition (which Prometheus
 //! scrapes natively) of the figures INFO shows, per-queue backlog gauges for
 //! the `--metrics-top-queues` queues with the largest backlog, and the
 //! firing-lateness histogram. The encoding is `prometheus-client`'s; the
 //! figures are read at scrape time, so nothing is kept between scrapes.
-//!
-//! The HTTP side is deliberately small: one request per connection, a
-//! bounded request head, read and write timeouts, and a cap on concurrent
-//! scrapes; anything but `GET`/`HEAD /metrics` is answered 404 (or 405).
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
+use crate::engine::lateness::{BOUNDS_US, Lateness};
+use crate::shared::Shared;
+use crate::{Error, Result};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
-
-use crate::config::Config;
-use crate::engine::lateness::{BOUNDS_US, Lateness};
-use crate::shared::Shared;
-use crate::{Error, Result};
 
 /// The Content-Type of the exposition.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// Largest request head (request line and headers) read.
-const MAX_REQUEST: usize = 8 * 1024;
-/// Time a client has to send its request head.
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
-/// Time a client has to take the response.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Scrapes served at once; connections beyond are closed at once.
-const MAX_CONNECTIONS: usize = 32;
-
-/// Binds every `--bind` address on `--metrics-port`; none when it is not set.
-///
-/// # Errors
-///
-/// An address that cannot be bound.
-pub async fn bind(config: &Config) -> Result<Vec<TcpListener>> {
-    let Some(mut port) = config.metrics_port else {
-        return Ok(Vec::new());
-    };
-    let mut listeners = Vec::new();
-    for addr in config.bind.split_whitespace() {
-        let addr = addr.trim_start_matches('-');
-        let l = TcpListener::bind((addr, port)).await.map_err(|e| {
-            Error::msg(format!(
-                "cannot listen for metrics on {addr} port {port}: {e}"
-            ))
-        })?;
-        // With --metrics-port 0 the first listener picks the port.
-        port = l.local_addr()?.port();
-        listeners.push(l);
-    }
-    Ok(listeners)
-}
-
-/// Serves scrapes on `listeners` until shutdown.
-pub async fn run(listeners: Vec<TcpListener>, shared: Arc<Shared>) {
-    if listeners.is_empty() {
-        return;
-    }
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut tasks = tokio::task::JoinSet::new();
-    for listener in listeners {
-        tasks.spawn(accept_loop(listener, shared.clone(), limit.clone()));
-    }
-    shared.shutdown.wait().await;
-    // Stops the accept loops and, with them, the scrapes in flight.
-    tasks.shutdown().await;
-}
-
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, limit: Arc<Semaphore>) {
-    let mut conns = tokio::task::JoinSet::new();
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            Some(_) = conns.join_next() => continue,
-        };
-        let socket = match accepted {
-            Ok((s, _)) => s,
-            Err(e) => {
-                tracing::warn!("metrics: accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            continue; // too many scrapes at once: drop this one
-        };
-        let shared = shared.clone();
-        conns.spawn(async move {
-            if let Err(e) = serve(socket, &shared).await {
-                tracing::debug!("metrics: {e}");
-            }
-            drop(permit);
-        });
-    }
-}
-
-/// What a request asks for.
-#[derive(Debug, PartialEq, Eq)]
-enum Request {
-    /// `GET /metrics` (`head`: `HEAD /metrics`).
-    Metrics { head: bool },
-    /// Another method on `/metrics`.
-    BadMethod,
-    /// Another path.
-    NotFound,
-    /// Not an HTTP request line, or a head over the size limit.
-    Bad,
-}
-
-/// Reads a request head and classifies its request line.
-async fn read_request(socket: &mut TcpStream) -> std::io::Result<Request> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    loop {
-        if let Some(end) = head_end(&buf) {
-            return Ok(classify(&buf[..end]));
-        }
-        if buf.len() >= MAX_REQUEST {
-            return Ok(Request::Bad);
-        }
-        let n = socket.read(&mut chunk).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
-/// Where the request head ends (after its blank line), if it has.
-fn head_end(buf: &[u8]) -> Option<usize> {
-    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
-    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
-    match (crlf, lf) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-fn classify(head: &[u8]) -> Request {
-    let line = head.split(|&c| c == b'\n').next().unwrap_or_default();
-    let Ok(line) = std::str::from_utf8(line) else {
-        return Request::Bad;
-    };
-    let mut words = line.split_ascii_whitespace();
-    let (Some(method), Some(target), Some(version)) = (words.next(), words.next(), words.next())
-    else {
-        return Request::Bad;
-    };
-    if !version.starts_with("HTTP/") || words.next().is_some() {
-        return Request::Bad;
-    }
-    let path = target.split(['?', '#']).next().unwrap_or_default();
-    if path != "/metrics" {
-        return Request::NotFound;
-    }
-    match method {
-        "GET" => Request::Metrics { head: false },
-        "HEAD" => Request::Metrics { head: true },
-        _ => Request::BadMethod,
-    }
-}
-
-async fn serve(mut socket: TcpStream, shared: &Shared) -> std::io::Result<()> {
-    let request = match tokio::time::timeout(READ_TIMEOUT, read_request(&mut socket)).await {
-        Ok(r) => r?,
-        Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
-    };
-    let (status, content_type, body, head) = match request {
-        Request::Metrics { head } => match render(shared) {
-            Ok(text) => ("200 OK", CONTENT_TYPE, text, head),
-            Err(e) => (
-                "503 Service Unavailable",
-                "text/plain; charset=utf-8",
-                format!("{}\n", e.detail()),
-                head,
-            ),
-        },
-        Request::BadMethod => (
-            "405 Method Not Allowed",
-            "text/plain; charset=utf-8",
-            "only GET and HEAD\n".into(),
-            false,
-        ),
-        Request::NotFound => (
-            "404 Not Found",
-            "text/plain; charset=utf-8",
-            "not found: the metrics are at /metrics\n".into(),
-            false,
-        ),
-        Request::Bad => (
-            "400 Bad Request",
-            "text/plain; charset=utf-8",
-            "bad request\n".into(),
-            false,
-        ),
-    };
-    let allow = if status.starts_with("405") {
-        "Allow: GET, HEAD\r\n"
-    } else {
-        ""
-    };
-    let mut response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{allow}Connection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    if !head {
-        response.extend_from_slice(body.as_bytes());
-    }
-    let write = async {
-        socket.write_all(&response).await?;
-        socket.shutdown().await
-    };
-    match tokio::time::timeout(WRITE_TIMEOUT, write).await {
-        Ok(r) => r,
-        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
-    }
-}
 
 /// The exposition: every figure, read now.
 ///
@@ -573,35 +364,6 @@ impl Collector for Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn requests_are_classified_by_their_line() {
-        let c = |s: &str| classify(s.as_bytes());
-        assert_eq!(
-            c("GET /metrics HTTP/1.1\r\n"),
-            Request::Metrics { head: false }
-        );
-        assert_eq!(
-            c("GET /metrics?x=1 HTTP/1.0\r\n"),
-            Request::Metrics { head: false }
-        );
-        assert_eq!(
-            c("HEAD /metrics HTTP/1.1\r\n"),
-            Request::Metrics { head: true }
-        );
-        assert_eq!(c("POST /metrics HTTP/1.1\r\n"), Request::BadMethod);
-        assert_eq!(c("GET / HTTP/1.1\r\n"), Request::NotFound);
-        assert_eq!(c("GET /metricsx HTTP/1.1\r\n"), Request::NotFound);
-        assert_eq!(c("hello\r\n"), Request::Bad);
-        assert_eq!(c("GET /metrics FTP/1 x\r\n"), Request::Bad);
-    }
-
-    #[test]
-    fn the_head_ends_at_the_blank_line() {
-        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nrest"), Some(27));
-        assert_eq!(head_end(b"GET / HTTP/1.1\n\n"), Some(16));
-        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: x\r\n"), None);
-    }
 
     #[test]
     fn non_utf8_queue_names_are_escaped() {

@@ -86,8 +86,13 @@ fn all_params(shared: &Shared) -> Vec<(&'static str, String)> {
             crate::config::current_log_level().unwrap_or_else(|| c.loglevel.clone()),
         ),
         (
+            "http-port",
+            c.http_port.map(|p| p.to_string()).unwrap_or_default(),
+        ),
+        // The old name of http-port.
+        (
             "metrics-port",
-            c.metrics_port.map(|p| p.to_string()).unwrap_or_default(),
+            c.http_port.map(|p| p.to_string()).unwrap_or_default(),
         ),
         ("metrics-top-queues", c.metrics_top_queues.to_string()),
         (

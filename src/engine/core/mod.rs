@@ -47,11 +47,13 @@ use super::trace::{Event, Kind, TraceRecord, Tracer};
 use crate::{Error, Result};
 
 mod commands;
+mod listing;
 mod pager;
 mod waiters;
 mod watch;
 
 pub use self::commands::Popped;
+pub use self::listing::QueueSort;
 use self::pager::{MIN_HORIZON_MS, PAGE_STEP_MS};
 pub use self::waiters::{Delivery, Waiter, WaiterReply};
 
