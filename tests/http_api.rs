@@ -479,6 +479,26 @@ fn dead_letters_are_requeued_one_or_all() {
     assert_eq!(r.status, 400);
 }
 
+/// JSON Schema's `integer` includes numbers written with a zero fraction
+/// (schemathesis sends them): they are accepted as the integers they are.
+#[test]
+fn integral_numbers_written_as_floats_are_integers() {
+    let (server, http) = start(&[]);
+    let mut con = server.client();
+    let r = post(
+        http,
+        "/api/queues/f/members",
+        &serde_json::json!({"members": [{"member": "x", "delay_ms": 60000.0}]}),
+    );
+    ok(r);
+    let due = score(&mut con, "f", "x").expect("scheduled");
+    let now = harness::now_ms();
+    assert!(
+        due > now + 50_000 && due <= now + 60_000,
+        "due {due}, now {now}"
+    );
+}
+
 #[test]
 fn bad_input_is_a_json_4xx_and_changes_nothing() {
     let (server, http) = start(&[]);
@@ -550,6 +570,34 @@ fn bad_input_is_a_json_4xx_and_changes_nothing() {
             ),
             400,
             "year 9999",
+        ),
+        // Explicit nulls and fractions are not integers (as the document
+        // reads them); an empty dead-letter queue name is refused.
+        (
+            json_post(
+                "/api/queues/q/members",
+                br#"{"members":[{"member":"a","at_ms":null}]}"#,
+            ),
+            422,
+            "integer",
+        ),
+        (
+            json_post(
+                "/api/queues/q/members",
+                br#"{"members":[{"member":"a","delay_ms":2.5}]}"#,
+            ),
+            422,
+            "integer",
+        ),
+        (
+            json_post("/api/queues/q/requeue", br#"{"to":"q","limit":null}"#),
+            422,
+            "integer",
+        ),
+        (
+            json_post("/api/queues/q/pop", br#"{"retries":1,"dead_letter":""}"#),
+            400,
+            "dead_letter",
         ),
         (
             json_post(

@@ -85,6 +85,57 @@ fn ok(v: Value) -> ApiResult {
     Ok(axum::Json(v).into_response())
 }
 
+/// Request body fields as the OpenAPI document (JSON Schema) reads them:
+/// an `integer` is a number with no fractional part (`30000` or `30000.0`),
+/// and an explicit `null` is refused rather than read as "absent".
+mod json_int {
+    use serde::de::{Deserialize, Deserializer, Error};
+    use serde_json::Value;
+
+    fn integral<'de, D: Deserializer<'de>, T: TryFrom<i128>>(d: D) -> Result<T, D::Error> {
+        let v = Value::deserialize(d)?;
+        let n = match &v {
+            Value::Number(n) => n
+                .as_i64()
+                .map(i128::from)
+                .or_else(|| n.as_u64().map(i128::from))
+                .or_else(|| {
+                    n.as_f64()
+                        .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e18)
+                        .map(|f| f as i128)
+                }),
+            _ => None,
+        };
+        n.and_then(|n| T::try_from(n).ok())
+            .ok_or_else(|| D::Error::custom(format!("expected an integer in range, got {v}")))
+    }
+
+    /// An optional integer field (`#[serde(default, with = "json_int::opt")]`).
+    pub(super) mod opt {
+        use super::*;
+
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>, T: TryFrom<i128>>(
+            d: D,
+        ) -> Result<Option<T>, D::Error> {
+            integral(d).map(Some)
+        }
+    }
+
+    /// Any other optional field: present means not `null`.
+    pub(super) fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Option<T>, D::Error> {
+        T::deserialize(d).map(Some)
+    }
+
+    /// A required (or defaulted) integer field.
+    pub(super) fn deserialize<'de, D: Deserializer<'de>, T: TryFrom<i128>>(
+        d: D,
+    ) -> Result<T, D::Error> {
+        integral(d)
+    }
+}
+
 /// A JSON body; a bad one is a JSON 4xx (400 malformed, 413 too large,
 /// 415 not `application/json`, 422 wrong shape).
 pub(crate) struct Body<T>(pub(crate) T);
@@ -550,7 +601,9 @@ async fn member(
 #[serde(deny_unknown_fields)]
 struct ScheduleItem {
     member: String,
+    #[serde(default, deserialize_with = "json_int::opt::deserialize")]
     delay_ms: Option<i64>,
+    #[serde(default, deserialize_with = "json_int::opt::deserialize")]
     at_ms: Option<i64>,
 }
 
@@ -662,9 +715,11 @@ async fn remove_member(
 #[serde(deny_unknown_fields)]
 struct Requeue {
     to: String,
+    #[serde(default, deserialize_with = "json_int::present")]
     members: Option<Vec<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "json_int::deserialize")]
     delay_ms: i64,
+    #[serde(default, deserialize_with = "json_int::opt::deserialize")]
     limit: Option<usize>,
 }
 
@@ -744,10 +799,15 @@ async fn requeue(
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PopRequest {
+    #[serde(default, deserialize_with = "json_int::opt::deserialize")]
     count: Option<u64>,
+    #[serde(default, deserialize_with = "json_int::opt::deserialize")]
     lease_ms: Option<u64>,
+    #[serde(default, deserialize_with = "json_int::opt::deserialize")]
     wait_ms: Option<u64>,
+    #[serde(default, deserialize_with = "json_int::opt::deserialize")]
     retries: Option<u64>,
+    #[serde(default, deserialize_with = "json_int::present")]
     dead_letter: Option<String>,
 }
 
@@ -789,6 +849,9 @@ pub(crate) async fn pop(
         words.extend([Bytes::from_static(b"RETRIES"), int(n)]);
     }
     if let Some(d) = r.dead_letter {
+        if d.is_empty() {
+            return Err(ApiError::bad("dead_letter must not be empty"));
+        }
         words.extend([Bytes::from_static(b"DEADLETTER"), Bytes::from(d)]);
     }
     let cmd = DelayPop::parse(&mut args(words)).map_err(|e| ApiError::bad(e.reply_text()))?;
