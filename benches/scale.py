@@ -125,6 +125,29 @@ def rss_mb(pid):
     return 0.0
 
 
+class PeakRss:
+    """Samples a process's RSS every 100 ms in the background: the highest
+    seen, for "at every moment" (during and right after a bulk load)."""
+
+    def __init__(self, pid):
+        self.pid, self.peak, self.stop = pid, 0.0, threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop.is_set():
+            try:
+                self.peak = max(self.peak, rss_mb(self.pid))
+            except OSError:
+                return
+            time.sleep(0.1)
+
+    def done(self):
+        self.stop.set()
+        self.thread.join()
+        return self.peak
+
+
 def du_mb(path):
     total = 0
     for dirpath, _, files in os.walk(path):
@@ -311,9 +334,11 @@ def main():
         wait_serving(port)
         idle_rss = rss_mb(p.pid)
         now_ms = int(time.time() * 1000)
+        peak = PeakRss(p.pid)
         took = load(port, args, "DELAYADD", now_ms)
         time.sleep(2)
         d = {"load_s": took, "rate": args.members / took, "rss_mb": rss_mb(p.pid), "idle_rss_mb": idle_rss}
+        d["peak_rss_mb"] = peak.done()
         inf = info(port, "delay")
         d["in_memory"] = int(inf.get("delay_in_memory", 0))
         d["pending"] = int(inf.get("delay_pending", 0))
@@ -371,6 +396,7 @@ def main():
     print("| load time (s) | %.1f | %s |" % (d["load_s"], rv("load_s")))
     print("| load rate (members/s) | %.0f | %s |" % (d["rate"], rv("rate", "%.0f")))
     print("| RSS after load (MB) | %.1f | %s |" % (d["rss_mb"], rv("rss_mb")))
+    print("| peak RSS during the load and 2 s after (MB, sampled every 100 ms) | %.1f | - |" % d["peak_rss_mb"])
     print("| Redis used_memory (MB) | - | %s |" % rv("used_memory_mb"))
     print("| members in memory | %d of %d | all |" % (d["in_memory"], d["pending"]))
     print("| disk (MB) | %.1f | %s |" % (d["disk_mb"], rv("disk_mb")))

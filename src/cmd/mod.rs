@@ -235,12 +235,11 @@ pub fn lookup_checked(args: &[Bytes]) -> Result<&'static table::CommandSpec> {
     let Some(name) = args.first() else {
         return Err(Error::Syntax);
     };
-    let lower = String::from_utf8_lossy(name).to_ascii_lowercase();
-    let Some(spec) = table::lookup(&lower) else {
+    let Some(spec) = table::lookup_any_case(name) else {
         return Err(unknown_command(args));
     };
     if !spec.arity_ok(args.len()) {
-        return Err(Error::WrongArity(lower));
+        return Err(Error::WrongArity(spec.name.to_string()));
     }
     // Redis finds a container's subcommand and checks its arity here too,
     // before authentication and before MULTI queues it.

@@ -193,6 +193,14 @@ pub fn lookup(name: &str) -> Option<&'static CommandSpec> {
     COMMANDS.iter().find(|c| c.name == name)
 }
 
+/// [`lookup`] of a command name as a client sent it, in any case, without
+/// lowering a copy of it first (this is on the path of every request).
+pub fn lookup_any_case(name: &[u8]) -> Option<&'static CommandSpec> {
+    COMMANDS
+        .iter()
+        .find(|c| c.name.len() == name.len() && c.name.as_bytes().eq_ignore_ascii_case(name))
+}
+
 use ArgType as T;
 
 const fn spec(
