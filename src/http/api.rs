@@ -735,6 +735,9 @@ async fn requeue(
 ) -> ApiResult {
     let key = queue_name(name)?;
     let to = queue_name(r.to)?;
+    if to.is_empty() {
+        return Err(ApiError::bad("to must not be empty"));
+    }
     if to == key {
         return Err(ApiError::bad("to must name another queue"));
     }
