@@ -28,15 +28,14 @@ const JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
 /// fjall's 64 MiB hold 16 GiB, far beyond a delay queue's usual backlog.
 pub(crate) const CACHED_FILES: usize = 256;
 
-/// fjall's background threads (flush and compaction). One, not fjall's
-/// default of one per core: with two or more, worker 0 hands every
-/// compaction request back to the shared queue and takes the next message
-/// at once (fjall 3.1 worker_pool.rs, "let one worker prioritize
-/// flushing"), so while another worker is busy compacting it spins on the
-/// same request, a whole core on a two-core machine, taken from the engine
-/// and the timer (callgrind: about 3.5 million round trips through the
-/// queue in a 40,000-add run).
-const WORKER_THREADS: usize = 1;
+// fjall's background threads (flush and compaction) stay at fjall's
+// default (one per core, at most four). One was tried: under callgrind,
+// which runs one thread at a time, worker 0 of two seemed to spin handing
+// compaction requests back to the shared queue (fjall 3.1 worker_pool.rs),
+// but on the machine the two workers together use less CPU than one, and
+// with one, a memtable rotation waits in the queue behind a long compaction
+// while the active memtable keeps growing: 1.8 GB of RSS and a 106 s
+// restart after a 10-million-member bulk load (BENCHMARKS.md, session 3).
 
 /// The fjall database and its keyspaces.
 pub(crate) struct FjallStorage {
@@ -66,7 +65,6 @@ impl FjallStorage {
             .max_journaling_size(JOURNAL_BYTES)
             .manual_journal_persist(true)
             .max_cached_files(Some(CACHED_FILES))
-            .worker_threads(WORKER_THREADS)
             .open()?;
         let opts = || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES);
         let spaces = [
