@@ -193,3 +193,34 @@ fn full_disk_refuses_writes_and_keeps_reads() {
         .unwrap();
     assert_eq!(r, 1, "writes work again after the restart");
 }
+
+/// A data directory deleted under a running server: writes fail, and
+/// SIGTERM still ends the process (it waited forever for a memtable flush
+/// that could not happen, retrying the fsync every second).
+#[test]
+fn sigterm_ends_the_server_after_its_data_directory_is_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let mut server = Server::start_in(&data, &["--appendfsync", "always"]);
+    let mut con = server.client();
+    let added: i64 = redis::cmd("DELAYADD")
+        .arg("q")
+        .arg(60_000)
+        .arg("a")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(added, 1);
+    std::fs::remove_dir_all(&data).unwrap();
+    // The write may fail now; it must not be acknowledged as OK... or hang.
+    let _: redis::RedisResult<i64> = redis::cmd("DELAYADD")
+        .arg("q")
+        .arg(60_000)
+        .arg("b")
+        .query(&mut con);
+    let code = server.terminate();
+    assert!(
+        code.is_some(),
+        "delayd did not exit within the harness's wait after SIGTERM"
+    );
+}

@@ -434,8 +434,11 @@ impl Engine {
             guard.stopped = true;
             guard.core.wake_all_blocked();
             guard.core.store_mut().commit()?;
-            // Flush the memtables so the next start has no journal to replay.
-            if let Err(e) = guard.core.store_mut().flush_memtables() {
+            // Flush the memtables so the next start has no journal to replay
+            // (not after a storage failure: that flush cannot succeed).
+            if guard.core.failure().is_none()
+                && let Err(e) = guard.core.store_mut().flush_memtables()
+            {
                 tracing::warn!("flushing memtables at shutdown failed: {e}");
             }
             guard.core.store_mut().lsn()

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use super::{Batch, Journal, Op, Scan, Space, Storage};
-use crate::Result;
+use crate::{Error, Result};
 
 /// Memtable size per keyspace. fjall's default (64 MiB) makes the memtable
 /// skiplist deep and cache-cold: with it, memtable inserts took half the
@@ -27,6 +27,9 @@ const JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
 /// burst of connections cannot take the store's descriptors. 256 tables of
 /// fjall's 64 MiB hold 16 GiB, far beyond a delay queue's usual backlog.
 pub(crate) const CACHED_FILES: usize = 256;
+
+/// Longest a flush of the memtables (at shutdown) is waited for.
+const FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 // fjall's background threads (flush and compaction) stay at fjall's
 // default (one per core, at most four). One was tried: under callgrind,
@@ -142,8 +145,22 @@ impl Storage for FjallStorage {
         // keyspaces pinning the oldest journal once journals pass 64 MiB;
         // rotating more often only piles up small flushes, and fjall halts
         // writers (100 ms) behind four sealed memtables.
+        // Waits a bounded time: a flush that fails (the directory is gone,
+        // the disk is full) never empties the sealed memtables, and a
+        // shutdown must not wait for it forever. What is not flushed is in
+        // the journal, replayed at the next start.
+        let deadline = std::time::Instant::now() + FLUSH_WAIT;
         for ks in &self.spaces {
-            ks.rotate_memtable_and_wait()?;
+            if ks.rotate_memtable()? {
+                while ks.sealed_memtable_count() > 0 {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(Error::storage(
+                            "memtables not flushed in time; the journal keeps them",
+                        ));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+            }
         }
         Ok(())
     }
