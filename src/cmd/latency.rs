@@ -264,16 +264,9 @@ pub(crate) enum LatencyCmd {
 ///
 /// As Redis: an unknown subcommand or a wrong number of arguments.
 pub(crate) fn parse(args: &mut Args) -> Result<Command> {
-    let sub = args.next_bytes()?;
-    let name = String::from_utf8_lossy(&sub).to_ascii_lowercase();
-    let rest = args.remaining();
-    let arity = |n: usize| {
-        if rest == n {
-            Ok(())
-        } else {
-            Err(Error::WrongArity(format!("latency|{name}")))
-        }
-    };
+    let s = super::Subcommand::read(args, "latency")?;
+    let (sub, name) = (s.raw.clone(), s.name.clone());
+    let arity = |n: usize| s.exact(n);
     let cmd = match name.as_str() {
         "latest" => {
             arity(0)?;

@@ -249,6 +249,51 @@ pub fn lookup_checked(args: &[Bytes]) -> Result<&'static table::CommandSpec> {
     Ok(spec)
 }
 
+/// A container command's subcommand (`SLOWLOG GET`, `LATENCY RESET`, ...).
+pub(crate) struct Subcommand {
+    /// As sent.
+    pub(crate) raw: Bytes,
+    /// In lower case.
+    pub(crate) name: String,
+    /// How many arguments follow it.
+    pub(crate) rest: usize,
+    container: &'static str,
+}
+
+impl Subcommand {
+    /// Reads the subcommand of `container` from `args`.
+    ///
+    /// # Errors
+    ///
+    /// No subcommand.
+    pub(crate) fn read(args: &mut Args, container: &'static str) -> Result<Subcommand> {
+        let raw = args.next_bytes()?;
+        let name = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+        Ok(Subcommand {
+            raw,
+            name,
+            rest: args.remaining(),
+            container,
+        })
+    }
+
+    /// Checks that exactly `n` arguments follow it.
+    ///
+    /// # Errors
+    ///
+    /// Redis's `wrong number of arguments for 'container|sub'`.
+    pub(crate) fn exact(&self, n: usize) -> Result<()> {
+        if self.rest == n {
+            Ok(())
+        } else {
+            Err(Error::WrongArity(format!(
+                "{}|{}",
+                self.container, self.name
+            )))
+        }
+    }
+}
+
 /// Parses the arguments of a command already looked up, with the parser its
 /// table row names.
 ///

@@ -279,16 +279,9 @@ pub(crate) enum SlowlogCmd {
 ///
 /// As Redis: an unknown subcommand, a wrong number of arguments, a bad count.
 pub(crate) fn parse(args: &mut Args) -> Result<Command> {
-    let sub = args.next_bytes()?;
-    let name = String::from_utf8_lossy(&sub).to_ascii_lowercase();
-    let rest = args.remaining();
-    let exact = |n: usize| {
-        if rest == n {
-            Ok(())
-        } else {
-            Err(Error::WrongArity(format!("slowlog|{name}")))
-        }
-    };
+    let s = super::Subcommand::read(args, "slowlog")?;
+    let (sub, name, rest) = (s.raw.clone(), s.name.clone(), s.rest);
+    let exact = |n: usize| s.exact(n);
     let cmd = match name.as_str() {
         "get" => {
             if rest > 1 {

@@ -352,6 +352,17 @@ fn info_json(name: &[u8], exists: bool, info: &QueueInfo, now: u64) -> Value {
     })
 }
 
+/// The `order` query parameter: `asc` (the default) or `desc`.
+fn descending(order: Option<&str>) -> Result<bool, ApiError> {
+    match order.unwrap_or("asc") {
+        "asc" => Ok(false),
+        "desc" => Ok(true),
+        other => Err(ApiError::bad(format!(
+            "unknown order '{other}': asc or desc"
+        ))),
+    }
+}
+
 fn limit_of(limit: Option<usize>, default: usize) -> Result<usize, ApiError> {
     match limit.unwrap_or(default) {
         0 => Err(ApiError::bad("limit must be at least 1")),
@@ -375,15 +386,7 @@ async fn list_queues(State(state): State<AppState>, Q(q): Q<ListQuery>) -> ApiRe
             )));
         }
     };
-    let desc = match q.order.as_deref().unwrap_or("asc") {
-        "asc" => false,
-        "desc" => true,
-        other => {
-            return Err(ApiError::bad(format!(
-                "unknown order '{other}': asc or desc"
-            )));
-        }
-    };
+    let desc = descending(q.order.as_deref())?;
     let limit = limit_of(q.limit, 50)?;
     let offset = q.offset.unwrap_or(0);
     let pattern = q.pattern.filter(|p| !p.is_empty() && p != "*");
@@ -531,15 +534,7 @@ async fn members(
             "bad range: min {min} is after max {max}"
         )));
     }
-    let rev = match q.order.as_deref().unwrap_or("asc") {
-        "asc" => false,
-        "desc" => true,
-        other => {
-            return Err(ApiError::bad(format!(
-                "unknown order '{other}': asc or desc"
-            )));
-        }
-    };
+    let rev = descending(q.order.as_deref())?;
     let limit = limit_of(q.limit, 50)?;
     let offset = q.offset.unwrap_or(0);
     let (mut found, now) = round(&state, None, move |core| {
