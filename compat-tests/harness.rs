@@ -92,20 +92,68 @@ impl Server {
             .stderr(logfile)
             .spawn()
             .expect("start delayd");
-        let s = Server {
+        let pid = child.id();
+        let mut s = Server {
             port,
             dir: dir.to_path_buf(),
             child: Some(child),
             _tmp: None,
             log,
         };
-        s.wait_ready();
+        if !s.wait_ready(pid) {
+            // The port was taken between free_port() and the bind (tests
+            // run in parallel): what answered was another test's server.
+            // Start again on another port.
+            s.kill9();
+            return Server::launch(dir, free_port(), extra, nofile);
+        }
         s
     }
 
-    fn wait_ready(&self) {
+    /// Whether process `pid` listens on `port` (its socket's inode in
+    /// /proc/net/tcp is one of the process's descriptors), so a test never
+    /// talks to another test's server that took the same port.
+    fn listens(pid: u32, port: u16) -> bool {
+        let want = format!(":{port:04X}");
+        let Ok(mut table) = std::fs::read_to_string("/proc/net/tcp") else {
+            return true; // no /proc: trust the answer
+        };
+        table.push_str(&std::fs::read_to_string("/proc/net/tcp6").unwrap_or_default());
+        let inodes: Vec<String> = table
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() > 9 && f[1].ends_with(&want) && f[3] == "0A").then(|| f[9].to_string())
+            })
+            .collect();
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            return false;
+        };
+        fds.flatten().any(|fd| {
+            std::fs::read_link(fd.path())
+                .map(|t| {
+                    inodes
+                        .iter()
+                        .any(|i| t.to_string_lossy() == format!("socket:[{i}]"))
+                })
+                .unwrap_or(false)
+        })
+    }
+
+    /// Waits until our process answers on its port; false if it exited
+    /// (another process holds the port).
+    fn wait_ready(&mut self, pid: u32) -> bool {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
+            if let Some(c) = self.child.as_mut()
+                && matches!(c.try_wait(), Ok(Some(_)))
+            {
+                return false;
+            }
+            if !Server::listens(pid, self.port) {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
             if let Ok(mut c) = TcpStream::connect(("127.0.0.1", self.port)) {
                 let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
                 if c.write_all(b"PING\r\n").is_ok() {
@@ -114,7 +162,7 @@ impl Server {
                     if BufReader::new(c).read_line(&mut line).is_ok()
                         && (line == "+PONG\r\n" || line.starts_with("-NOAUTH"))
                     {
-                        return;
+                        return true;
                     }
                 }
             }
