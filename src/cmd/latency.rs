@@ -265,7 +265,7 @@ pub(crate) enum LatencyCmd {
 /// As Redis: an unknown subcommand or a wrong number of arguments.
 pub(crate) fn parse(args: &mut Args) -> Result<Command> {
     let s = super::Subcommand::read(args, "latency")?;
-    let (sub, name) = (s.raw.clone(), s.name.clone());
+    let name = s.name.clone();
     let arity = |n: usize| s.exact(n);
     let cmd = match name.as_str() {
         "latest" => {
@@ -291,12 +291,7 @@ pub(crate) fn parse(args: &mut Args) -> Result<Command> {
                 name.to_ascii_uppercase()
             )));
         }
-        _ => {
-            return Err(Error::UnknownSubcommand {
-                command: "LATENCY".into(),
-                sub: String::from_utf8_lossy(&sub).into_owned(),
-            });
-        }
+        _ => return Err(s.unknown()),
     };
     Ok(Command::client(cmd))
 }

@@ -277,6 +277,14 @@ impl Subcommand {
         })
     }
 
+    /// Redis's error for a subcommand the container does not have.
+    pub(crate) fn unknown(&self) -> Error {
+        Error::UnknownSubcommand {
+            command: self.container.to_ascii_uppercase(),
+            sub: String::from_utf8_lossy(&self.raw).into_owned(),
+        }
+    }
+
     /// Checks that exactly `n` arguments follow it.
     ///
     /// # Errors

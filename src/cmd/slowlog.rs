@@ -313,12 +313,7 @@ pub(crate) fn parse(args: &mut Args) -> Result<Command> {
             exact(0)?;
             SlowlogCmd::Help
         }
-        _ => {
-            return Err(Error::UnknownSubcommand {
-                command: "SLOWLOG".into(),
-                sub: String::from_utf8_lossy(&sub).into_owned(),
-            });
-        }
+        _ => return Err(s.unknown()),
     };
     Ok(Command::client(cmd))
 }
