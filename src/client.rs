@@ -21,8 +21,11 @@ pub struct ClientInfo {
     pub name: Mutex<String>,
     pub lib_name: Mutex<String>,
     pub lib_ver: Mutex<String>,
-    pub last_cmd: Mutex<String>,
-    pub last_active: Mutex<Instant>,
+    /// The last command's name: set on every command, so a static name
+    /// rather than a copy.
+    last_cmd: Mutex<&'static str>,
+    /// When the last command came, in milliseconds after `created`.
+    last_active_ms: AtomicU64,
     /// The ACL user the client runs as (CLIENT LIST's `user=`, CLIENT KILL
     /// USER, and ACL DELUSER, which disconnects its clients).
     pub(crate) user: Mutex<bytes::Bytes>,
@@ -60,8 +63,8 @@ impl ClientInfo {
             name: Mutex::default(),
             lib_name: Mutex::default(),
             lib_ver: Mutex::default(),
-            last_cmd: Mutex::new("NULL".into()),
-            last_active: Mutex::new(Instant::now()),
+            last_cmd: Mutex::new("NULL"),
+            last_active_ms: AtomicU64::new(0),
             user: Mutex::new(bytes::Bytes::from_static(b"default")),
             resp: AtomicU64::new(2),
             blocked: AtomicBool::new(false),
@@ -108,6 +111,17 @@ impl ClientInfo {
         self.user.lock().map(|u| u.clone()).unwrap_or_default()
     }
 
+    /// Notes a command of `spec` that came at `now` (CLIENT LIST's `cmd=`
+    /// and `idle=`).
+    pub(crate) fn touch(&self, name: &'static str, now: Instant) {
+        if let Ok(mut c) = self.last_cmd.lock() {
+            *c = name;
+        }
+        let ms = u64::try_from(now.saturating_duration_since(self.created).as_millis())
+            .unwrap_or(u64::MAX);
+        self.last_active_ms.store(ms, Ordering::Relaxed);
+    }
+
     /// Marks the client as inside `MULTI` (CLIENT LIST's `x` flag).
     pub fn set_in_multi(&self, yes: bool) {
         self.in_multi.store(yes, Ordering::Relaxed);
@@ -116,11 +130,9 @@ impl ClientInfo {
     /// The CLIENT LIST line for this client (without the newline).
     pub fn line(&self) -> String {
         let get = |m: &Mutex<String>| m.lock().map(|s| s.clone()).unwrap_or_default();
-        let idle = self
-            .last_active
-            .lock()
-            .map(|t| t.elapsed().as_secs())
-            .unwrap_or(0);
+        let age_ms = u64::try_from(self.created.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let idle = age_ms.saturating_sub(self.last_active_ms.load(Ordering::Relaxed)) / 1000;
+        let last_cmd = self.last_cmd.lock().map_or("NULL", |c| *c);
         let flags = if self.monitor.load(Ordering::Relaxed) {
             "O"
         } else if self.blocked.load(Ordering::Relaxed) {
@@ -139,7 +151,7 @@ impl ClientInfo {
             self.created.elapsed().as_secs(),
             idle,
             flags,
-            get(&self.last_cmd),
+            last_cmd,
             String::from_utf8_lossy(&self.user_name()),
             self.resp.load(Ordering::Relaxed),
             get(&self.lib_name),

@@ -254,7 +254,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Ok(());
         }
         let cmds = std::mem::take(batch);
-        for (r, popped) in cmd::execute(&self.shared.engine, &self.client.info, cmds).await {
+        for (r, popped) in cmd::execute(&self.shared, &self.client.info, cmds).await {
             self.reply_popped(r, popped);
         }
         Ok(())
@@ -357,7 +357,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 if let Error::WrongArity(name) = &e
                     && let Some(spec) = cmd::table::lookup(name)
                 {
-                    self.shared.cmdstats.reject(spec.name);
+                    self.shared.cmdstats.reject(spec);
                 }
                 multi::fail(self.transaction.as_mut());
                 self.reply_in_order(Reply::from(e), batch);
@@ -368,7 +368,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             && self.shared.acl.auth_required()
             && !spec.flags.contains(&"no_auth")
         {
-            self.shared.cmdstats.reject(spec.name);
+            self.shared.cmdstats.reject(spec);
             let e = Error::Coded("NOAUTH", "Authentication required.".into());
             self.reply_in_order(Reply::from(e), batch);
             return Ok(());
@@ -380,7 +380,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             && let Err(denied) = user.check(spec, &args)
         {
             let e = self.denied(spec, &args, denied);
-            self.shared.cmdstats.reject(spec.name);
+            self.shared.cmdstats.reject(spec);
             multi::fail(self.transaction.as_mut());
             self.reply_in_order(Reply::from(e), batch);
             return Ok(());
@@ -404,20 +404,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             .then(|| monitor::line(&self.client.info.addr, &args));
         let start = Instant::now();
         let call = cmd::stats::Call::new(&self.shared, spec, &args, &self.client.info);
-        let stats = self.shared.cmdstats.clone();
-        let info = &self.client.info;
-        if let Ok(mut c) = info.last_cmd.lock() {
-            c.clear();
-            c.push_str(spec.name);
-        }
-        if let Ok(mut t) = info.last_active.lock() {
-            *t = Instant::now();
-        }
+        self.client.info.touch(spec.name, start);
         if let Some(tx) = self.transaction.as_mut()
             && !multi::is_control(spec.name)
         {
             let r = if spec.flags.contains(&"no_multi") {
-                stats.reject(spec.name);
+                self.shared.cmdstats.reject(spec);
                 multi::fail(Some(tx));
                 Reply::from(Error::msg("Command not allowed inside a transaction"))
             } else {
@@ -425,16 +417,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 let parsed = cmd::parse_spec(spec, args);
                 if parsed.is_err() {
                     // Answered at EXEC; a failed call, counted now.
-                    stats.record(&call.name, None, true);
+                    self.shared.cmdstats.record(&call.key, None, true);
                 }
-                let shared = &self.shared;
-                multi::queue(tx, parsed.map(|c| cmd::stats::timed(shared, call, c).0))
+                multi::queue(tx, parsed.map(|c| (c, call)))
             };
             self.reply_in_order(r, batch);
             return Ok(());
         }
-        let (command, call) = match cmd::parse_spec(spec, args) {
-            Ok(c) => cmd::stats::timed(&self.shared, call, c),
+        let command = match cmd::parse_spec(spec, args) {
+            Ok(c) => c,
             Err(e) => {
                 self.feed(line);
                 // An argument error is a failed call, as in Redis; an
@@ -443,7 +434,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 let ns = cmd::stats::elapsed_ns(start);
                 match e {
                     Error::UnknownSubcommand { .. } => {}
-                    Error::WrongArity(_) => stats.record(&call.name, Some(ns), true),
+                    Error::WrongArity(_) => self.shared.cmdstats.record(&call.key, Some(ns), true),
                     _ => cmd::stats::observe(&self.shared, &call, ns, true),
                 }
                 self.reply_in_order(Reply::from(e), batch);
@@ -456,7 +447,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             if alone {
                 self.flush_engine(batch).await?;
             }
-            batch.push(Queued::Run(c));
+            batch.push(Queued::Run(c, call));
             if alone {
                 self.flush_engine(batch).await?;
             }
@@ -468,7 +459,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let reply = match command {
             Command::Engine(_) => None,
             Command::Client(c) => {
-                let r = c.apply(&self.shared, &mut self.client);
+                let r = cmd::stats::apply_client(c.as_ref(), &call, &self.shared, &mut self.client);
                 self.feed(line);
                 r
             }
@@ -478,14 +469,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 // The replies before it leave now, not when it is served.
                 self.flush().await?;
                 let (r, p, ran) = self.block(b).await?;
-                if let Some(call) = &call {
-                    stats.record(&call.name, None, r.is_error());
-                    // Logged when served, with its attempt's time (not its
-                    // wait), as Redis logs it when it unblocks; not when it
-                    // times out.
-                    if let Some(ns) = ran {
-                        cmd::stats::observe_time(&self.shared, call, ns);
-                    }
+                self.shared.cmdstats.record(&call.key, None, r.is_error());
+                // Logged when served, with its attempt's time (not its
+                // wait), as Redis logs it when it unblocks; not when it
+                // times out.
+                if let Some(ns) = ran {
+                    cmd::stats::observe_time(&self.shared, &call, ns);
                 }
                 popped = p;
                 Some(r)
@@ -517,9 +506,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
                 self.feed(line);
                 let ns = cmd::stats::elapsed_ns(start);
-                if let Some(call) = &call {
-                    cmd::stats::observe(&self.shared, call, ns, r.is_error());
-                }
+                cmd::stats::observe(&self.shared, &call, ns, r.is_error());
                 Some(r)
             }
         };

@@ -57,8 +57,8 @@ pub(crate) mod time;
 use bytes::Bytes;
 
 use crate::client::{ClientInfo, ClientState};
+use crate::engine::Round;
 use crate::engine::core::{Core, PopOptions, Popped};
-use crate::engine::{Engine, Round};
 use crate::protocol::Reply;
 use crate::shared::Shared;
 use crate::{Error, Result};
@@ -139,8 +139,10 @@ impl Command {
 
 /// A command queued for one engine round, in request order.
 #[derive(Debug)]
-pub enum Queued {
-    Run(Box<dyn EngineCommand>),
+pub(crate) enum Queued {
+    /// A queue command, with the call it observes (INFO commandstats, the
+    /// slow log, the latency monitor) once it has run.
+    Run(Box<dyn EngineCommand>, stats::Call),
     /// A reply computed outside the engine (an error found while queuing, a
     /// client command inside EXEC), kept in its place.
     Ready(Reply),
@@ -150,13 +152,13 @@ pub enum Queued {
 /// their replies in order, once their effects are durable per
 /// `appendfsync`, each with the members it popped (to put back if the reply
 /// never reaches the client).
-pub async fn execute(
-    engine: &Engine,
+pub(crate) async fn execute(
+    shared: &Shared,
     client: &ClientInfo,
     cmds: Vec<Queued>,
 ) -> Vec<(Reply, Vec<Popped>)> {
     let n = cmds.len();
-    execute_watched(engine, client, Vec::new(), cmds)
+    execute_watched(shared, client, Vec::new(), cmds)
         .await
         .unwrap_or_else(|| vec![(Reply::NullArray, Vec::new()); n])
 }
@@ -164,13 +166,29 @@ pub async fn execute(
 /// [`execute`] for `EXEC`: in the same round, first checks that none of
 /// the `watched` queues moved from its version and stops watching them;
 /// `None` (nothing run) if one did.
-pub async fn execute_watched(
-    engine: &Engine,
+pub(crate) async fn execute_watched(
+    shared: &Shared,
     client: &ClientInfo,
     watched: Vec<(Bytes, u64)>,
     cmds: Vec<Queued>,
 ) -> Option<Vec<(Reply, Vec<Popped>)>> {
     let n = cmds.len();
+    // Each command's call, observed after the round: the engine lock is
+    // held for the commands only, and each is timed there.
+    let mut calls = Vec::with_capacity(n);
+    let cmds: Vec<std::result::Result<Box<dyn EngineCommand>, Reply>> = cmds
+        .into_iter()
+        .map(|c| match c {
+            Queued::Run(c, call) => {
+                calls.push(Some(call));
+                Ok(c)
+            }
+            Queued::Ready(r) => {
+                calls.push(None);
+                Err(r)
+            }
+        })
+        .collect();
     let run = |core: &mut Core| {
         if !watched.is_empty() {
             let intact = core.watch_intact(&watched);
@@ -187,23 +205,38 @@ pub async fn execute_watched(
         let out = cmds
             .into_iter()
             .map(|c| match c {
-                Queued::Run(c) => c
-                    .apply_popped(core)
-                    .unwrap_or_else(|e| (Reply::from(e), Vec::new())),
-                Queued::Ready(r) => (r, Vec::new()),
+                Ok(c) => {
+                    let start = std::time::Instant::now();
+                    let (r, popped) = c
+                        .apply_popped(core)
+                        .unwrap_or_else(|e| (Reply::from(e), Vec::new()));
+                    (r, popped, stats::elapsed_ns(start))
+                }
+                Err(r) => (r, Vec::new(), 0),
             })
             .collect::<Vec<_>>();
         core.set_actor(None);
         Some(out)
     };
-    match engine.run(run).await {
-        Round::Durable(replies) => replies,
+    let ran = |out: Vec<(Reply, Vec<Popped>, u64)>| {
+        out.into_iter()
+            .zip(&calls)
+            .map(|((r, popped, ns), call)| {
+                if let Some(call) = call {
+                    stats::observe(shared, call, ns, r.is_error());
+                }
+                (r, popped)
+            })
+            .collect::<Vec<_>>()
+    };
+    match shared.engine.run(run).await {
+        Round::Durable(out) => out.map(ran),
         // Not durable: no success may be acknowledged (nor anything put
         // back: the store takes no more writes); errors the commands gave
         // themselves are kept, being more precise.
-        Round::NotDurable(replies, e) => {
+        Round::NotDurable(out, e) => {
             let err = Reply::from(e);
-            replies.map(|replies| {
+            out.map(ran).map(|replies| {
                 replies
                     .into_iter()
                     .map(|(r, _)| (if r.is_error() { r } else { err.clone() }, Vec::new()))

@@ -21,6 +21,7 @@
 
 use bytes::Bytes;
 
+use super::stats::Call;
 use super::{Args, ClientCommand, Command, Queued, execute_watched};
 use crate::client::ClientState;
 use crate::engine::Engine;
@@ -99,8 +100,9 @@ pub fn parse_unwatch(_: &mut Args) -> Result<Command> {
 /// The commands queued since `MULTI`.
 #[derive(Debug, Default)]
 pub struct Transaction {
-    /// Commands, or the argument error each will answer at `EXEC`.
-    queued: Vec<Result<Command>>,
+    /// Commands with their calls, or the argument error each will answer
+    /// at `EXEC`.
+    queued: Vec<Result<(Command, Call)>>,
     /// A command failed to queue: `EXEC` aborts.
     failed: bool,
 }
@@ -171,8 +173,9 @@ pub fn is_control(name: &str) -> bool {
     )
 }
 
-/// Queues a command (or its argument error, answered at `EXEC`).
-pub fn queue(tx: &mut Transaction, parsed: Result<Command>) -> Reply {
+/// Queues a command with its call (or its argument error, answered at
+/// `EXEC`).
+pub(crate) fn queue(tx: &mut Transaction, parsed: Result<(Command, Call)>) -> Reply {
     tx.queued.push(parsed);
     Reply::Simple("QUEUED")
 }
@@ -259,18 +262,19 @@ async fn exec(
     for (i, c) in tx.queued.into_iter().enumerate() {
         round.push(match c {
             Err(e) => Queued::Ready(Reply::from(e)),
-            Ok(Command::Engine(c)) => Queued::Run(c),
-            Ok(Command::Blocking(b)) => Queued::Run(b.now),
-            Ok(Command::Client(c)) => {
-                later.push((i, c));
+            Ok((Command::Engine(c), call)) => Queued::Run(c, call),
+            // Inside EXEC a blocking pop runs at once, as Redis runs it.
+            Ok((Command::Blocking(b), call)) => Queued::Run(b.now, call),
+            Ok((Command::Client(c), call)) => {
+                later.push((i, c, call));
                 Queued::Ready(Reply::OK)
             }
             // Controls are never queued.
-            Ok(Command::Transaction(_)) => Queued::Ready(Reply::OK),
+            Ok((Command::Transaction(_), _)) => Queued::Ready(Reply::OK),
         });
     }
     let watched = client.watches.take();
-    let Some(ran) = execute_watched(&shared.engine, &client.info, watched, round).await else {
+    let Some(ran) = execute_watched(shared, &client.info, watched, round).await else {
         return Reply::NullArray;
     };
     let mut replies = Vec::with_capacity(ran.len());
@@ -278,9 +282,10 @@ async fn exec(
         replies.push(r);
         popped.extend(p);
     }
-    for (i, c) in later {
+    for (i, c, call) in later {
         if let Some(slot) = replies.get_mut(i) {
-            *slot = c.apply(shared, client).unwrap_or(Reply::OK);
+            *slot =
+                super::stats::apply_client(c.as_ref(), &call, shared, client).unwrap_or(Reply::OK);
         }
     }
     Reply::Array(replies)

@@ -12,7 +12,6 @@
 //! The same measurement feeds the slow log ([`super::slowlog`]) and the
 //! latency monitor ([`super::latency`]): a call is timed once.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::{Arc, Mutex};
@@ -20,11 +19,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::table::CommandSpec;
-use super::{ClientCommand, Command, EngineCommand};
-use crate::Result;
+use super::ClientCommand;
+use super::table::{COMMANDS, CommandSpec};
 use crate::client::{ClientInfo, ClientState};
-use crate::engine::core::{Core, Popped};
 use crate::protocol::Reply;
 use crate::shared::Shared;
 
@@ -100,33 +97,89 @@ impl Histogram {
     }
 }
 
+/// Where a call is counted: a row of the command table (every call but a
+/// container's), or a name such as `config|get`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StatKey {
+    Row(usize),
+    Named(String),
+}
+
+impl StatKey {
+    /// The key of a call of `spec` with `args`: container commands by
+    /// subcommand, as Redis 7 counts `config|get`.
+    pub(crate) fn of(spec: &'static CommandSpec, args: &[Bytes]) -> StatKey {
+        const CONTAINERS: &[&str] = &["client", "config", "command", "slowlog", "latency"];
+        match (args.get(1), spec.row()) {
+            (Some(sub), _) if CONTAINERS.contains(&spec.name) => StatKey::Named(format!(
+                "{}|{}",
+                spec.name,
+                String::from_utf8_lossy(sub).to_ascii_lowercase()
+            )),
+            (_, Some(row)) => StatKey::Row(row),
+            (_, None) => StatKey::Named(spec.name.to_string()),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
-struct Inner {
-    cmds: BTreeMap<Cow<'static, str>, CmdStat>,
-    errors: BTreeMap<String, u64>,
-    error_replies: u64,
+struct Errors {
+    by_code: BTreeMap<String, u64>,
+    replies: u64,
 }
 
 /// Statistics of every command since start (or `CONFIG RESETSTAT`).
-#[derive(Debug, Default)]
-pub struct CommandStats(Mutex<Inner>);
+///
+/// One lock per command table row, taken once per call and never held
+/// while another is: counting a call is a few instructions, not a search.
+#[derive(Debug)]
+pub struct CommandStats {
+    rows: Vec<Mutex<CmdStat>>,
+    /// Container subcommands (`config|get`), few and rarely called.
+    named: Mutex<BTreeMap<String, CmdStat>>,
+    errors: Mutex<Errors>,
+}
+
+impl Default for CommandStats {
+    fn default() -> CommandStats {
+        CommandStats {
+            rows: COMMANDS.iter().map(|_| Mutex::default()).collect(),
+            named: Mutex::default(),
+            errors: Mutex::default(),
+        }
+    }
+}
+
+/// Runs `f` on what `m` guards. Statistics stay usable after a panic
+/// elsewhere held the lock: a count cannot be left half-written.
+fn with<S, T>(m: &Mutex<S>, f: impl FnOnce(&mut S) -> T) -> T {
+    match m.lock() {
+        Ok(mut g) => f(&mut g),
+        Err(p) => f(&mut p.into_inner()),
+    }
+}
 
 impl CommandStats {
-    fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
-        match self.0.lock() {
-            Ok(mut g) => f(&mut g),
-            Err(p) => f(&mut p.into_inner()),
+    fn with_stat<T>(&self, key: &StatKey, f: impl FnOnce(&mut CmdStat) -> T) -> T {
+        match key {
+            StatKey::Row(i) => match self.rows.get(*i) {
+                Some(m) => with(m, f),
+                None => f(&mut CmdStat::default()),
+            },
+            StatKey::Named(name) => with(&self.named, |m| {
+                if let Some(c) = m.get_mut(name) {
+                    f(c)
+                } else {
+                    f(m.entry(name.clone()).or_default())
+                }
+            }),
         }
     }
 
-    /// One call of `name` that took `ns` (`None`: time not counted).
-    #[expect(
-        clippy::ptr_arg,
-        reason = "a Cow clones a static name without allocating"
-    )]
-    pub fn record(&self, name: &Cow<'static, str>, ns: Option<u64>, failed: bool) {
-        self.with(|s| {
-            let c = stat(s, name);
+    /// One call counted under `key` that took `ns` (`None`: time not
+    /// counted).
+    pub(crate) fn record(&self, key: &StatKey, ns: Option<u64>, failed: bool) {
+        self.with_stat(key, |c| {
             c.calls += 1;
             if failed {
                 c.failed += 1;
@@ -138,10 +191,28 @@ impl CommandStats {
         });
     }
 
-    /// A call of `name` refused before it ran (arity, authentication, not
+    /// A call of `spec` refused before it ran (arity, authentication, not
     /// allowed in a transaction).
-    pub fn reject(&self, name: &'static str) {
-        self.with(|s| stat(s, &Cow::Borrowed(name)).rejected += 1);
+    pub fn reject(&self, spec: &'static CommandSpec) {
+        let key = spec
+            .row()
+            .map_or_else(|| StatKey::Named(spec.name.to_string()), StatKey::Row);
+        self.with_stat(&key, |c| c.rejected += 1);
+    }
+
+    /// Every command's figures by name, in name order.
+    fn snapshot(&self) -> Vec<(String, CmdStat)> {
+        let mut all: Vec<(String, CmdStat)> = COMMANDS
+            .iter()
+            .zip(&self.rows)
+            .map(|(spec, m)| (spec.name.to_string(), with(m, |c| c.clone())))
+            .filter(|(_, c)| c.calls > 0 || c.failed > 0 || c.rejected > 0)
+            .collect();
+        with(&self.named, |m| {
+            all.extend(m.iter().map(|(n, c)| (n.clone(), c.clone())));
+        });
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
     }
 
     /// Counts the errors in a reply sent to a client, by code (the first
@@ -161,14 +232,14 @@ impl CommandStats {
         if codes.is_empty() {
             return;
         }
-        self.with(|s| {
+        with(&self.errors, |s| {
             for text in codes {
-                s.error_replies += 1;
+                s.replies += 1;
                 let code = text.split(' ').next().unwrap_or_default();
-                if let Some(n) = s.errors.get_mut(code) {
+                if let Some(n) = s.by_code.get_mut(code) {
                     *n += 1;
-                } else if s.errors.len() < MAX_ERROR_CODES {
-                    s.errors.insert(code.to_string(), 1);
+                } else if s.by_code.len() < MAX_ERROR_CODES {
+                    s.by_code.insert(code.to_string(), 1);
                 }
             }
         });
@@ -176,42 +247,41 @@ impl CommandStats {
 
     /// `CONFIG RESETSTAT`.
     pub fn reset(&self) {
-        self.with(|s| *s = Inner::default());
+        for m in &self.rows {
+            with(m, |c| *c = CmdStat::default());
+        }
+        with(&self.named, BTreeMap::clear);
+        with(&self.errors, |e| *e = Errors::default());
     }
 
     /// `total_error_replies` of INFO stats.
     pub fn error_replies(&self) -> u64 {
-        self.with(|s| s.error_replies)
+        with(&self.errors, |e| e.replies)
     }
 
     /// The lines of INFO `commandstats`.
     pub fn commandstats(&self) -> String {
-        self.with(|s| {
-            let mut out = String::new();
-            for (name, c) in &s.cmds {
-                if c.calls == 0 && c.failed == 0 && c.rejected == 0 {
-                    continue;
-                }
-                let usec = c.nanos / 1000;
-                let per_call = if c.calls == 0 {
-                    0.0
-                } else {
-                    usec as f64 / c.calls as f64
-                };
-                let _ = write!(
-                    out,
-                    "cmdstat_{name}:calls={},usec={usec},usec_per_call={per_call:.2},rejected_calls={},failed_calls={}\r\n",
-                    c.calls, c.rejected, c.failed
-                );
-            }
-            out
-        })
+        let mut out = String::new();
+        for (name, c) in self.snapshot() {
+            let usec = c.nanos / 1000;
+            let per_call = if c.calls == 0 {
+                0.0
+            } else {
+                usec as f64 / c.calls as f64
+            };
+            let _ = write!(
+                out,
+                "cmdstat_{name}:calls={},usec={usec},usec_per_call={per_call:.2},rejected_calls={},failed_calls={}\r\n",
+                c.calls, c.rejected, c.failed
+            );
+        }
+        out
     }
 
     /// The lines of INFO `errorstats`.
     pub fn errorstats(&self) -> String {
-        self.with(|s| {
-            s.errors
+        with(&self.errors, |e| {
+            e.by_code
                 .iter()
                 .map(|(code, n)| format!("errorstat_{code}:count={n}\r\n"))
                 .collect()
@@ -220,53 +290,30 @@ impl CommandStats {
 
     /// The lines of INFO `latencystats`.
     pub fn latencystats(&self) -> String {
-        self.with(|s| {
-            let mut out = String::new();
-            for (name, c) in &s.cmds {
-                if c.hist.count == 0 {
-                    continue;
-                }
-                let _ = write!(out, "latency_percentiles_usec_{name}:");
-                for (i, (label, p)) in PERCENTILES.iter().enumerate() {
-                    let sep = if i == 0 { "" } else { "," };
-                    let us = c.hist.percentile(*p) as f64 / 1000.0;
-                    let _ = write!(out, "{sep}{label}={us:.3}");
-                }
-                out.push_str("\r\n");
+        let mut out = String::new();
+        for (name, c) in self.snapshot() {
+            if c.hist.count == 0 {
+                continue;
             }
-            out
-        })
-    }
-}
-
-#[expect(
-    clippy::ptr_arg,
-    reason = "a Cow clones a static name without allocating"
-)]
-fn stat<'a>(s: &'a mut Inner, name: &Cow<'static, str>) -> &'a mut CmdStat {
-    s.cmds.entry(name.clone()).or_default()
-}
-
-/// The name a call is counted under: container commands by subcommand, as
-/// Redis 7 counts `config|get`.
-pub fn stat_name(name: &'static str, args: &[Bytes]) -> Cow<'static, str> {
-    const CONTAINERS: &[&str] = &["client", "config", "command", "slowlog", "latency"];
-    match args.get(1) {
-        Some(sub) if CONTAINERS.contains(&name) => Cow::Owned(format!(
-            "{name}|{}",
-            String::from_utf8_lossy(sub).to_ascii_lowercase()
-        )),
-        _ => Cow::Borrowed(name),
+            let _ = write!(out, "latency_percentiles_usec_{name}:");
+            for (i, (label, p)) in PERCENTILES.iter().enumerate() {
+                let sep = if i == 0 { "" } else { "," };
+                let us = c.hist.percentile(*p) as f64 / 1000.0;
+                let _ = write!(out, "{sep}{label}={us:.3}");
+            }
+            out.push_str("\r\n");
+        }
+        out
     }
 }
 
 /// What is known of a call before it runs, for wherever it is observed:
-/// INFO commandstats (its name), the slow log (its arguments and client)
+/// INFO commandstats (its key), the slow log (its arguments and client)
 /// and the latency monitor (whether it is `fast`).
 #[derive(Debug, Clone)]
 pub(crate) struct Call {
-    /// The name it is counted under ([`stat_name`]).
-    pub(crate) name: Cow<'static, str>,
+    /// Where it is counted.
+    pub(crate) key: StatKey,
     /// Its arguments, name included; empty while the slow log is off.
     args: Vec<Bytes>,
     client: Arc<ClientInfo>,
@@ -280,13 +327,13 @@ impl Call {
     /// The call of `spec` with `args` by `client`.
     pub(crate) fn new(
         shared: &Shared,
-        spec: &CommandSpec,
+        spec: &'static CommandSpec,
         args: &[Bytes],
         client: &Arc<ClientInfo>,
     ) -> Call {
         let skip_slowlog = spec.flags.contains(&"skip_slowlog");
         Call {
-            name: stat_name(spec.name, args),
+            key: StatKey::of(spec, args),
             // The only copy the slow log needs: kept while the call runs.
             args: if shared.slowlog.enabled() && !skip_slowlog {
                 args.to_vec()
@@ -303,7 +350,7 @@ impl Call {
 /// Records a call that ran in `ns`: its figures, its latency sample and
 /// its slow log entry.
 pub(crate) fn observe(shared: &Shared, call: &Call, ns: u64, failed: bool) {
-    shared.cmdstats.record(&call.name, Some(ns), failed);
+    shared.cmdstats.record(&call.key, Some(ns), failed);
     observe_time(shared, call, ns);
 }
 
@@ -319,97 +366,23 @@ pub(crate) fn observe_time(shared: &Shared, call: &Call, ns: u64) {
     }
 }
 
-/// A queue command that counts its calls and time.
-struct TimedEngine {
-    inner: Box<dyn EngineCommand>,
-    call: Call,
-    shared: Arc<Shared>,
-}
-
-impl std::fmt::Debug for TimedEngine {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TimedEngine")
-            .field("name", &self.call.name)
-            .field("inner", &self.inner)
-            .finish_non_exhaustive()
-    }
-}
-
-impl EngineCommand for TimedEngine {
-    fn apply(&self, core: &mut Core) -> Result<Reply> {
-        self.apply_popped(core).map(|(r, _)| r)
-    }
-
-    // The wrapper is transparent: a pop still hands back its members for
-    // the put-back, and a large reply still runs in a round of its own.
-    fn may_reply_large(&self) -> bool {
-        self.inner.may_reply_large()
-    }
-
-    fn apply_popped(&self, core: &mut Core) -> Result<(Reply, Vec<Popped>)> {
-        let start = Instant::now();
-        let r = self.inner.apply_popped(core);
-        let failed = r.as_ref().map_or(true, |(reply, _)| reply.is_error());
-        observe(&self.shared, &self.call, elapsed_ns(start), failed);
-        r
-    }
-}
-
-/// A client command that counts its calls and time.
-struct TimedClient {
-    inner: Box<dyn ClientCommand>,
-    call: Call,
-}
-
-impl std::fmt::Debug for TimedClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TimedClient")
-            .field("name", &self.call.name)
-            .field("inner", &self.inner)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ClientCommand for TimedClient {
-    fn apply(&self, shared: &Shared, client: &mut ClientState) -> Option<Reply> {
-        let start = Instant::now();
-        let r = self.inner.apply(shared, client);
-        let failed = r.as_ref().is_some_and(Reply::is_error);
-        observe(shared, &self.call, elapsed_ns(start), failed);
-        r
-    }
+/// Runs a client command and observes it (time: its `apply`).
+pub(crate) fn apply_client(
+    c: &dyn ClientCommand,
+    call: &Call,
+    shared: &Shared,
+    client: &mut ClientState,
+) -> Option<Reply> {
+    let start = Instant::now();
+    let r = c.apply(shared, client);
+    let failed = r.as_ref().is_some_and(Reply::is_error);
+    observe(shared, call, elapsed_ns(start), failed);
+    r
 }
 
 /// Nanoseconds since `start`.
 pub fn elapsed_ns(start: Instant) -> u64 {
     u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
-}
-
-/// Makes a parsed command observe its calls and time wherever it runs (in
-/// a pipeline's engine round, inside `EXEC`). Blocking pops and transaction
-/// controls are observed by the session: their call is handed back.
-pub(crate) fn timed(shared: &Arc<Shared>, call: Call, c: Command) -> (Command, Option<Call>) {
-    match c {
-        Command::Engine(inner) => (
-            Command::Engine(Box::new(TimedEngine {
-                inner,
-                call,
-                shared: shared.clone(),
-            })),
-            None,
-        ),
-        Command::Client(inner) => (Command::Client(Box::new(TimedClient { inner, call })), None),
-        Command::Blocking(mut b) => {
-            // Inside EXEC a blocking pop runs at once, as this.
-            b.now = Box::new(TimedEngine {
-                inner: b.now,
-                call: call.clone(),
-                shared: shared.clone(),
-            });
-            (Command::Blocking(b), Some(call))
-        }
-        other => (other, Some(call)),
-    }
 }
 
 #[cfg(test)]
@@ -436,10 +409,11 @@ mod tests {
     #[test]
     fn formats_match_redis() {
         let s = CommandStats::default();
-        let n = Cow::Borrowed("delayadd");
+        let spec = super::super::table::lookup("delayadd").expect("in the table");
+        let n = StatKey::of(spec, &[]);
         s.record(&n, Some(3_000), false);
         s.record(&n, Some(1_000), true);
-        s.reject("delayadd");
+        s.reject(spec);
         s.count_errors(&Reply::Error("ERR syntax error".into()));
         s.count_errors(&Reply::Array(vec![
             Reply::OK,

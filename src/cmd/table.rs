@@ -121,6 +121,22 @@ pub struct CommandSpec {
 }
 
 impl CommandSpec {
+    /// This command's row in [`COMMANDS`] (`None` for a spec that is not
+    /// one of its rows): per-command counters are indexed by it, so
+    /// counting a call needs no search by name.
+    pub fn row(&'static self) -> Option<usize> {
+        // The offset of this row from the table's start, in rows; an
+        // address, compared, never dereferenced.
+        let size = std::mem::size_of::<CommandSpec>();
+        let offset =
+            (self as *const CommandSpec as usize).checked_sub(COMMANDS.as_ptr() as usize)?;
+        let row = offset / size;
+        COMMANDS
+            .get(row)
+            .filter(|spec| std::ptr::eq(*spec, self))
+            .map(|_| row)
+    }
+
     /// Whether `n` arguments (name included) fit the arity.
     pub fn arity_ok(&self, n: usize) -> bool {
         let n = n as i64;
