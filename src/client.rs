@@ -21,11 +21,9 @@ pub struct ClientInfo {
     pub name: Mutex<String>,
     pub lib_name: Mutex<String>,
     pub lib_ver: Mutex<String>,
-    /// The last command's name: set on every command, so a static name
-    /// rather than a copy.
-    last_cmd: Mutex<&'static str>,
-    /// When the last command came, in milliseconds after `created`.
-    last_active_ms: AtomicU64,
+    /// The last command's name and when it came: set on every command, so
+    /// one lock and no copy.
+    last_cmd: Mutex<(&'static str, Instant)>,
     /// The ACL user the client runs as (CLIENT LIST's `user=`, CLIENT KILL
     /// USER, and ACL DELUSER, which disconnects its clients).
     pub(crate) user: Mutex<bytes::Bytes>,
@@ -63,8 +61,7 @@ impl ClientInfo {
             name: Mutex::default(),
             lib_name: Mutex::default(),
             lib_ver: Mutex::default(),
-            last_cmd: Mutex::new("NULL"),
-            last_active_ms: AtomicU64::new(0),
+            last_cmd: Mutex::new(("NULL", Instant::now())),
             user: Mutex::new(bytes::Bytes::from_static(b"default")),
             resp: AtomicU64::new(2),
             blocked: AtomicBool::new(false),
@@ -115,11 +112,8 @@ impl ClientInfo {
     /// and `idle=`).
     pub(crate) fn touch(&self, name: &'static str, now: Instant) {
         if let Ok(mut c) = self.last_cmd.lock() {
-            *c = name;
+            *c = (name, now);
         }
-        let ms = u64::try_from(now.saturating_duration_since(self.created).as_millis())
-            .unwrap_or(u64::MAX);
-        self.last_active_ms.store(ms, Ordering::Relaxed);
     }
 
     /// Marks the client as inside `MULTI` (CLIENT LIST's `x` flag).
@@ -130,9 +124,10 @@ impl ClientInfo {
     /// The CLIENT LIST line for this client (without the newline).
     pub fn line(&self) -> String {
         let get = |m: &Mutex<String>| m.lock().map(|s| s.clone()).unwrap_or_default();
-        let age_ms = u64::try_from(self.created.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let idle = age_ms.saturating_sub(self.last_active_ms.load(Ordering::Relaxed)) / 1000;
-        let last_cmd = self.last_cmd.lock().map_or("NULL", |c| *c);
+        let (last_cmd, idle) = self
+            .last_cmd
+            .lock()
+            .map_or(("NULL", 0), |c| (c.0, c.1.elapsed().as_secs()));
         let flags = if self.monitor.load(Ordering::Relaxed) {
             "O"
         } else if self.blocked.load(Ordering::Relaxed) {

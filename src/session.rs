@@ -403,18 +403,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let line = (self.shared.monitors.load(Ordering::Relaxed) > 0 && monitor::shown(spec.flags))
             .then(|| monitor::line(&self.client.info.addr, &args));
         let start = Instant::now();
-        let call = cmd::stats::Call::new(&self.shared, spec, &args, &self.client.info);
         self.client.info.touch(spec.name, start);
         if let Some(tx) = self.transaction.as_mut()
             && !multi::is_control(spec.name)
         {
             let r = if spec.flags.contains(&"no_multi") {
+                drop(args);
                 self.shared.cmdstats.reject(spec);
                 multi::fail(Some(tx));
                 Reply::from(Error::msg("Command not allowed inside a transaction"))
             } else {
                 self.monitor_queued.extend(line);
-                let parsed = cmd::parse_spec(spec, args);
+                let (parsed, args) = cmd::parse_spec(spec, args);
+                let call = cmd::stats::Call::new(&self.shared, spec, args);
                 if parsed.is_err() {
                     // Answered at EXEC; a failed call, counted now.
                     self.shared.cmdstats.record(&call.key, None, true);
@@ -424,7 +425,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.reply_in_order(r, batch);
             return Ok(());
         }
-        let command = match cmd::parse_spec(spec, args) {
+        let (parsed, args) = cmd::parse_spec(spec, args);
+        let call = cmd::stats::Call::new(&self.shared, spec, args);
+        let command = match parsed {
             Ok(c) => c,
             Err(e) => {
                 self.feed(line);
@@ -435,7 +438,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 match e {
                     Error::UnknownSubcommand { .. } => {}
                     Error::WrongArity(_) => self.shared.cmdstats.record(&call.key, Some(ns), true),
-                    _ => cmd::stats::observe(&self.shared, &call, ns, true),
+                    _ => cmd::stats::observe(&self.shared, &call, &self.client.info, ns, true),
                 }
                 self.reply_in_order(Reply::from(e), batch);
                 return Ok(());
@@ -459,7 +462,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let reply = match command {
             Command::Engine(_) => None,
             Command::Client(c) => {
-                let r = cmd::stats::apply_client(c.as_ref(), &call, &self.shared, &mut self.client);
+                let r = cmd::stats::apply_client(
+                    c.as_ref(),
+                    &call,
+                    &self.shared,
+                    &mut self.client,
+                    start,
+                );
                 self.feed(line);
                 r
             }
@@ -474,7 +483,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 // wait), as Redis logs it when it unblocks; not when it
                 // times out.
                 if let Some(ns) = ran {
-                    cmd::stats::observe_time(&self.shared, &call, ns);
+                    cmd::stats::observe_time(&self.shared, &call, &self.client.info, ns);
                 }
                 popped = p;
                 Some(r)
@@ -506,7 +515,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
                 self.feed(line);
                 let ns = cmd::stats::elapsed_ns(start);
-                cmd::stats::observe(&self.shared, &call, ns, r.is_error());
+                cmd::stats::observe(&self.shared, &call, &self.client.info, ns, r.is_error());
                 Some(r)
             }
         };

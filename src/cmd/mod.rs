@@ -223,7 +223,7 @@ pub(crate) async fn execute_watched(
             .zip(&calls)
             .map(|((r, popped, ns), call)| {
                 if let Some(call) = call {
-                    stats::observe(shared, call, ns, r.is_error());
+                    stats::observe(shared, call, client, ns, r.is_error());
                 }
                 (r, popped)
             })
@@ -255,7 +255,7 @@ pub(crate) async fn execute_watched(
 /// Unknown command, wrong arity, or the command's own argument errors.
 pub fn parse(args: Vec<Bytes>) -> Result<Command> {
     let spec = lookup_checked(&args)?;
-    parse_spec(spec, args)
+    parse_spec(spec, args).0
 }
 
 /// Finds the command named by the first argument and checks its arity (what
@@ -336,15 +336,15 @@ impl Subcommand {
 }
 
 /// Parses the arguments of a command already looked up, with the parser its
-/// table row names.
-///
-/// # Errors
-///
-/// The command's own argument errors.
-pub fn parse_spec(spec: &'static table::CommandSpec, args: Vec<Bytes>) -> Result<Command> {
+/// table row names: the command, or its own argument error; and the
+/// arguments, handed back.
+pub fn parse_spec(
+    spec: &'static table::CommandSpec,
+    args: Vec<Bytes>,
+) -> (Result<Command>, Vec<Bytes>) {
     let mut p = Args::new(args);
-    p.next_bytes()?; // the name
-    (spec.parse)(&mut p)
+    let parsed = p.next_bytes().and_then(|_name| (spec.parse)(&mut p));
+    (parsed, p.into_inner())
 }
 
 /// Redis's text for an unknown command: the name cut at 128 characters,
@@ -368,23 +368,33 @@ pub fn unknown_command(args: &[Bytes]) -> Error {
     Error::UnknownCommand { name, args: shown }
 }
 
-/// A cursor over a command's arguments.
+/// A cursor over a command's arguments. It lends them (a clone of a
+/// `Bytes` is a reference count) and gives them back whole after parsing
+/// ([`Args::into_inner`]): the slow log keeps a call's arguments without
+/// copying the list.
 #[derive(Debug)]
 pub struct Args {
-    items: std::vec::IntoIter<Bytes>,
+    items: Vec<Bytes>,
+    next: usize,
 }
 
 impl Args {
     /// Wraps the arguments.
     pub fn new(args: Vec<Bytes>) -> Args {
         Args {
-            items: args.into_iter(),
+            items: args,
+            next: 0,
         }
+    }
+
+    /// All the arguments, read or not.
+    pub fn into_inner(self) -> Vec<Bytes> {
+        self.items
     }
 
     /// Arguments left.
     pub fn remaining(&self) -> usize {
-        self.items.len()
+        self.items.len().saturating_sub(self.next)
     }
 
     /// The next argument.
@@ -393,12 +403,14 @@ impl Args {
     ///
     /// [`Error::Syntax`] if there is none.
     pub fn next_bytes(&mut self) -> Result<Bytes> {
-        self.items.next().ok_or(Error::Syntax)
+        self.try_next().ok_or(Error::Syntax)
     }
 
     /// The next argument, if any.
     pub fn try_next(&mut self) -> Option<Bytes> {
-        self.items.next()
+        let b = self.items.get(self.next)?.clone();
+        self.next += 1;
+        Some(b)
     }
 
     /// The next argument as a queue name.
@@ -434,7 +446,7 @@ impl Args {
     ///
     /// [`Error::Syntax`].
     pub fn finish(&self) -> Result<()> {
-        if self.items.len() == 0 {
+        if self.remaining() == 0 {
             Ok(())
         } else {
             Err(Error::Syntax)
@@ -443,7 +455,9 @@ impl Args {
 
     /// The rest of the arguments.
     pub fn rest(&mut self) -> Vec<Bytes> {
-        self.items.by_ref().collect()
+        let rest = self.items.get(self.next..).unwrap_or_default().to_vec();
+        self.next = self.items.len();
+        rest
     }
 }
 

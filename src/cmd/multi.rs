@@ -284,8 +284,9 @@ async fn exec(
     }
     for (i, c, call) in later {
         if let Some(slot) = replies.get_mut(i) {
-            *slot =
-                super::stats::apply_client(c.as_ref(), &call, shared, client).unwrap_or(Reply::OK);
+            let start = std::time::Instant::now();
+            *slot = super::stats::apply_client(c.as_ref(), &call, shared, client, start)
+                .unwrap_or(Reply::OK);
         }
     }
     Reply::Array(replies)

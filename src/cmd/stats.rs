@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -111,11 +111,13 @@ impl StatKey {
     pub(crate) fn of(spec: &'static CommandSpec, args: &[Bytes]) -> StatKey {
         const CONTAINERS: &[&str] = &["client", "config", "command", "slowlog", "latency"];
         match (args.get(1), spec.row()) {
-            (Some(sub), _) if CONTAINERS.contains(&spec.name) => StatKey::Named(format!(
-                "{}|{}",
-                spec.name,
-                String::from_utf8_lossy(sub).to_ascii_lowercase()
-            )),
+            (Some(sub), _) if args.len() > 1 && CONTAINERS.contains(&spec.name) => {
+                StatKey::Named(format!(
+                    "{}|{}",
+                    spec.name,
+                    String::from_utf8_lossy(sub).to_ascii_lowercase()
+                ))
+            }
             (_, Some(row)) => StatKey::Row(row),
             (_, None) => StatKey::Named(spec.name.to_string()),
         }
@@ -316,7 +318,6 @@ pub(crate) struct Call {
     pub(crate) key: StatKey,
     /// Its arguments, name included; empty while the slow log is off.
     args: Vec<Bytes>,
-    client: Arc<ClientInfo>,
     /// Table flag `fast`: sampled as the `fast-command` latency event.
     fast: bool,
     /// Table flag `skip_slowlog` (`EXEC`, whose commands are logged instead).
@@ -324,65 +325,61 @@ pub(crate) struct Call {
 }
 
 impl Call {
-    /// The call of `spec` with `args` by `client`.
-    pub(crate) fn new(
-        shared: &Shared,
-        spec: &'static CommandSpec,
-        args: &[Bytes],
-        client: &Arc<ClientInfo>,
-    ) -> Call {
+    /// The call of `spec` with `args`, kept while it runs if the slow
+    /// log may want them.
+    pub(crate) fn new(shared: &Shared, spec: &'static CommandSpec, args: Vec<Bytes>) -> Call {
         let skip_slowlog = spec.flags.contains(&"skip_slowlog");
         Call {
-            key: StatKey::of(spec, args),
-            // The only copy the slow log needs: kept while the call runs.
+            key: StatKey::of(spec, &args),
             args: if shared.slowlog.enabled() && !skip_slowlog {
-                args.to_vec()
+                args
             } else {
                 Vec::new()
             },
-            client: client.clone(),
             fast: spec.flags.contains(&"fast"),
             skip_slowlog,
         }
     }
 }
 
-/// Records a call that ran in `ns`: its figures, its latency sample and
-/// its slow log entry.
-pub(crate) fn observe(shared: &Shared, call: &Call, ns: u64, failed: bool) {
+/// Records a call by `client` that ran in `ns`: its figures, its latency
+/// sample and its slow log entry.
+pub(crate) fn observe(shared: &Shared, call: &Call, client: &ClientInfo, ns: u64, failed: bool) {
     shared.cmdstats.record(&call.key, Some(ns), failed);
-    observe_time(shared, call, ns);
+    observe_time(shared, call, client, ns);
 }
 
 /// The latency monitor and the slow log only: a blocking pop's attempt to
 /// pop, whose waiting commandstats leave out.
-pub(crate) fn observe_time(shared: &Shared, call: &Call, ns: u64) {
+pub(crate) fn observe_time(shared: &Shared, call: &Call, client: &ClientInfo, ns: u64) {
     let event = if call.fast { "fast-command" } else { "command" };
     shared.latency.add_if_needed(event, ns / 1_000_000);
     if !call.skip_slowlog {
-        shared
-            .slowlog
-            .push_if_needed(&call.args, &call.client, ns / 1000);
+        shared.slowlog.push_if_needed(&call.args, client, ns / 1000);
     }
 }
 
-/// Runs a client command and observes it (time: its `apply`).
+/// Runs a client command and observes it. `start`: when the call began
+/// (one clock read serves the session and this).
 pub(crate) fn apply_client(
     c: &dyn ClientCommand,
     call: &Call,
     shared: &Shared,
     client: &mut ClientState,
+    start: Instant,
 ) -> Option<Reply> {
-    let start = Instant::now();
     let r = c.apply(shared, client);
     let failed = r.as_ref().is_some_and(Reply::is_error);
-    observe(shared, call, elapsed_ns(start), failed);
+    observe(shared, call, &client.info, elapsed_ns(start), failed);
     r
 }
 
 /// Nanoseconds since `start`.
 pub fn elapsed_ns(start: Instant) -> u64 {
-    u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    let d = Instant::now().saturating_duration_since(start);
+    d.as_secs()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::from(d.subsec_nanos()))
 }
 
 #[cfg(test)]

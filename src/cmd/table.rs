@@ -212,9 +212,24 @@ pub fn lookup(name: &str) -> Option<&'static CommandSpec> {
 /// [`lookup`] of a command name as a client sent it, in any case, without
 /// lowering a copy of it first (this is on the path of every request).
 pub fn lookup_any_case(name: &[u8]) -> Option<&'static CommandSpec> {
-    COMMANDS
+    // The rows by name length: a request compares its name with the few
+    // commands as long as it, not with the whole table.
+    static BY_LEN: std::sync::LazyLock<Vec<Vec<&'static CommandSpec>>> =
+        std::sync::LazyLock::new(|| {
+            let longest = COMMANDS.iter().map(|c| c.name.len()).max().unwrap_or(0);
+            let mut by_len = vec![Vec::new(); longest + 1];
+            for c in COMMANDS {
+                if let Some(bucket) = by_len.get_mut(c.name.len()) {
+                    bucket.push(c);
+                }
+            }
+            by_len
+        });
+    BY_LEN
+        .get(name.len())?
         .iter()
-        .find(|c| c.name.len() == name.len() && c.name.as_bytes().eq_ignore_ascii_case(name))
+        .find(|c| c.name.as_bytes().eq_ignore_ascii_case(name))
+        .copied()
 }
 
 use ArgType as T;
