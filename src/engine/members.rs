@@ -15,7 +15,9 @@
 //! until it is popped.
 
 use std::collections::BTreeMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
+
+use foldhash::fast::RandomState;
 
 use hashbrown::HashTable;
 
@@ -126,7 +128,7 @@ impl Members {
         Members {
             recs: Vec::new(),
             free: Vec::new(),
-            hasher: RandomState::new(),
+            hasher: RandomState::default(),
             wheel: TimerWheel::new(now),
             parked: BTreeMap::new(),
         }

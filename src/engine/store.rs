@@ -42,7 +42,9 @@
 //! always the one of the batch holding its effects.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use super::FastMap;
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
@@ -249,7 +251,7 @@ struct Pending {
     ops: Vec<Op>,
     /// Point-lookup entries written in the batch (`None`: removed), kept as
     /// they are written: [`Store::get`] is on the path of every add.
-    members: HashMap<Vec<u8>, Option<MemberMeta>>,
+    members: FastMap<Vec<u8>, Option<MemberMeta>>,
     /// The batch's writes per space (`None`: removed), for scans; brought
     /// up to date from `ops[overlaid..]` only when a scan needs it.
     overlay: [BTreeMap<Vec<u8>, Option<Vec<u8>>>; 3],
@@ -258,10 +260,10 @@ struct Pending {
     cleared: [bool; 3],
     /// Queue records (cardinality, floor) changed in the batch, written at
     /// commit.
-    queues: HashMap<Bytes, (u64, u64)>,
+    queues: FastMap<Bytes, (u64, u64)>,
     /// Trace bounds (first, next) changed in the batch, written at commit:
     /// once per queue per round, however many events it recorded.
-    traces: HashMap<Bytes, (u64, u64)>,
+    traces: FastMap<Bytes, (u64, u64)>,
 }
 
 impl Pending {

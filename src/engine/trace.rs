@@ -17,7 +17,6 @@
 //! allocates nothing: the [`Event`] is plain data on the stack, looked at
 //! only when tracing is on.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -268,7 +267,7 @@ pub(crate) struct Tracer {
     /// with the events clients cause.
     actor: Option<Arc<str>>,
     /// Per traced queue, the numbers of its kept events: `first..next`.
-    bounds: HashMap<Bytes, (u64, u64)>,
+    bounds: super::FastMap<Bytes, (u64, u64)>,
 }
 
 impl Default for Tracer {
@@ -277,7 +276,7 @@ impl Default for Tracer {
             pattern: None,
             max_events: DEFAULT_MAX_EVENTS,
             actor: None,
-            bounds: HashMap::new(),
+            bounds: super::FastMap::default(),
         }
     }
 }

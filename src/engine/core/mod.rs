@@ -33,8 +33,10 @@
 //! event site.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::hash::BuildHasher;
+
+use crate::engine::FastMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -193,11 +195,11 @@ pub struct Core {
     hot_until: u64,
     /// Queues with cold members, by a lower bound of their next cold due time.
     cold_heap: BinaryHeap<Reverse<(u64, QueueId)>>,
-    waiters: HashMap<Bytes, VecDeque<WaiterId>>,
-    blocked: HashMap<WaiterId, Waiter>,
+    waiters: FastMap<Bytes, VecDeque<WaiterId>>,
+    blocked: FastMap<WaiterId, Waiter>,
     signaled: Vec<QueueId>,
     outgoing: Vec<WaiterReply>,
-    counters: HashMap<Bytes, QueueCounters>,
+    counters: FastMap<Bytes, QueueCounters>,
     now: u64,
     failed: Option<String>,
     members_total: u64,
@@ -215,7 +217,7 @@ pub struct Core {
     /// The actor of each blocked client (while tracing), so that a member
     /// handed to it later is recorded as taken by it, not by whichever
     /// client's command made the member due.
-    waiter_actors: HashMap<WaiterId, Arc<str>>,
+    waiter_actors: FastMap<WaiterId, Arc<str>>,
     /// Versions of the queues clients WATCH (see `watch.rs`).
     watched: watch::WatchMap,
 }
@@ -250,10 +252,9 @@ fn live_mut(queues: &mut [Option<Queue>], id: QueueId) -> &mut Queue {
 /// A hash of a queue name that is the same in every process, so SCAN
 /// cursors stay meaningful; 0 is reserved for "start" and "done".
 fn name_hash(name: &[u8]) -> u64 {
-    (std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
-        .hash_one(name)
-        >> 1)
-        .max(1)
+    // A fixed seed: the same order in every process (and no need to resist
+    // collisions, the index being ordered, not hashed).
+    (foldhash::fast::FixedState::with_seed(0x6465_6c61_7964).hash_one(name) >> 1).max(1)
 }
 
 impl Core {
@@ -279,11 +280,11 @@ impl Core {
             hot_max: usize::MAX,
             hot_until: now,
             cold_heap: BinaryHeap::new(),
-            waiters: HashMap::new(),
-            blocked: HashMap::new(),
+            waiters: FastMap::default(),
+            blocked: FastMap::default(),
             signaled: Vec::new(),
             outgoing: Vec::new(),
-            counters: HashMap::new(),
+            counters: FastMap::default(),
             now,
             failed: None,
             members_total: 0,
@@ -294,8 +295,8 @@ impl Core {
             paging: None,
             paged_until: 0,
             tracer: Tracer::default(),
-            waiter_actors: HashMap::new(),
-            watched: watch::WatchMap::new(),
+            waiter_actors: FastMap::default(),
+            watched: watch::WatchMap::default(),
         };
         core.load_from_store()?;
         core.store.set_hot_until(core.hot_until);

@@ -10,8 +10,6 @@
 //! touches nothing: those are not commands, and the member set and records
 //! do not change.
 
-use std::collections::HashMap;
-
 use bytes::Bytes;
 
 use super::Core;
@@ -26,7 +24,7 @@ pub(crate) struct Watched {
 }
 
 /// The watched queues by name.
-pub(crate) type WatchMap = HashMap<Bytes, Watched>;
+pub(crate) type WatchMap = crate::engine::FastMap<Bytes, Watched>;
 
 impl Core {
     /// `WATCH`: starts watching `keys` (one more watcher each) and returns
