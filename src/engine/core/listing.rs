@@ -240,7 +240,19 @@ impl QueueLister {
         if self.page.is_some() {
             return true;
         }
-        let now = *self.now.get_or_insert(core.now);
+        let now = match self.now {
+            Some(now) => now,
+            None => {
+                // Room for every queue the page may need, at once: growing a
+                // heap of many (a deep offset) would copy it all under the
+                // lock. Reserved, not touched: the pages come as it fills.
+                if self.sort != QueueSort::Name {
+                    let keep = self.offset.saturating_add(self.limit);
+                    self.best.reserve_exact(keep.min(core.names.len()));
+                }
+                *self.now.insert(core.now)
+            }
+        };
         let lo = match (&self.resume, self.desc) {
             (Some(r), false) => Bound::Excluded(&r[..]),
             _ => self.lo.as_ref().map(|b| &b[..]),
@@ -363,17 +375,24 @@ impl QueueLister {
         };
         let (names, next) = if self.sort == QueueSort::Name {
             let mut picked = std::mem::take(&mut self.picked);
-            let next = (picked.len() > self.limit).then(|| picked[self.limit - 1].clone());
+            // One more than the page was seen: there is a next page, after
+            // the page's last name.
+            let next = picked
+                .get(self.limit)
+                .and(picked.get(self.limit - 1))
+                .cloned();
             picked.truncate(self.limit);
             (picked, next)
         } else {
-            let kept = std::mem::take(&mut self.best).into_sorted_vec();
-            let page = kept
-                .into_iter()
-                .skip(self.offset)
-                .take(self.limit)
-                .map(|r| r.name)
+            // The page is the worst of the kept ones (they are the best
+            // `offset + limit`): popped from the heap's top, O(limit log),
+            // not a sort of them all under the lock. The rest is dropped
+            // with the lister, after the engine is released.
+            let n = self.best.len().saturating_sub(self.offset).min(self.limit);
+            let mut page: Vec<Bytes> = (0..n)
+                .filter_map(|_| self.best.pop().map(|r| r.name))
                 .collect();
+            page.reverse();
             (page, None)
         };
         let rows = names
