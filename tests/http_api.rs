@@ -367,6 +367,42 @@ fn queues_are_listed_a_page_at_a_time_sorted_and_filtered() {
     assert_eq!(p["queues"][0]["ready"], 1);
     let p = ok(get(http, "/api/queues?match=zzz*"));
     assert_eq!((p["total"].clone(), names(&p).len()), (json!(0), 0));
+    // By name, `next` is the cursor of the next page (the page's last
+    // name), null on the last page; `after` starts the page after it.
+    let p = ok(get(http, "/api/queues?limit=5"));
+    assert_eq!(p["next"], "q04");
+    let p = ok(get(http, "/api/queues?limit=5&after=q04"));
+    assert_eq!(names(&p), ["q05", "q06", "q07", "q08", "q09"]);
+    for order in ["asc", "desc"] {
+        let mut all = Vec::new();
+        let mut url = format!("/api/queues?limit=7&order={order}");
+        loop {
+            let p = ok(get(http, &url));
+            assert_eq!(p["total"], 32, "{url}");
+            all.extend(names(&p));
+            match p["next"].as_str() {
+                Some(n) => url = format!("/api/queues?limit=7&order={order}&after={n}"),
+                None => break,
+            }
+        }
+        let mut want: Vec<String> = (0..30).map(|i| format!("q{i:02}")).collect();
+        want.extend(["x1".to_string(), "x2".to_string()]);
+        if order == "desc" {
+            want.reverse();
+        }
+        assert_eq!(all, want, "{order}");
+    }
+    let p = ok(get(
+        http,
+        "/api/queues?match=q1*&order=desc&after=q15&limit=3",
+    ));
+    assert_eq!(p["total"], 10);
+    assert_eq!(names(&p), ["q14", "q13", "q12"]);
+    assert_eq!(p["next"], "q12");
+    let p = ok(get(http, "/api/queues?match=q*&after=q29"));
+    assert_eq!((names(&p).len(), p["next"].clone()), (0, Value::Null));
+    let p = ok(get(http, "/api/queues?sort=pending&limit=2"));
+    assert_eq!(p["next"], Value::Null);
 }
 
 #[test]
@@ -631,6 +667,11 @@ fn bad_input_is_a_json_4xx_and_changes_nothing() {
         (get(http, "/api/queues/q/members?offset=-1"), 400, "offset"),
         (get(http, "/api/queues/q/members?order=up"), 400, "order"),
         (get(http, "/api/queues?sort=size"), 400, "sort"),
+        (
+            get(http, "/api/queues?sort=pending&after=q"),
+            400,
+            "bad cursor: after is only for sort=name",
+        ),
         (
             get(http, "/api/queues/q/timeline?buckets=0"),
             400,

@@ -29,7 +29,9 @@ use crate::cmd::delaypop::DelayPop;
 use crate::cmd::delayrange::due_window;
 use crate::cmd::{Args, EngineCommand};
 use crate::engine::Round;
-use crate::engine::core::{AddFlags, Core, MAX_DUE_MS, Popped, QueueInfo, QueueSort};
+use crate::engine::core::{
+    AddFlags, Core, MAX_DUE_MS, Popped, QueueInfo, QueueLister, QueueSort, STEP_VISITS,
+};
 use crate::engine::store::MemberMeta;
 use crate::protocol::Reply;
 
@@ -333,6 +335,7 @@ struct ListQuery {
     order: Option<String>,
     offset: Option<usize>,
     limit: Option<usize>,
+    after: Option<String>,
 }
 
 fn info_json(name: &[u8], exists: bool, info: &QueueInfo, now: u64) -> Value {
@@ -371,7 +374,13 @@ fn limit_of(limit: Option<usize>, default: usize) -> Result<usize, ApiError> {
     }
 }
 
-/// `GET /api/queues`: a page of queues, filtered by a glob, sorted.
+/// `GET /api/queues`: a page of queues, filtered by a glob, sorted; by
+/// name, `after` (the `next` of the previous page) starts the page after
+/// that name. The listing runs in steps, each an engine round of its own
+/// (see `engine/core/listing.rs`): between two steps this task yields, so
+/// the other clients' commands (on the same I/O thread too) run, and a
+/// million queues never hold the engine for more than a step. The last
+/// round waits for durability past every state the earlier ones read.
 async fn list_queues(State(state): State<AppState>, Q(q): Q<ListQuery>) -> ApiResult {
     let sort = match q.sort.as_deref().unwrap_or("name") {
         "name" => QueueSort::Name,
@@ -389,24 +398,51 @@ async fn list_queues(State(state): State<AppState>, Q(q): Q<ListQuery>) -> ApiRe
     let desc = descending(q.order.as_deref())?;
     let limit = limit_of(q.limit, 50)?;
     let offset = q.offset.unwrap_or(0);
+    let after = match q.after {
+        None => None,
+        Some(_) if sort != QueueSort::Name => {
+            return Err(ApiError::bad(
+                "bad cursor: after is only for sort=name (page other sorts with offset)",
+            ));
+        }
+        Some(a) => Some(
+            crate::cmd::check_key(Bytes::from(a))
+                .map_err(|e| ApiError::bad(format!("bad cursor after: {}", e.reply_text())))?,
+        ),
+    };
     let pattern = q.pattern.filter(|p| !p.is_empty() && p != "*");
-    let (page, now) = round(&state, None, move |core| {
-        let page = core.list_queues(
-            pattern.as_deref().map(str::as_bytes),
-            sort,
-            desc,
-            offset,
-            limit,
-        );
-        Ok((page, core.now()))
-    })
-    .await?;
+    let mut lister = QueueLister::new(
+        pattern.as_deref().map(str::as_bytes),
+        sort,
+        desc,
+        offset,
+        limit,
+        after,
+    );
+    let now = loop {
+        let (done, now) = round(&state, None, |core| {
+            Ok((lister.step(core, STEP_VISITS), core.now()))
+        })
+        .await?;
+        if done {
+            break now;
+        }
+        tokio::task::yield_now().await;
+    };
+    let page = lister.take_page().unwrap_or_default();
     let queues: Vec<Value> = page
         .rows
         .iter()
         .map(|(name, info)| info_json(name, true, info, now))
         .collect();
-    ok(json!({ "total": page.total, "offset": offset, "limit": limit, "queues": queues }))
+    let next = page.next.as_deref().map(text);
+    ok(json!({
+        "total": page.total,
+        "offset": offset,
+        "limit": limit,
+        "next": next,
+        "queues": queues,
+    }))
 }
 
 /// `GET /api/queues/{queue}`: DELAYINFO's figures.

@@ -56,6 +56,7 @@ mod watch;
 
 pub use self::commands::Popped;
 pub use self::listing::QueueSort;
+pub(crate) use self::listing::{QueueLister, STEP_VISITS};
 use self::pager::{MIN_HORIZON_MS, PAGE_STEP_MS};
 pub use self::waiters::{Delivery, Waiter, WaiterReply};
 
@@ -185,6 +186,12 @@ pub struct Core {
     free_ids: Vec<QueueId>,
     /// Queues by (stable hash of name, name): the order SCAN cursors walk.
     index: BTreeMap<(u64, Bytes), QueueId>,
+    /// The same queues by name (sharing the name's bytes), so a page of the
+    /// queue list by name walks only that page, and a glob with a literal
+    /// prefix only the names with that prefix (see `listing.rs`). Lookups
+    /// by name stay on `index`: its keys compare by the hash first, with
+    /// no pointer to follow.
+    names: BTreeMap<Bytes, QueueId>,
     /// The horizon in force: at most `horizon_max_ms`, less while the
     /// members in memory would not fit `hot_max`.
     horizon_ms: u64,
@@ -275,6 +282,7 @@ impl Core {
             queues: Vec::new(),
             free_ids: Vec::new(),
             index: BTreeMap::new(),
+            names: BTreeMap::new(),
             horizon_ms,
             horizon_max_ms: horizon_ms,
             hot_max: usize::MAX,
@@ -308,6 +316,7 @@ impl Core {
         self.queues.clear();
         self.free_ids.clear();
         self.index.clear();
+        self.names.clear();
         self.cold_heap.clear();
         self.members_total = 0;
         self.leased_total = 0;
@@ -553,6 +562,7 @@ impl Core {
             }
         };
         self.index.insert((name_hash(name), name.clone()), id);
+        self.names.insert(name.clone(), id);
         id
     }
 
@@ -566,6 +576,7 @@ impl Core {
             return;
         }
         let name = q.name.clone();
+        self.names.remove(&name);
         self.index.remove(&(name_hash(&name), name));
         self.queues[id as usize] = None;
         self.free_ids.push(id);
