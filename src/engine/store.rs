@@ -51,7 +51,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::storage::fjall::FjallStorage;
+use super::storage::logged::LoggedStorage;
 use super::storage::{Batch, Entry, Journal, Op, Scan, Space, Storage, prefix_end};
 use crate::Result;
 
@@ -311,7 +311,7 @@ impl Store {
     /// Fails if the directory cannot be created or the store cannot be
     /// recovered.
     pub fn open(dir: &Path) -> Result<Store> {
-        Store::over(Box::new(FjallStorage::open(dir)?))
+        Store::over(Box::new(LoggedStorage::open(dir)?))
     }
 
     /// A store over any storage.

@@ -1,14 +1,13 @@
-//! [`Storage`] on fjall, an LSM tree: one keyspace per [`Space`], each
-//! batch applied as one fjall write batch (atomic across keyspaces), and
-//! fjall's journal as the log that makes batches durable.
+//! fjall, an LSM tree, as the state behind delayd's log: one keyspace per
+//! [`Space`], each batch applied as one fjall write batch (atomic across
+//! keyspaces). Durability is the log's ([`super::logged`]); fjall's own
+//! journal is only persisted at checkpoints.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
-use super::{Batch, Journal, Op, Scan, Space, Storage};
+use super::{Op, Scan, Space};
 use crate::{Error, Result};
 
 /// Memtable size per keyspace. fjall's default (64 MiB) makes the memtable
@@ -45,7 +44,6 @@ pub(crate) struct FjallStorage {
     db: Database,
     /// Indexed by [`Space::index`].
     spaces: [Keyspace; 3],
-    journal: Arc<FjallJournal>,
 }
 
 impl FjallStorage {
@@ -61,9 +59,9 @@ impl FjallStorage {
         // past them; the small `meta` keyspace rarely fills a memtable, so
         // without a cap up to 512 MiB of journal could be replayed after a
         // crash. The smallest cap fjall allows keeps restarts short.
-        // Applying a batch appends to the journal's buffer only; the engine
-        // writes it to the OS once for all the batches of a moment
-        // (Journal::write), as Redis writes its AOF once per event-loop pass.
+        // Applying a batch appends to fjall's journal buffer only: the batch
+        // is durable in delayd's log already, and fjall's journal is
+        // persisted at checkpoints.
         let db = Database::builder(dir)
             .max_journaling_size(JOURNAL_BYTES)
             .manual_journal_persist(true)
@@ -75,16 +73,7 @@ impl FjallStorage {
             db.keyspace("members", opts)?,
             db.keyspace("meta", opts)?,
         ];
-        let journal = Arc::new(FjallJournal {
-            db: db.clone(),
-            dir: dir.to_path_buf(),
-            handle: Mutex::default(),
-        });
-        Ok(FjallStorage {
-            db,
-            spaces,
-            journal,
-        })
+        Ok(FjallStorage { db, spaces })
     }
 
     fn space(&self, s: Space) -> &Keyspace {
@@ -92,12 +81,25 @@ impl FjallStorage {
     }
 }
 
-impl Storage for FjallStorage {
-    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>> {
+impl FjallStorage {
+    /// The value of `key`, if any.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub(crate) fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.space(space).get(key)?.map(|v| v.to_vec()))
     }
 
-    fn scan(&self, space: Space, from: &[u8], to: Option<&[u8]>, reverse: bool) -> Scan<'_> {
+    /// Entries with `from <= key < to`, in key order (descending with
+    /// `reverse`).
+    pub(crate) fn scan(
+        &self,
+        space: Space,
+        from: &[u8],
+        to: Option<&[u8]>,
+        reverse: bool,
+    ) -> Scan<'_> {
         let ks = self.space(space);
         let entry = |g: fjall::Guard| -> Result<super::Entry> {
             let (k, v) = g.into_inner()?;
@@ -114,19 +116,24 @@ impl Storage for FjallStorage {
         }
     }
 
-    fn apply(&mut self, batch: Batch) -> Result<()> {
+    /// Applies `ops` atomically.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub(crate) fn apply(&self, ops: &[Op]) -> Result<()> {
         let mut writes = self.db.batch();
-        for op in batch.ops {
+        for op in ops {
             match op {
-                Op::Put(s, k, v) => writes.insert(self.space(s), k, v),
-                Op::Delete(s, k) => writes.remove(self.space(s), k),
+                Op::Put(s, k, v) => writes.insert(self.space(*s), k.as_slice(), v.as_slice()),
+                Op::Delete(s, k) => writes.remove(self.space(*s), k.as_slice()),
                 Op::Clear(s) => {
                     // fjall journals a clear as an entry of its own: commit
                     // what came before it so the order is kept.
                     if !writes.is_empty() {
                         std::mem::replace(&mut writes, self.db.batch()).commit()?;
                     }
-                    self.space(s).clear()?;
+                    self.space(*s).clear()?;
                 }
             }
         }
@@ -136,11 +143,22 @@ impl Storage for FjallStorage {
         Ok(())
     }
 
-    fn journal(&self) -> Arc<dyn Journal> {
-        self.journal.clone()
+    /// Makes everything applied so far durable (fjall's journal, fsynced).
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub(crate) fn persist(&self) -> Result<()> {
+        self.db.persist(PersistMode::SyncAll)?;
+        Ok(())
     }
 
-    fn flush(&self) -> Result<()> {
+    /// Writes the memtables to disk and waits, bounded (clean shutdown).
+    ///
+    /// # Errors
+    ///
+    /// A storage error, or the flush did not finish in time.
+    pub(crate) fn flush(&self) -> Result<()> {
         // While running, fjall flushes a memtable when it is full and the
         // keyspaces pinning the oldest journal once journals pass 64 MiB;
         // rotating more often only piles up small flushes, and fjall halts
@@ -165,140 +183,10 @@ impl Storage for FjallStorage {
         Ok(())
     }
 
-    fn disk_space(&self) -> u64 {
+    /// Bytes on disk.
+    pub(crate) fn disk_space(&self) -> u64 {
         self.db.disk_space().unwrap_or(0)
     }
-}
-
-/// Writes and fsyncs fjall's journal; shared by the engine and the writer.
-pub(crate) struct FjallJournal {
-    db: Database,
-    dir: PathBuf,
-    /// Our handle on the active journal.
-    handle: Mutex<JournalHandle>,
-}
-
-/// The active journal as we have it open. fjall names journals `<id>.jnl`
-/// and rotates from one to the next id, so telling whether it rotated takes
-/// a `stat` of the next name, not a descriptor.
-#[derive(Default)]
-struct JournalHandle {
-    open: Option<(u64, File)>,
-    /// Set while fsyncs go through fjall's own handle because ours could not
-    /// be opened (logged once per episode).
-    falling_back: bool,
-}
-
-impl Journal for FjallJournal {
-    fn write(&self) -> Result<()> {
-        self.db.persist(PersistMode::Buffer)?;
-        Ok(())
-    }
-
-    /// fjall's own `persist(SyncData)` holds the journal lock for the whole
-    /// fsync, so every commit would wait behind it and group commit would
-    /// collapse. Instead the buffer goes to the OS (the lock is held only for
-    /// that `write`), then the active journal file is fsynced through a
-    /// handle of our own, with no lock held. Journals sealed meanwhile were
-    /// fsynced by fjall when it sealed them.
-    ///
-    /// Our handle is opened once and again only after a rotation. If it
-    /// cannot be (no descriptor or memory left, say), that is no fault of
-    /// the journal: the fsync goes through fjall's handle instead, which
-    /// needs no new descriptor (commits wait meanwhile), and the next fsync
-    /// tries to open ours again. So only a failed write or fsync of the
-    /// journal itself is an error.
-    fn sync(&self) -> Result<()> {
-        self.write()?;
-        let mut handle = self.handle();
-        match self.follow_locked(&mut handle) {
-            Ok(()) => {
-                if std::mem::take(&mut handle.falling_back) {
-                    tracing::info!("the journal is open for fsync again");
-                }
-            }
-            Err(e) => {
-                if !std::mem::replace(&mut handle.falling_back, true) {
-                    tracing::warn!(
-                        "cannot open the journal for fsync ({e}); fsyncing through the store's \
-                         own handle until it can be"
-                    );
-                }
-                drop(handle);
-                self.db.persist(PersistMode::SyncData)?;
-                return Ok(());
-            }
-        }
-        if let Some((_, file)) = &handle.open {
-            file.sync_data()
-                .map_err(|e| crate::Error::storage_caused(e.to_string(), e))?;
-        }
-        Ok(())
-    }
-
-    /// Opens the active journal if it is not open yet or fjall has rotated
-    /// to a new one (a `stat`, and a descriptor only then): at start-up,
-    /// while descriptors are plentiful, so that fsyncs need none, and when
-    /// idle, so that a sealed journal that fjall deletes is not kept on disk
-    /// by our handle.
-    fn follow(&self) {
-        let _ = self.follow_locked(&mut self.handle());
-    }
-}
-
-impl FjallJournal {
-    fn handle(&self) -> std::sync::MutexGuard<'_, JournalHandle> {
-        self.handle
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn follow_locked(&self, handle: &mut JournalHandle) -> std::io::Result<()> {
-        let known = handle.open.as_ref().map(|(id, _)| *id);
-        if let Some(newer) = follow_journal(&self.dir, known)? {
-            handle.open = Some(newer);
-        }
-        Ok(())
-    }
-}
-
-/// Opens the active journal in `dir` if it is newer than journal `known`
-/// (`None`: none known yet). Only a rotation costs a descriptor (and a
-/// directory listing the first time).
-fn follow_journal(dir: &Path, known: Option<u64>) -> std::io::Result<Option<(u64, File)>> {
-    let name = |id: u64| dir.join(format!("{id}.jnl"));
-    let newest = match known {
-        Some(id) => {
-            let mut n = id;
-            while name(n + 1).try_exists()? {
-                n += 1;
-            }
-            if n == id {
-                return Ok(None);
-            }
-            n
-        }
-        None => newest_journal(dir)?,
-    };
-    Ok(Some((newest, File::open(name(newest))?)))
-}
-
-/// The id of the highest-numbered `*.jnl` in `dir`.
-fn newest_journal(dir: &Path) -> std::io::Result<u64> {
-    let mut best = None;
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.extension().is_none_or(|e| e != "jnl") {
-            continue;
-        }
-        if let Some(n) = path
-            .file_stem()
-            .and_then(|s| s.to_str()?.parse::<u64>().ok())
-        {
-            best = best.max(Some(n));
-        }
-    }
-    best.ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no journal file found"))
 }
 
 #[cfg(test)]
@@ -306,42 +194,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_journal_is_followed_across_rotations_by_name() {
+    fn batches_survive_a_reopen_once_persisted() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(follow_journal(dir.path(), None).is_err(), "no journal yet");
-        for f in ["2.jnl", "3.jnl", "10.txt", "x.jnl"] {
-            std::fs::write(dir.path().join(f), b"").unwrap();
-        }
-        let id = |j: Option<(u64, File)>| j.map(|(id, _)| id);
-        assert_eq!(id(follow_journal(dir.path(), None).unwrap()), Some(3));
-        assert_eq!(id(follow_journal(dir.path(), Some(3)).unwrap()), None);
-        // Two rotations since the last fsync.
-        std::fs::write(dir.path().join("4.jnl"), b"").unwrap();
-        std::fs::write(dir.path().join("5.jnl"), b"").unwrap();
-        assert_eq!(id(follow_journal(dir.path(), Some(3)).unwrap()), Some(5));
-    }
-
-    #[test]
-    fn sync_without_its_own_handle_goes_through_fjall() {
-        let dir = tempfile::tempdir().unwrap();
-        let elsewhere = tempfile::tempdir().unwrap();
         {
-            let mut storage = FjallStorage::open(dir.path()).unwrap();
+            let storage = FjallStorage::open(dir.path()).unwrap();
             storage
-                .apply(Batch {
-                    lsn: 1,
-                    ops: vec![Op::Put(Space::Meta, b"k".to_vec(), b"v".to_vec())],
-                })
+                .apply(&[Op::Put(Space::Meta, b"k".to_vec(), b"v".to_vec())])
                 .unwrap();
-            // A journal handle that cannot find the journal to open.
-            let journal = FjallJournal {
-                db: storage.db.clone(),
-                dir: elsewhere.path().to_path_buf(),
-                handle: Mutex::default(),
-            };
-            journal.sync().unwrap();
-            assert!(journal.handle().falling_back);
-            journal.sync().unwrap();
+            storage.persist().unwrap();
         }
         let storage = FjallStorage::open(dir.path()).unwrap();
         assert_eq!(storage.get(Space::Meta, b"k").unwrap(), Some(b"v".to_vec()));

@@ -12,12 +12,15 @@
 //! survive a crash of the process ([`Journal::write`]) or of the machine
 //! ([`Journal::sync`]).
 //!
-//! Two implementations: [`fjall`] (the real one) and, for tests, [`memory`],
-//! which can simulate a crash that keeps only what was made durable.
+//! Two implementations: [`logged`] (the real one: delayd's own log, with
+//! [`fjall`] applied behind it) and, for tests, [`memory`], which can
+//! simulate a crash that keeps only what was made durable.
 
 pub(crate) mod fjall;
+pub(crate) mod logged;
 #[cfg(test)]
 pub(crate) mod memory;
+pub(crate) mod wal;
 
 use std::sync::Arc;
 

@@ -1,0 +1,541 @@
+//! The real storage: batches made durable in delayd's own log ([`Wal`]) and
+//! applied to fjall behind it by a thread of their own.
+//!
+//! The engine's round appends its batch to the log and to an overlay of
+//! batches not yet applied, and returns at once; fjall's commit (memtable
+//! inserts, its journal lock, write stalls, the fsyncs its workers make
+//! under that lock) happens on the applier thread, so neither a reply nor
+//! the timer firing due members waits for LSM maintenance. Reads see the
+//! overlay first, then fjall.
+//!
+//! Why reads stay exact while the applier runs: an overlay entry is removed
+//! only after its batch is in fjall, and only if no later batch wrote the
+//! same key; a read looks at the overlay first and at fjall after (a scan
+//! takes its part of the overlay before opening fjall's iterator), so a
+//! write is always in at least one of the two places it looks.
+//!
+//! Restart: fjall records, in each batch it applies, the log number of that
+//! batch (`wal-applied` in the meta space, atomically with the batch). At
+//! open the log is read and every batch after that number is applied again,
+//! before anything is served. The log's old segments are deleted once
+//! fjall's own journal has been fsynced past them (a checkpoint every
+//! [`CHECKPOINT_BYTES`] of log).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::fjall::FjallStorage;
+use super::wal::Wal;
+use super::{Batch, Entry, Journal, Op, Scan, Space, Storage};
+use crate::{Error, Result};
+
+/// The meta key holding the log number of the last batch fjall applied.
+const APPLIED_KEY: &[u8] = b"wal-applied";
+
+/// Log bytes after which the applier checkpoints: fsyncs fjall's journal
+/// and deletes the log segments it covers (bounds the log on disk and the
+/// replay at restart).
+const CHECKPOINT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Batches queued for the applier before a round waits for it (a round
+/// waits only if fjall stalls for longer than these take to come).
+const QUEUED_BATCHES: usize = 4096;
+
+/// Longest a clean shutdown waits for the applier to catch up.
+const DRAIN_WAIT: Duration = Duration::from_secs(10);
+
+/// A write not yet in fjall: the log number of the batch that made it
+/// last, and the value (`None`: a delete).
+type Unapplied = (u64, Option<Vec<u8>>);
+
+/// An overlay entry as a scan yields it: key and value (`None`: deleted).
+type Written = (Vec<u8>, Option<Vec<u8>>);
+
+/// Writes of batches not yet in fjall, by space and key.
+#[derive(Default)]
+struct Overlay {
+    spaces: [BTreeMap<Vec<u8>, Unapplied>; 3],
+    /// A `Clear` not yet applied, by its log number: fjall's entries of the
+    /// space are hidden until it is.
+    cleared: [Option<u64>; 3],
+}
+
+impl Overlay {
+    fn insert(&mut self, seq: u64, ops: &[Op]) {
+        for op in ops {
+            match op {
+                Op::Put(s, k, v) => {
+                    self.spaces[s.index()].insert(k.clone(), (seq, Some(v.clone())));
+                }
+                Op::Delete(s, k) => {
+                    self.spaces[s.index()].insert(k.clone(), (seq, None));
+                }
+                Op::Clear(s) => {
+                    self.spaces[s.index()].clear();
+                    self.cleared[s.index()] = Some(seq);
+                }
+            }
+        }
+    }
+
+    /// Forgets what batch `seq` wrote, now that fjall has it.
+    fn retire(&mut self, seq: u64, ops: &[Op]) {
+        for op in ops {
+            match op {
+                Op::Put(s, k, _) | Op::Delete(s, k) => {
+                    let space = &mut self.spaces[s.index()];
+                    if space.get(k).is_some_and(|(w, _)| *w == seq) {
+                        space.remove(k);
+                    }
+                }
+                Op::Clear(s) => {
+                    if self.cleared[s.index()] == Some(seq) {
+                        self.cleared[s.index()] = None;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What the engine and the applier share.
+struct Shared {
+    overlay: Mutex<Overlay>,
+    /// Log number of the last batch in fjall.
+    applied: AtomicU64,
+    /// Why applying failed: nothing more is applied or taken.
+    failed: Mutex<Option<String>>,
+    /// Signalled when `applied` moves.
+    progress: Condvar,
+    progress_lock: Mutex<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+impl Shared {
+    fn failure(&self) -> Option<String> {
+        lock(&self.failed).clone()
+    }
+
+    fn fail(&self, why: String) {
+        tracing::error!("{why}");
+        lock(&self.failed).get_or_insert(why);
+        self.progress.notify_all();
+    }
+}
+
+/// A batch on its way to fjall.
+struct Applying {
+    seq: u64,
+    ops: Vec<Op>,
+}
+
+/// fjall behind delayd's log.
+pub(crate) struct LoggedStorage {
+    fjall: Arc<FjallStorage>,
+    wal: Arc<Wal>,
+    shared: Arc<Shared>,
+    to_applier: Option<SyncSender<Applying>>,
+    applier: Option<JoinHandle<()>>,
+}
+
+impl LoggedStorage {
+    /// Opens fjall and the log in `dir` and applies to fjall the batches of
+    /// the log it does not have yet.
+    ///
+    /// # Errors
+    ///
+    /// fjall or the log cannot be opened, or the log is corrupt.
+    pub(crate) fn open(dir: &Path) -> Result<LoggedStorage> {
+        let fjall = Arc::new(FjallStorage::open(dir)?);
+        let applied = applied_seq(&fjall)?;
+        let (wal, records) = Wal::open(&dir.join("wal"), applied)?;
+        let replayed = records.len();
+        let mut last = applied;
+        for r in records {
+            apply_numbered(&fjall, r.seq, r.ops)?;
+            last = r.seq;
+        }
+        if replayed > 0 {
+            tracing::info!("applied {replayed} batches from the write-ahead log");
+        }
+        let shared = Arc::new(Shared {
+            overlay: Mutex::default(),
+            applied: AtomicU64::new(last),
+            failed: Mutex::new(None),
+            progress: Condvar::new(),
+            progress_lock: Mutex::new(()),
+        });
+        let wal = Arc::new(wal);
+        let (tx, rx) = mpsc::sync_channel(QUEUED_BATCHES);
+        let applier = {
+            let (fjall, wal, shared) = (fjall.clone(), wal.clone(), shared.clone());
+            std::thread::Builder::new()
+                .name("delayd-applier".into())
+                .spawn(move || run_applier(&rx, &fjall, &wal, &shared))?
+        };
+        Ok(LoggedStorage {
+            fjall,
+            wal,
+            shared,
+            to_applier: Some(tx),
+            applier: Some(applier),
+        })
+    }
+
+    /// Waits until fjall has every batch the log has (bounded).
+    fn drain(&self) -> Result<()> {
+        let target = self.wal.last_seq();
+        let deadline = Instant::now() + DRAIN_WAIT;
+        let mut g = lock(&self.shared.progress_lock);
+        loop {
+            if let Some(f) = self.shared.failure() {
+                return Err(Error::storage(f));
+            }
+            if self.shared.applied.load(Ordering::Acquire) >= target {
+                return Ok(());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::storage(
+                    "fjall did not catch up with the write-ahead log in time; the log keeps the rest",
+                ));
+            }
+            g = match self
+                .shared
+                .progress
+                .wait_timeout(g, left.min(Duration::from_millis(50)))
+            {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+    }
+}
+
+/// The log number of the last batch fjall holds.
+fn applied_seq(fjall: &FjallStorage) -> Result<u64> {
+    match fjall.get(Space::Meta, APPLIED_KEY)? {
+        Some(v) => v
+            .try_into()
+            .map(u64::from_be_bytes)
+            .map_err(|_| Error::storage("corrupt wal-applied record")),
+        None => Ok(0),
+    }
+}
+
+/// Applies batch `seq` to fjall with its number, atomically.
+fn apply_numbered(fjall: &FjallStorage, seq: u64, mut ops: Vec<Op>) -> Result<Vec<Op>> {
+    ops.push(Op::Put(
+        Space::Meta,
+        APPLIED_KEY.to_vec(),
+        seq.to_be_bytes().to_vec(),
+    ));
+    fjall.apply(&ops)?;
+    ops.pop();
+    Ok(ops)
+}
+
+fn run_applier(rx: &Receiver<Applying>, fjall: &FjallStorage, wal: &Wal, shared: &Shared) {
+    let mut since_checkpoint = wal.current_bytes();
+    while let Ok(Applying { seq, ops }) = rx.recv() {
+        if shared.failure().is_some() {
+            // Keep the overlay: it holds acknowledged writes, which the log
+            // gives back at the next start.
+            continue;
+        }
+        match apply_numbered(fjall, seq, ops) {
+            Ok(ops) => {
+                lock(&shared.overlay).retire(seq, &ops);
+                shared.applied.store(seq, Ordering::Release);
+                let _g = lock(&shared.progress_lock);
+                shared.progress.notify_all();
+            }
+            Err(e) => {
+                shared.fail(format!(
+                    "applying the write-ahead log to the store failed: {}",
+                    e.detail()
+                ));
+                continue;
+            }
+        }
+        let bytes = wal.current_bytes();
+        if bytes < since_checkpoint {
+            since_checkpoint = 0;
+        }
+        if bytes.saturating_sub(since_checkpoint) >= CHECKPOINT_BYTES {
+            since_checkpoint = checkpoint(fjall, wal, seq).map_or(bytes, |()| 0);
+        }
+    }
+}
+
+/// Makes fjall durable up to batch `applied` and deletes the log segments
+/// it covers. A failure is not fatal: the log keeps everything meanwhile.
+fn checkpoint(fjall: &FjallStorage, wal: &Wal, applied: u64) -> Result<()> {
+    if let Err(e) = wal.rotate() {
+        tracing::warn!("rotating the write-ahead log failed (it goes on in one segment): {e}");
+        return Err(e);
+    }
+    fjall.persist()?;
+    wal.drop_through(applied);
+    Ok(())
+}
+
+/// A scan of fjall with the overlay's entries merged in, the overlay
+/// winning, its deletes hiding.
+struct Merged<'a> {
+    overlay: std::iter::Peekable<std::vec::IntoIter<Written>>,
+    inner: std::iter::Peekable<Scan<'a>>,
+    reverse: bool,
+}
+
+impl Iterator for Merged<'_> {
+    type Item = Result<Entry>;
+
+    fn next(&mut self) -> Option<Result<Entry>> {
+        loop {
+            let inner_key = match self.inner.peek() {
+                Some(Ok((k, _))) => Some(k.as_slice()),
+                Some(Err(_)) => return self.inner.next(),
+                None => None,
+            };
+            let take_overlay = match (self.overlay.peek(), inner_key) {
+                (None, None) => return None,
+                (None, Some(_)) => false,
+                (Some(_), None) => true,
+                (Some((ok, _)), Some(ik)) => {
+                    let ord = ok.as_slice().cmp(ik);
+                    let ord = if self.reverse { ord.reverse() } else { ord };
+                    if ord == std::cmp::Ordering::Equal {
+                        // The overlay's write is the newer one.
+                        self.inner.next();
+                    }
+                    ord != std::cmp::Ordering::Greater
+                }
+            };
+            if !take_overlay {
+                return self.inner.next();
+            }
+            if let Some((k, Some(v))) = self.overlay.next() {
+                return Some(Ok((k, v)));
+            }
+        }
+    }
+}
+
+impl Storage for LoggedStorage {
+    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        {
+            let o = lock(&self.shared.overlay);
+            if let Some((_, v)) = o.spaces[space.index()].get(key) {
+                return Ok(v.clone());
+            }
+            if o.cleared[space.index()].is_some() {
+                return Ok(None);
+            }
+        }
+        self.fjall.get(space, key)
+    }
+
+    fn scan(&self, space: Space, from: &[u8], to: Option<&[u8]>, reverse: bool) -> Scan<'_> {
+        // The overlay's part first, fjall's iterator after: see the module
+        // documentation.
+        let (mut part, cleared) = {
+            let o = lock(&self.shared.overlay);
+            let map = &o.spaces[space.index()];
+            let range = match to {
+                Some(to) if to <= from => Vec::new(),
+                Some(to) => map
+                    .range::<[u8], _>((
+                        std::ops::Bound::Included(from),
+                        std::ops::Bound::Excluded(to),
+                    ))
+                    .map(|(k, (_, v))| (k.clone(), v.clone()))
+                    .collect(),
+                None => map
+                    .range::<[u8], _>((std::ops::Bound::Included(from), std::ops::Bound::Unbounded))
+                    .map(|(k, (_, v))| (k.clone(), v.clone()))
+                    .collect::<Vec<_>>(),
+            };
+            (range, o.cleared[space.index()].is_some())
+        };
+        if reverse {
+            part.reverse();
+        }
+        let inner: Scan<'_> = if cleared {
+            Box::new(std::iter::empty())
+        } else {
+            self.fjall.scan(space, from, to, reverse)
+        };
+        Box::new(Merged {
+            overlay: part.into_iter().peekable(),
+            inner: inner.peekable(),
+            reverse,
+        })
+    }
+
+    fn apply(&mut self, batch: Batch) -> Result<()> {
+        if let Some(f) = self.shared.failure() {
+            return Err(Error::storage(f));
+        }
+        let seq = self.wal.append(&batch.ops)?;
+        lock(&self.shared.overlay).insert(seq, &batch.ops);
+        let sent = self.to_applier.as_ref().map(|tx| {
+            tx.send(Applying {
+                seq,
+                ops: batch.ops,
+            })
+        });
+        match sent {
+            Some(Ok(())) => Ok(()),
+            _ => Err(Error::storage("the store's applier thread is gone")),
+        }
+    }
+
+    fn journal(&self) -> Arc<dyn Journal> {
+        Arc::new(WalJournal(self.wal.clone()))
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.wal.write()?;
+        self.drain()?;
+        self.fjall.flush()?;
+        checkpoint(
+            &self.fjall,
+            &self.wal,
+            self.shared.applied.load(Ordering::Acquire),
+        )
+    }
+
+    fn disk_space(&self) -> u64 {
+        self.fjall.disk_space() + self.wal.disk_space()
+    }
+}
+
+impl Drop for LoggedStorage {
+    fn drop(&mut self) {
+        // The applier finishes what is queued, then stops.
+        drop(self.to_applier.take());
+        if let Some(t) = self.applier.take()
+            && t.join().is_err()
+        {
+            tracing::error!("the store's applier thread panicked");
+        }
+    }
+}
+
+/// The log as the engine's journal.
+struct WalJournal(Arc<Wal>);
+
+impl Journal for WalJournal {
+    fn write(&self) -> Result<()> {
+        self.0.write()
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.0.sync()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(k: &str, v: &str) -> Op {
+        Op::Put(Space::Members, k.as_bytes().to_vec(), v.as_bytes().to_vec())
+    }
+
+    fn all(s: &LoggedStorage, reverse: bool) -> Vec<(String, String)> {
+        s.scan(Space::Members, b"", None, reverse)
+            .map(|e| {
+                let (k, v) = e.unwrap();
+                (String::from_utf8(k).unwrap(), String::from_utf8(v).unwrap())
+            })
+            .collect()
+    }
+
+    fn batch(ops: Vec<Op>) -> Batch {
+        Batch { lsn: 0, ops }
+    }
+
+    #[test]
+    fn reads_see_every_batch_whether_applied_or_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = LoggedStorage::open(dir.path()).unwrap();
+        for i in 0..200 {
+            s.apply(batch(vec![put(&format!("k{i:03}"), &format!("v{i}"))]))
+                .unwrap();
+            if i % 3 == 0 {
+                s.apply(batch(vec![Op::Delete(
+                    Space::Members,
+                    format!("k{i:03}").into_bytes(),
+                )]))
+                .unwrap();
+            }
+            // Whatever the applier has done so far, reads are exact.
+            let got = s
+                .get(Space::Members, format!("k{i:03}").as_bytes())
+                .unwrap();
+            let want = (i % 3 != 0).then(|| format!("v{i}").into_bytes());
+            assert_eq!(got, want, "{i}");
+        }
+        let fwd = all(&s, false);
+        assert_eq!(fwd.len(), 133);
+        let mut rev = all(&s, true);
+        rev.reverse();
+        assert_eq!(fwd, rev);
+        s.apply(batch(vec![Op::Clear(Space::Members), put("after", "x")]))
+            .unwrap();
+        assert_eq!(all(&s, false), vec![("after".into(), "x".into())]);
+        s.drain().unwrap();
+        assert!(
+            lock(&s.shared.overlay)
+                .spaces
+                .iter()
+                .all(BTreeMap::is_empty)
+        );
+        assert_eq!(all(&s, false), vec![("after".into(), "x".into())]);
+    }
+
+    #[test]
+    fn batches_fjall_never_got_come_back_from_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // A log written by hand past what fjall holds: as after a crash
+            // that lost fjall's unflushed tail.
+            let mut s = LoggedStorage::open(dir.path()).unwrap();
+            s.apply(batch(vec![put("a", "1")])).unwrap();
+            s.flush().unwrap();
+        }
+        {
+            let (wal, _) = Wal::open(&dir.path().join("wal"), 1).unwrap();
+            wal.append(&[put("b", "2"), Op::Delete(Space::Members, b"a".to_vec())])
+                .unwrap();
+            wal.append(&[put("c", "3")]).unwrap();
+            wal.write().unwrap();
+        }
+        let s = LoggedStorage::open(dir.path()).unwrap();
+        assert_eq!(
+            all(&s, false),
+            vec![("b".into(), "2".into()), ("c".into(), "3".into())]
+        );
+        // Numbering goes on after the log.
+        drop(s);
+        let mut s = LoggedStorage::open(dir.path()).unwrap();
+        s.apply(batch(vec![put("d", "4")])).unwrap();
+        s.flush().unwrap();
+        drop(s);
+        let s = LoggedStorage::open(dir.path()).unwrap();
+        assert_eq!(all(&s, false).len(), 3);
+    }
+}
