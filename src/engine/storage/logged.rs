@@ -24,7 +24,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -45,6 +44,11 @@ const CHECKPOINT_BYTES: u64 = 64 * 1024 * 1024;
 /// Batches queued for the applier before a round waits for it (a round
 /// waits only if fjall stalls for longer than these take to come).
 const QUEUED_BATCHES: usize = 4096;
+
+/// How long the applier sleeps when it finds nothing queued. A round never
+/// wakes it (a wake-up per round would cost a context switch per command
+/// at pipeline 1); what comes meanwhile is applied as one fjall batch.
+const APPLY_INTERVAL: Duration = Duration::from_millis(1);
 
 /// Longest a clean shutdown waits for the applier to catch up.
 const DRAIN_WAIT: Duration = Duration::from_secs(10);
@@ -113,6 +117,17 @@ struct Shared {
     /// Signalled when `applied` moves.
     progress: Condvar,
     progress_lock: Mutex<()>,
+    /// Batches for the applier, in log order.
+    queue: Mutex<Queue>,
+    /// Signalled when the queue has room again.
+    room: Condvar,
+}
+
+#[derive(Default)]
+struct Queue {
+    batches: Vec<Applying>,
+    /// Set when the storage is dropped: the applier drains and stops.
+    closing: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -145,7 +160,6 @@ pub(crate) struct LoggedStorage {
     fjall: Arc<FjallStorage>,
     wal: Arc<Wal>,
     shared: Arc<Shared>,
-    to_applier: Option<SyncSender<Applying>>,
     applier: Option<JoinHandle<()>>,
 }
 
@@ -175,20 +189,20 @@ impl LoggedStorage {
             failed: Mutex::new(None),
             progress: Condvar::new(),
             progress_lock: Mutex::new(()),
+            queue: Mutex::default(),
+            room: Condvar::new(),
         });
         let wal = Arc::new(wal);
-        let (tx, rx) = mpsc::sync_channel(QUEUED_BATCHES);
         let applier = {
             let (fjall, wal, shared) = (fjall.clone(), wal.clone(), shared.clone());
             std::thread::Builder::new()
                 .name("delayd-applier".into())
-                .spawn(move || run_applier(&rx, &fjall, &wal, &shared))?
+                .spawn(move || run_applier(&fjall, &wal, &shared))?
         };
         Ok(LoggedStorage {
             fjall,
             wal,
             shared,
-            to_applier: Some(tx),
             applier: Some(applier),
         })
     }
@@ -246,18 +260,44 @@ fn apply_numbered(fjall: &FjallStorage, seq: u64, mut ops: Vec<Op>) -> Result<Ve
     Ok(ops)
 }
 
-fn run_applier(rx: &Receiver<Applying>, fjall: &FjallStorage, wal: &Wal, shared: &Shared) {
+fn run_applier(fjall: &FjallStorage, wal: &Wal, shared: &Shared) {
     let mut since_checkpoint = wal.current_bytes();
-    while let Ok(Applying { seq, ops }) = rx.recv() {
+    loop {
+        let (batches, closing) = {
+            let mut q = lock(&shared.queue);
+            (std::mem::take(&mut q.batches), q.closing)
+        };
+        shared.room.notify_all();
+        if batches.is_empty() {
+            if closing {
+                return;
+            }
+            std::thread::park_timeout(APPLY_INTERVAL);
+            continue;
+        }
         if shared.failure().is_some() {
             // Keep the overlay: it holds acknowledged writes, which the log
             // gives back at the next start.
             continue;
         }
-        match apply_numbered(fjall, seq, ops) {
+        // Every batch found is applied as one fjall batch, numbered by the
+        // last: fjall holds all of them or, after a crash, none.
+        let Some(last) = batches.last().map(|b| b.seq) else {
+            continue;
+        };
+        let bounds: Vec<(u64, usize)> = batches.iter().map(|b| (b.seq, b.ops.len())).collect();
+        let ops: Vec<Op> = batches.into_iter().flat_map(|b| b.ops).collect();
+        match apply_numbered(fjall, last, ops) {
             Ok(ops) => {
-                lock(&shared.overlay).retire(seq, &ops);
-                shared.applied.store(seq, Ordering::Release);
+                {
+                    let mut overlay = lock(&shared.overlay);
+                    let mut at = 0;
+                    for (seq, n) in bounds {
+                        overlay.retire(seq, &ops[at..at + n]);
+                        at += n;
+                    }
+                }
+                shared.applied.store(last, Ordering::Release);
                 let _g = lock(&shared.progress_lock);
                 shared.progress.notify_all();
             }
@@ -274,7 +314,7 @@ fn run_applier(rx: &Receiver<Applying>, fjall: &FjallStorage, wal: &Wal, shared:
             since_checkpoint = 0;
         }
         if bytes.saturating_sub(since_checkpoint) >= CHECKPOINT_BYTES {
-            since_checkpoint = checkpoint(fjall, wal, seq).map_or(bytes, |()| 0);
+            since_checkpoint = checkpoint(fjall, wal, last).map_or(bytes, |()| 0);
         }
     }
 }
@@ -390,16 +430,22 @@ impl Storage for LoggedStorage {
         }
         let seq = self.wal.append(&batch.ops)?;
         lock(&self.shared.overlay).insert(seq, &batch.ops);
-        let sent = self.to_applier.as_ref().map(|tx| {
-            tx.send(Applying {
-                seq,
-                ops: batch.ops,
-            })
-        });
-        match sent {
-            Some(Ok(())) => Ok(()),
-            _ => Err(Error::storage("the store's applier thread is gone")),
+        let mut q = lock(&self.shared.queue);
+        while q.batches.len() >= QUEUED_BATCHES && self.shared.failure().is_none() {
+            // fjall is stalled: wait for the applier rather than grow.
+            if let Some(t) = &self.applier {
+                t.thread().unpark();
+            }
+            q = match self.shared.room.wait_timeout(q, APPLY_INTERVAL) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
         }
+        q.batches.push(Applying {
+            seq,
+            ops: batch.ops,
+        });
+        Ok(())
     }
 
     fn journal(&self) -> Arc<dyn Journal> {
@@ -425,11 +471,12 @@ impl Storage for LoggedStorage {
 impl Drop for LoggedStorage {
     fn drop(&mut self) {
         // The applier finishes what is queued, then stops.
-        drop(self.to_applier.take());
-        if let Some(t) = self.applier.take()
-            && t.join().is_err()
-        {
-            tracing::error!("the store's applier thread panicked");
+        lock(&self.shared.queue).closing = true;
+        if let Some(t) = self.applier.take() {
+            t.thread().unpark();
+            if t.join().is_err() {
+                tracing::error!("the store's applier thread panicked");
+            }
         }
     }
 }
