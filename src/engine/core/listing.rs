@@ -29,6 +29,8 @@ use std::collections::BinaryHeap;
 use std::ops::Bound;
 use std::time::{Duration, Instant};
 
+use crate::engine::storage::prefix_end;
+
 use super::*;
 
 /// The most names one step visits when the caller sets no smaller budget:
@@ -82,19 +84,6 @@ fn literal_prefix(pattern: &[u8]) -> Vec<u8> {
         }
     }
     out
-}
-
-/// The least name after every name that starts with `prefix` (`None`: no
-/// such bound, the prefix is empty or all `0xff`).
-fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < u8::MAX {
-            end.push(last + 1);
-            return Some(end);
-        }
-    }
-    None
 }
 
 /// Whether `(lo, hi)` is a range `BTreeMap::range` takes (it panics on a

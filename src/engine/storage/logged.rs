@@ -24,12 +24,12 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::fjall::FjallStorage;
-use super::wal::Wal;
+use super::wal::{Wal, lock};
 use super::{Batch, Entry, Journal, Op, Scan, Space, Storage};
 use crate::{Error, Result};
 
@@ -128,13 +128,6 @@ struct Queue {
     batches: Vec<Applying>,
     /// Set when the storage is dropped: the applier drains and stops.
     closing: bool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
 }
 
 impl Shared {

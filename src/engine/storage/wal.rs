@@ -64,6 +64,15 @@ pub(crate) struct Record {
     pub(crate) ops: Vec<Op>,
 }
 
+/// Locks `m`; a panic elsewhere while it was held leaves nothing half-done
+/// that matters here (a buffer, a handle), so the poison is ignored.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
 fn segment_path(dir: &Path, first: u64) -> PathBuf {
     dir.join(format!("{first:020}.log"))
 }
@@ -279,17 +288,11 @@ impl Wal {
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        match self.state.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+        lock(&self.state)
     }
 
     fn writing(&self) -> MutexGuard<'_, ()> {
-        match self.writing.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+        lock(&self.writing)
     }
 
     /// Appends a batch and returns its sequence number. It reaches the OS
