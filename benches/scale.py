@@ -30,7 +30,7 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DELAYD = os.path.join(ROOT, "target", "release", "delayd")
+DELAYD = os.environ.get("DELAYD_BIN") or os.path.join(ROOT, "target", "release", "delayd")
 PROCS = []
 
 

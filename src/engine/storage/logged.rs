@@ -45,6 +45,11 @@ const CHECKPOINT_BYTES: u64 = 64 * 1024 * 1024;
 /// waits only if fjall stalls for longer than these take to come).
 const QUEUED_BATCHES: usize = 4096;
 
+/// Writes held in the overlay before a round waits for the applier: bounds
+/// the memory a burst (`redis-cli --pipe`, whose rounds are thousands of
+/// commands) can take while fjall is behind.
+const MAX_UNAPPLIED: usize = 128 * 1024;
+
 /// How long the applier sleeps when it finds nothing queued. A round never
 /// wakes it (a wake-up per round would cost a context switch per command
 /// at pipeline 1); what comes meanwhile is applied as one fjall batch.
@@ -70,6 +75,11 @@ struct Overlay {
 }
 
 impl Overlay {
+    /// Keys held.
+    fn len(&self) -> usize {
+        self.spaces.iter().map(BTreeMap::len).sum()
+    }
+
     fn insert(&mut self, seq: u64, ops: &[Op]) {
         for op in ops {
             match op {
@@ -291,6 +301,7 @@ fn run_applier(fjall: &FjallStorage, wal: &Wal, shared: &Shared) {
                     }
                 }
                 shared.applied.store(last, Ordering::Release);
+                shared.room.notify_all();
                 let _g = lock(&shared.progress_lock);
                 shared.progress.notify_all();
             }
@@ -422,9 +433,14 @@ impl Storage for LoggedStorage {
             return Err(Error::storage(f));
         }
         let seq = self.wal.append(&batch.ops)?;
-        lock(&self.shared.overlay).insert(seq, &batch.ops);
+        let unapplied = {
+            let mut overlay = lock(&self.shared.overlay);
+            overlay.insert(seq, &batch.ops);
+            overlay.len()
+        };
         let mut q = lock(&self.shared.queue);
-        while q.batches.len() >= QUEUED_BATCHES && self.shared.failure().is_none() {
+        let mut full = unapplied >= MAX_UNAPPLIED || q.batches.len() >= QUEUED_BATCHES;
+        while full && self.shared.failure().is_none() {
             // fjall is stalled: wait for the applier rather than grow.
             if let Some(t) = &self.applier {
                 t.thread().unpark();
@@ -433,6 +449,9 @@ impl Storage for LoggedStorage {
                 Ok((g, _)) => g,
                 Err(p) => p.into_inner().0,
             };
+            // What this round queued is not counted: it is applied next.
+            full = q.batches.len() >= QUEUED_BATCHES
+                || lock(&self.shared.overlay).len() >= MAX_UNAPPLIED + batch.ops.len();
         }
         q.batches.push(Applying {
             seq,
