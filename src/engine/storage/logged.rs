@@ -567,6 +567,22 @@ mod tests {
     }
 
     #[test]
+    fn a_burst_larger_than_the_overlay_bound_waits_and_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = LoggedStorage::open(dir.path()).unwrap();
+        let per = MAX_UNAPPLIED / 2 + 1;
+        for b in 0..3 {
+            let ops = (0..per).map(|i| put(&format!("{b}:{i:07}"), "v")).collect();
+            s.apply(batch(ops)).unwrap();
+            assert!(lock(&s.shared.overlay).len() <= MAX_UNAPPLIED + per);
+        }
+        assert_eq!(s.scan(Space::Members, b"", None, false).count(), 3 * per);
+        s.drain().unwrap();
+        assert_eq!(lock(&s.shared.overlay).len(), 0);
+        assert_eq!(s.scan(Space::Members, b"", None, true).count(), 3 * per);
+    }
+
+    #[test]
     fn batches_fjall_never_got_come_back_from_the_log() {
         let dir = tempfile::tempdir().unwrap();
         {
