@@ -171,7 +171,7 @@ fn decode_ops(mut r: Reader<'_>) -> Option<Vec<Op>> {
 /// Reads the records of one segment. `last`: this is the newest segment,
 /// whose torn tail is cut off (its length is returned) rather than an
 /// error.
-fn read_segment(path: &Path, last: bool) -> Result<(Vec<Record>, u64)> {
+fn read_segment(path: &Path, last: bool, after: u64) -> Result<(Vec<Record>, u64)> {
     let mut data = Vec::new();
     File::open(path)?.read_to_end(&mut data)?;
     let corrupt = |at: usize| {
@@ -207,7 +207,12 @@ fn read_segment(path: &Path, last: bool) -> Result<(Vec<Record>, u64)> {
             return Err(corrupt(at));
         }
         let seq = u64::from_le_bytes(body[..8].try_into().map_err(|_| corrupt(at))?);
-        let ops = decode_ops(Reader(&body[8..])).ok_or_else(|| corrupt(at))?;
+        // Only what fjall lacks is decoded (and kept): the rest was applied.
+        let ops = if seq > after {
+            decode_ops(Reader(&body[8..])).ok_or_else(|| corrupt(at))?
+        } else {
+            Vec::new()
+        };
         records.push(Record { seq, ops });
         at += 4 + len;
     }
@@ -247,9 +252,19 @@ impl Wal {
         let mut last_seq = after;
         let mut closed = Vec::new();
         let n = found.len();
+        let firsts: Vec<u64> = found.iter().map(|(f, _)| *f).collect();
         for (i, (first, path)) in found.into_iter().enumerate() {
             let newest = i + 1 == n;
-            let (recs, good_len) = read_segment(&path, newest)?;
+            // A closed segment wholly at or before `after` is not read: a
+            // restart reads only the log's tail.
+            if let Some(next) = firsts.get(i + 1)
+                && next.saturating_sub(1) <= after
+            {
+                last_seq = last_seq.max(next.saturating_sub(1));
+                closed.push((first, path));
+                continue;
+            }
+            let (recs, good_len) = read_segment(&path, newest, after)?;
             if newest {
                 // Cut a torn tail so that new records follow whole ones.
                 let f = OpenOptions::new().write(true).open(&path)?;
