@@ -358,12 +358,17 @@ impl Wal {
             let buf = std::mem::replace(&mut s.buf, Vec::with_capacity(cap));
             (buf, s.file.clone())
         };
-        if let Err(e) = (&*file).write_all(&buf) {
-            let why = format!("writing the write-ahead log failed: {e}");
-            self.state().failed.get_or_insert(why.clone());
-            return Err(Error::storage(why));
-        }
-        Ok(())
+        (&*file)
+            .write_all(&buf)
+            .map_err(|e| self.poison("writing", &e))
+    }
+
+    /// Records a failed write or fsync: the log takes no more records (what
+    /// reached the file is unknown), and the error says what failed.
+    fn poison(&self, what: &str, e: &std::io::Error) -> Error {
+        let why = format!("{what} the write-ahead log failed: {e}");
+        self.state().failed.get_or_insert(why.clone());
+        Error::storage(why)
     }
 
     /// Makes every record appended so far durable (`fdatasync`).
@@ -374,12 +379,7 @@ impl Wal {
     pub(crate) fn sync(&self) -> Result<()> {
         self.write()?;
         let file = self.state().file.clone();
-        if let Err(e) = file.sync_data() {
-            let why = format!("fsync of the write-ahead log failed: {e}");
-            self.state().failed.get_or_insert(why.clone());
-            return Err(Error::storage(why));
-        }
-        Ok(())
+        file.sync_data().map_err(|e| self.poison("fsyncing", &e))
     }
 
     /// Closes the current segment and starts the next one (the old one is
