@@ -43,6 +43,9 @@ pub(crate) struct Wal {
 struct State {
     /// Records appended and not yet written to the OS.
     buf: Vec<u8>,
+    /// The buffer last written, emptied, to take `buf`'s place at the next
+    /// write: no allocation per write.
+    spare: Vec<u8>,
     /// The segment being appended to, written and fsynced without this
     /// lock held.
     file: Arc<File>,
@@ -290,6 +293,7 @@ impl Wal {
             dir: dir.to_path_buf(),
             state: Mutex::new(State {
                 buf: Vec::with_capacity(64 * 1024),
+                spare: Vec::with_capacity(64 * 1024),
                 file,
                 last_seq,
                 closed,
@@ -354,13 +358,17 @@ impl Wal {
             if s.buf.is_empty() {
                 return Ok(());
             }
-            let cap = s.buf.capacity();
-            let buf = std::mem::replace(&mut s.buf, Vec::with_capacity(cap));
+            let spare = std::mem::take(&mut s.spare);
+            let buf = std::mem::replace(&mut s.buf, spare);
             (buf, s.file.clone())
         };
-        (&*file)
+        let r = (&*file)
             .write_all(&buf)
-            .map_err(|e| self.poison("writing", &e))
+            .map_err(|e| self.poison("writing", &e));
+        let mut buf = buf;
+        buf.clear();
+        self.state().spare = buf;
+        r
     }
 
     /// Records a failed write or fsync: the log takes no more records (what
@@ -463,6 +471,19 @@ mod tests {
         ]
     }
 
+    /// A log in `dir` with batches 1..=n written to the OS.
+    fn written(dir: &Path, n: u64) {
+        let (wal, _) = Wal::open(dir, 0).unwrap();
+        for i in 1..=n {
+            wal.append(&ops(i)).unwrap();
+        }
+        wal.write().unwrap();
+    }
+
+    fn seqs(recs: &[Record]) -> Vec<u64> {
+        recs.iter().map(|r| r.seq).collect()
+    }
+
     #[test]
     fn records_come_back_in_order_after_the_given_seq() {
         let dir = tempfile::tempdir().unwrap();
@@ -480,8 +501,7 @@ mod tests {
             wal.sync().unwrap();
         }
         let (wal, recs) = Wal::open(dir.path(), 3).unwrap();
-        let seqs: Vec<u64> = recs.iter().map(|r| r.seq).collect();
-        assert_eq!(seqs, vec![4, 5, 6, 7]);
+        assert_eq!(seqs(&recs), vec![4, 5, 6, 7]);
         assert_eq!(recs[0].ops, ops(4));
         assert_eq!(wal.append(&[]).unwrap(), 8);
     }
@@ -506,26 +526,21 @@ mod tests {
             .set_len(len - 3)
             .unwrap();
         let (wal, recs) = Wal::open(dir.path(), 0).unwrap();
-        assert_eq!(recs.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1]);
+        assert_eq!(seqs(&recs), vec![1]);
         // New records follow the whole ones and read back.
         assert_eq!(wal.append(&ops(9)).unwrap(), 2);
         wal.write().unwrap();
         drop(wal);
         let (_, recs) = Wal::open(dir.path(), 0).unwrap();
-        assert_eq!(recs.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(seqs(&recs), vec![1, 2]);
         assert_eq!(recs[1].ops, ops(9));
     }
 
     #[test]
     fn corruption_before_the_end_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        {
-            let (wal, _) = Wal::open(dir.path(), 0).unwrap();
-            wal.append(&ops(1)).unwrap();
-            wal.append(&ops(2)).unwrap();
-            wal.write().unwrap();
-        }
-        let (_, path) = segments(dir.path()).unwrap().pop().unwrap();
+        written(dir.path(), 2);
+        let (_, path) = segments(dir.path()).unwrap().into_iter().next().unwrap();
         let mut data = std::fs::read(&path).unwrap();
         data[HEADER + 2] ^= 0xFF;
         std::fs::write(&path, data).unwrap();
@@ -548,6 +563,6 @@ mod tests {
         assert_eq!(left, vec![2, 3]);
         drop(wal);
         let (_, recs) = Wal::open(dir.path(), 1).unwrap();
-        assert_eq!(recs.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![2, 3]);
+        assert_eq!(seqs(&recs), vec![2, 3]);
     }
 }
