@@ -21,7 +21,6 @@
 //! fjall's own journal has been fsynced past them (a checkpoint every
 //! [`CHECKPOINT_BYTES`] of log).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -29,8 +28,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::fjall::FjallStorage;
+use super::overlay::Overlay;
 use super::wal::{Wal, lock};
-use super::{Batch, Entry, Journal, Op, Scan, Space, Storage};
+use super::{Batch, Journal, Op, Scan, Space, Storage};
 use crate::{Error, Result};
 
 /// The meta key holding the log number of the last batch fjall applied.
@@ -57,65 +57,6 @@ const APPLY_INTERVAL: Duration = Duration::from_millis(1);
 
 /// Longest a clean shutdown waits for the applier to catch up.
 const DRAIN_WAIT: Duration = Duration::from_secs(10);
-
-/// A write not yet in fjall: the log number of the batch that made it
-/// last, and the value (`None`: a delete).
-type Unapplied = (u64, Option<Vec<u8>>);
-
-/// An overlay entry as a scan yields it: key and value (`None`: deleted).
-type Written = (Vec<u8>, Option<Vec<u8>>);
-
-/// Writes of batches not yet in fjall, by space and key.
-#[derive(Default)]
-struct Overlay {
-    spaces: [BTreeMap<Vec<u8>, Unapplied>; 3],
-    /// A `Clear` not yet applied, by its log number: fjall's entries of the
-    /// space are hidden until it is.
-    cleared: [Option<u64>; 3],
-}
-
-impl Overlay {
-    /// Keys held.
-    fn len(&self) -> usize {
-        self.spaces.iter().map(BTreeMap::len).sum()
-    }
-
-    fn insert(&mut self, seq: u64, ops: &[Op]) {
-        for op in ops {
-            match op {
-                Op::Put(s, k, v) => {
-                    self.spaces[s.index()].insert(k.clone(), (seq, Some(v.clone())));
-                }
-                Op::Delete(s, k) => {
-                    self.spaces[s.index()].insert(k.clone(), (seq, None));
-                }
-                Op::Clear(s) => {
-                    self.spaces[s.index()].clear();
-                    self.cleared[s.index()] = Some(seq);
-                }
-            }
-        }
-    }
-
-    /// Forgets what batch `seq` wrote, now that fjall has it.
-    fn retire(&mut self, seq: u64, ops: &[Op]) {
-        for op in ops {
-            match op {
-                Op::Put(s, k, _) | Op::Delete(s, k) => {
-                    let space = &mut self.spaces[s.index()];
-                    if space.get(k).is_some_and(|(w, _)| *w == seq) {
-                        space.remove(k);
-                    }
-                }
-                Op::Clear(s) => {
-                    if self.cleared[s.index()] == Some(seq) {
-                        self.cleared[s.index()] = None;
-                    }
-                }
-            }
-        }
-    }
-}
 
 /// What the engine and the applier share.
 struct Shared {
@@ -335,96 +276,16 @@ fn checkpoint(fjall: &FjallStorage, wal: &Wal, applied: u64) -> Result<()> {
     Ok(())
 }
 
-/// A scan of fjall with the overlay's entries merged in, the overlay
-/// winning, its deletes hiding.
-struct Merged<'a> {
-    overlay: std::iter::Peekable<std::vec::IntoIter<Written>>,
-    inner: std::iter::Peekable<Scan<'a>>,
-    reverse: bool,
-}
-
-impl Iterator for Merged<'_> {
-    type Item = Result<Entry>;
-
-    fn next(&mut self) -> Option<Result<Entry>> {
-        loop {
-            let inner_key = match self.inner.peek() {
-                Some(Ok((k, _))) => Some(k.as_slice()),
-                Some(Err(_)) => return self.inner.next(),
-                None => None,
-            };
-            let take_overlay = match (self.overlay.peek(), inner_key) {
-                (None, None) => return None,
-                (None, Some(_)) => false,
-                (Some(_), None) => true,
-                (Some((ok, _)), Some(ik)) => {
-                    let ord = ok.as_slice().cmp(ik);
-                    let ord = if self.reverse { ord.reverse() } else { ord };
-                    if ord == std::cmp::Ordering::Equal {
-                        // The overlay's write is the newer one.
-                        self.inner.next();
-                    }
-                    ord != std::cmp::Ordering::Greater
-                }
-            };
-            if !take_overlay {
-                return self.inner.next();
-            }
-            if let Some((k, Some(v))) = self.overlay.next() {
-                return Some(Ok((k, v)));
-            }
-        }
-    }
-}
-
 impl Storage for LoggedStorage {
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        {
-            let o = lock(&self.shared.overlay);
-            if let Some((_, v)) = o.spaces[space.index()].get(key) {
-                return Ok(v.clone());
-            }
-            if o.cleared[space.index()].is_some() {
-                return Ok(None);
-            }
-        }
-        self.fjall.get(space, key)
+        Overlay::get_over(&self.shared.overlay, space, key, || {
+            self.fjall.get(space, key)
+        })
     }
 
     fn scan(&self, space: Space, from: &[u8], to: Option<&[u8]>, reverse: bool) -> Scan<'_> {
-        // The overlay's part first, fjall's iterator after: see the module
-        // documentation.
-        let (mut part, cleared) = {
-            let o = lock(&self.shared.overlay);
-            let map = &o.spaces[space.index()];
-            let range = match to {
-                Some(to) if to <= from => Vec::new(),
-                Some(to) => map
-                    .range::<[u8], _>((
-                        std::ops::Bound::Included(from),
-                        std::ops::Bound::Excluded(to),
-                    ))
-                    .map(|(k, (_, v))| (k.clone(), v.clone()))
-                    .collect(),
-                None => map
-                    .range::<[u8], _>((std::ops::Bound::Included(from), std::ops::Bound::Unbounded))
-                    .map(|(k, (_, v))| (k.clone(), v.clone()))
-                    .collect::<Vec<_>>(),
-            };
-            (range, o.cleared[space.index()].is_some())
-        };
-        if reverse {
-            part.reverse();
-        }
-        let inner: Scan<'_> = if cleared {
-            Box::new(std::iter::empty())
-        } else {
+        Overlay::scan_over(&self.shared.overlay, space, from, to, reverse, || {
             self.fjall.scan(space, from, to, reverse)
-        };
-        Box::new(Merged {
-            overlay: part.into_iter().peekable(),
-            inner: inner.peekable(),
-            reverse,
         })
     }
 
@@ -557,12 +418,7 @@ mod tests {
             .unwrap();
         assert_eq!(all(&s, false), vec![("after".into(), "x".into())]);
         s.drain().unwrap();
-        assert!(
-            lock(&s.shared.overlay)
-                .spaces
-                .iter()
-                .all(BTreeMap::is_empty)
-        );
+        assert_eq!(lock(&s.shared.overlay).len(), 0);
         assert_eq!(all(&s, false), vec![("after".into(), "x".into())]);
     }
 

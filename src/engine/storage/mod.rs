@@ -20,6 +20,7 @@ pub(crate) mod fjall;
 pub(crate) mod logged;
 #[cfg(test)]
 pub(crate) mod memory;
+pub(crate) mod overlay;
 pub(crate) mod wal;
 
 use std::sync::Arc;
