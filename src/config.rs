@@ -170,6 +170,16 @@ pub struct Config {
     #[arg(long, default_value = "no", value_parser = parse_yes_no, action = clap::ArgAction::Set)]
     pub tls_cluster: bool,
 
+    /// Cluster mode: every node of the cluster as `id=host:port[@bus]`,
+    /// comma-separated (the bus port defaults to the port + 10000). Unset:
+    /// a single node.
+    #[arg(long)]
+    pub cluster_nodes: Option<String>,
+
+    /// Cluster mode: which of `cluster-nodes` this node is.
+    #[arg(long)]
+    pub cluster_id: Option<u64>,
+
     /// A redis.conf-style file of `name value` lines; flags override it.
     #[arg(long = "config")]
     pub config_file: Option<PathBuf>,

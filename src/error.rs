@@ -59,6 +59,13 @@ impl Error {
         }
     }
 
+    /// A command for data this node does not serve now (cluster mode: its
+    /// group has no leader here, or lost it while the command ran). Redis
+    /// Cluster clients refetch the slot map on it and retry.
+    pub fn not_leader() -> Error {
+        Error::Coded("CLUSTERDOWN", "The cluster is down".into())
+    }
+
     /// The text of the RESP error reply, without the leading `-` and CRLF.
     pub fn reply_text(&self) -> String {
         match self {

@@ -18,7 +18,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn log_filter(level: &str) -> tracing_subscriber::EnvFilter {
     let filter = delayd::config::log_filter(level).unwrap_or("info");
     tracing_subscriber::EnvFilter::new(format!(
-        "{filter},fjall=warn,lsm_tree=warn,fjall::journal::batch_reader=trace"
+        // openraft logs every unreachable peer at error level, several times
+        // a second while a node is down: delayd logs role changes itself.
+        "{filter},fjall=warn,lsm_tree=warn,fjall::journal::batch_reader=trace,openraft=off"
     ))
 }
 
@@ -92,14 +94,27 @@ async fn serve(config: Config) -> delayd::Result<()> {
         tracing::error!("{why}");
         delayd::Error::msg("Failed to configure TLS. Check logs for more info.")
     })?;
-    let engine = Engine::start(&delayd::engine::Options {
+    let options = delayd::engine::Options {
         dir: config.dir.clone(),
         horizon_ms: config.horizon_ms,
         hot_max_members: config.hot_max_members,
         appendfsync: config.appendfsync,
         trace_queues: config.trace_queues.clone(),
         trace_max_events: config.trace_max_events,
-    })?;
+    };
+    let (engine, cluster) = match &config.cluster_nodes {
+        None => (Engine::start(&options)?, None),
+        Some(nodes) => {
+            let nodes = delayd::cluster::parse_nodes(nodes).map_err(delayd::Error::msg)?;
+            let id = match (config.cluster_id, nodes.len()) {
+                (Some(id), _) => id,
+                (None, 1) => nodes[0].id,
+                (None, _) => return Err(delayd::Error::msg("cluster-nodes needs cluster-id")),
+            };
+            let (engine, cluster) = delayd::cluster::Cluster::start(id, nodes, &options).await?;
+            (engine, Some(cluster))
+        }
+    };
     // fjall logs through `log`; its recovery messages (a torn journal tail)
     // are wanted at start-up, but its per-write trace calls must not go
     // through the tracing dispatcher afterwards.
@@ -119,7 +134,7 @@ async fn serve(config: Config) -> delayd::Result<()> {
             );
         }
     }
-    let shared = Shared::new(config, engine);
+    let shared = Shared::new(config, engine, cluster);
     shared.tls.install(tls);
     if let Err(errors) = shared.load_aclfile() {
         return Err(delayd::Error::msg(format!(

@@ -385,6 +385,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.reply_in_order(Reply::from(e), batch);
             return Ok(());
         }
+        // Cluster mode: a command whose keys this node does not serve is
+        // redirected, as a Redis Cluster node does (inside MULTI too, which
+        // then fails at EXEC).
+        if let Some(cluster) = &self.shared.cluster
+            && let Err(e) = cluster.route_keys(spec.keys(&args).iter().map(|(i, _)| &args[*i][..]))
+        {
+            self.shared.cmdstats.reject(spec);
+            multi::fail(self.transaction.as_mut());
+            self.reply_in_order(Reply::from(e), batch);
+            return Ok(());
+        }
         if self.client.monitor.is_some()
             && spec.flags.iter().any(|f| *f == "write" || *f == "readonly")
         {

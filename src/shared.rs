@@ -39,6 +39,8 @@ pub struct Runtime {
 pub struct Shared {
     pub config: Config,
     pub engine: Engine,
+    /// Cluster mode: this node's part in it (`None` on a single node).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     pub runtime: RwLock<Runtime>,
     pub clients: Mutex<BTreeMap<u64, Arc<ClientInfo>>>,
     pub connected: AtomicUsize,
@@ -170,7 +172,11 @@ impl Pause {
 
 impl Shared {
     /// Shared state for a server over `engine`.
-    pub fn new(config: Config, engine: Engine) -> Arc<Shared> {
+    pub fn new(
+        config: Config,
+        engine: Engine,
+        cluster: Option<Arc<crate::cluster::Cluster>>,
+    ) -> Arc<Shared> {
         let acl = crate::acl::Acl::new(config.requirepass.as_deref());
         Arc::new(Shared {
             runtime: RwLock::new(Runtime {
@@ -189,6 +195,7 @@ impl Shared {
             latency: crate::cmd::latency::LatencyMonitor::new(config.latency_monitor_threshold),
             config,
             engine,
+            cluster,
             clients: Mutex::new(BTreeMap::new()),
             connected: AtomicUsize::new(0),
             next_client_id: AtomicU64::new(1),

@@ -16,6 +16,7 @@ use bytes::Bytes;
 
 use super::{Args, ClientCommand, Command};
 use crate::client::ClientState;
+use crate::cluster::{slots, topology};
 use crate::protocol::Reply;
 use crate::shared::Shared;
 use crate::{Error, Result};
@@ -87,7 +88,10 @@ pub(crate) fn check_subcommand(args: &[Bytes]) -> Result<()> {
     Ok(())
 }
 
-/// A cluster command on a standalone node: answers `-ERR` [`DISABLED`].
+/// `CLUSTER ...`, `ASKING`, `READONLY`, `READWRITE`. On a standalone
+/// node each answers `-ERR` [`DISABLED`]; in cluster mode `CLUSTER` answers
+/// from this node's view of the cluster, and the other three `+OK` (reads
+/// are served by leaders only, so there is nothing for them to change).
 ///
 /// # Format
 ///
@@ -98,7 +102,10 @@ pub(crate) fn check_subcommand(args: &[Bytes]) -> Result<()> {
 /// READWRITE
 /// ```
 #[derive(Debug)]
-pub(crate) struct Disabled;
+pub(crate) struct ClusterCommand {
+    /// `CLUSTER`'s subcommand and its arguments; empty for the others.
+    args: Vec<Bytes>,
+}
 
 /// The table's parser for `CLUSTER` (its subcommand was checked by
 /// [`check_subcommand`]), `ASKING`, `READONLY` and `READWRITE`.
@@ -106,13 +113,35 @@ pub(crate) struct Disabled;
 /// # Errors
 ///
 /// None: the arity is checked by the table.
-pub(crate) fn parse(_: &mut Args) -> Result<Command> {
-    Ok(Command::client(Disabled))
+pub(crate) fn parse(args: &mut Args) -> Result<Command> {
+    Ok(Command::client(ClusterCommand { args: args.rest() }))
 }
 
-impl ClientCommand for Disabled {
-    fn apply(&self, _: &Shared, _: &mut ClientState) -> Option<Reply> {
-        Some(Reply::from(Error::msg(DISABLED)))
+impl ClientCommand for ClusterCommand {
+    fn apply(&self, shared: &Shared, _: &mut ClientState) -> Option<Reply> {
+        let Some(cluster) = &shared.cluster else {
+            return Some(Reply::from(Error::msg(DISABLED)));
+        };
+        let Some(sub) = self.args.first() else {
+            return Some(Reply::Simple("OK"));
+        };
+        let sub = String::from_utf8_lossy(sub).to_ascii_lowercase();
+        let topology = || cluster.topology();
+        Some(match sub.as_str() {
+            "slots" => topology::cluster_slots(&topology()),
+            "shards" => topology::cluster_shards(&topology()),
+            "nodes" => topology::cluster_nodes(&topology()),
+            "info" => topology::cluster_info(&topology()),
+            "myid" => topology::cluster_myid(&topology()),
+            "keyslot" => match self.args.get(1) {
+                Some(k) => Reply::Int(i64::from(slots::key_hash_slot(k))),
+                None => Reply::from(Error::WrongArity("cluster|keyslot".into())),
+            },
+            _ => Reply::from(Error::msg(format!(
+                "CLUSTER {} is not supported: delayd assigns slots to its Raft groups itself",
+                sub.to_ascii_uppercase()
+            ))),
+        })
     }
 }
 

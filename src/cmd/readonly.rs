@@ -3,7 +3,6 @@
 //!
 //! [`cluster`]: super::cluster
 
-use super::cluster::Disabled;
 use super::{Args, Command};
 use crate::Result;
 
@@ -20,6 +19,6 @@ use crate::Result;
 /// # Errors
 ///
 /// None: the arity is checked by the table.
-pub fn parse(_: &mut Args) -> Result<Command> {
-    Ok(Command::client(Disabled))
+pub fn parse(args: &mut Args) -> Result<Command> {
+    super::cluster::parse(args)
 }

@@ -63,6 +63,9 @@ struct Locked {
     /// When the timer thread plans to wake next (Unix ms; `u64::MAX`: idle).
     timer_wakeup: u64,
     stopped: bool,
+    /// Whether commands run: always on a single node; in cluster mode only
+    /// while this node leads its group (see [`Engine::lead`]).
+    serving: bool,
 }
 
 struct Inner {
@@ -80,6 +83,9 @@ struct Inner {
     next_waiter: AtomicU64,
     fsync: Arc<AtomicU8>,
     stats: Arc<SharedStats>,
+    /// What a new leadership loads its core with.
+    horizon_ms: u64,
+    clock: Arc<dyn Clock>,
 }
 
 /// What the engine is started with.
@@ -157,8 +163,32 @@ impl Engine {
             "store opened (journal replayed) in {:.1} ms",
             started.elapsed().as_secs_f64() * 1000.0
         );
+        Self::start_over(store, config, clock, started, true)
+    }
+
+    /// An engine over a replicated store (cluster mode) that serves nothing
+    /// until this node leads the group ([`Engine::lead`]).
+    ///
+    /// # Errors
+    ///
+    /// Fails if the engine's threads cannot be started.
+    pub(crate) fn start_standby(
+        standby: Store,
+        config: &Options,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Engine> {
+        Self::start_over(standby, config, clock, Instant::now(), false)
+    }
+
+    fn start_over(
+        store: Store,
+        config: &Options,
+        clock: Arc<dyn Clock>,
+        started: Instant,
+        serving: bool,
+    ) -> Result<Engine> {
         let journal = store.journal();
-        let mut core = Core::load(store, clock, config.horizon_ms)?;
+        let mut core = Core::load(store, clock.clone(), config.horizon_ms)?;
         core.set_trace_queues(config.trace_queues.as_bytes());
         core.set_trace_max_events(config.trace_max_events);
         core.set_hot_max(config.hot_max_members);
@@ -185,6 +215,7 @@ impl Engine {
                 core,
                 timer_wakeup: 0,
                 stopped: false,
+                serving,
             }),
             timer: Mutex::new(None),
             journal,
@@ -194,6 +225,8 @@ impl Engine {
             next_waiter: AtomicU64::new(1),
             fsync,
             stats: stats.clone(),
+            horizon_ms: config.horizon_ms,
+            clock,
         });
         let timer_inner = inner.clone();
         let handle = std::thread::Builder::new()
@@ -217,6 +250,9 @@ impl Engine {
         let mut guard = self.lock();
         if guard.stopped {
             return Err(Error::ShuttingDown);
+        }
+        if !guard.serving {
+            return Err(Error::not_leader());
         }
         let locked = &mut *guard;
         let before = locked.core.store_mut().lsn();
@@ -256,6 +292,9 @@ impl Engine {
     /// Waits until commit `lsn` is as durable as the fsync policy requires:
     /// written to the OS in every mode, and fsynced under `always`.
     async fn durable(&self, lsn: u64) -> Result<()> {
+        if let Some(committed) = self.inner.journal.committed() {
+            return committed.wait(lsn).await;
+        }
         if self.fsync() != Fsync::Always {
             return self.written(lsn).await;
         }
@@ -349,7 +388,7 @@ impl Engine {
     ///
     /// A storage error: the delivery must not be acknowledged.
     pub async fn delivery_durable(&self, d: &Delivery) -> Result<()> {
-        if self.fsync() == Fsync::Always {
+        if self.fsync() == Fsync::Always || self.inner.journal.committed().is_some() {
             self.durable(d.lsn).await
         } else {
             Ok(())
@@ -435,6 +474,55 @@ impl Engine {
     /// trace-max-events).
     pub fn set_trace_max_events(&self, n: u64) {
         self.lock().core.set_trace_max_events(n);
+    }
+
+    /// Starts serving over `store` (cluster mode: this node now leads its
+    /// group and `store` holds everything the group committed): memory is
+    /// rebuilt from it as at a restart, settings kept.
+    ///
+    /// # Errors
+    ///
+    /// Loading the state from the store failed; the engine keeps not serving.
+    pub(crate) fn lead(&self, store: Store) -> Result<()> {
+        let mut core = Core::load(store, self.inner.clock.clone(), self.inner.horizon_ms)?;
+        let mut guard = self.lock();
+        let (pattern, events) = guard.core.trace_settings();
+        core.set_trace_queues(&pattern);
+        core.set_trace_max_events(events);
+        core.set_hot_max(guard.core.hot_max());
+        guard.core = core;
+        guard.serving = true;
+        guard.timer_wakeup = 0;
+        drop(guard);
+        self.wake_timer();
+        Ok(())
+    }
+
+    /// Stops serving (cluster mode: this node no longer leads its group):
+    /// blocked clients are told the cluster moved, and memory is dropped in
+    /// favour of `standby` until the next [`Engine::lead`].
+    ///
+    /// # Errors
+    ///
+    /// Loading the (empty) standby store failed.
+    pub(crate) fn step_down(&self, standby: Store) -> Result<()> {
+        let core = Core::load(standby, self.inner.clock.clone(), self.inner.horizon_ms)?;
+        let mut guard = self.lock();
+        guard.serving = false;
+        guard.core.wake_all_blocked_with(Error::not_leader);
+        let mut old = std::mem::replace(&mut guard.core, core);
+        let (pattern, events) = old.trace_settings();
+        guard.core.set_trace_queues(&pattern);
+        guard.core.set_trace_max_events(events);
+        guard.core.set_hot_max(old.hot_max());
+        drop(guard);
+        old.store_mut().discard();
+        Ok(())
+    }
+
+    /// Whether commands run here now (always on a single node).
+    pub fn serving(&self) -> bool {
+        self.lock().serving
     }
 
     /// Commits and fsyncs everything, wakes blocked clients with an error and
@@ -606,6 +694,13 @@ fn timer_loop(inner: &Inner) {
             let mut guard = inner.lock();
             if guard.stopped {
                 return;
+            }
+            if !guard.serving {
+                // A follower fires nothing: its group's leader decides what
+                // is due, and its effects arrive through the log.
+                drop(guard);
+                std::thread::park_timeout(Duration::from_millis(100));
+                continue;
             }
             let locked = &mut *guard;
             // A panic here must not kill the thread silently: the engine is

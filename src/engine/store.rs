@@ -346,6 +346,12 @@ impl Store {
         self.lsn
     }
 
+    /// Numbers the next batches after `lsn` (a new leadership of a
+    /// replicated group continues its node's numbering).
+    pub(crate) fn continue_after(&mut self, lsn: u64) {
+        self.lsn = self.lsn.max(lsn);
+    }
+
     /// Whether the current round has uncommitted writes.
     pub fn is_dirty(&self) -> bool {
         !self.pending.is_empty()

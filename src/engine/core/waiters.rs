@@ -146,9 +146,14 @@ impl Core {
 
     /// Wakes every blocked client with [`Error::ShuttingDown`].
     pub fn wake_all_blocked(&mut self) {
+        self.wake_all_blocked_with(|| Error::ShuttingDown);
+    }
+
+    /// Answers every blocked client with `error()` and forgets them.
+    pub fn wake_all_blocked_with(&mut self, error: impl Fn() -> Error) {
         for (_, w) in self.blocked.drain() {
             let _ = w.tx.send(Delivery {
-                popped: Err(Error::ShuttingDown),
+                popped: Err(error()),
                 lsn: 0,
             });
         }

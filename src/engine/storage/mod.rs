@@ -21,6 +21,7 @@ pub(crate) mod logged;
 #[cfg(test)]
 pub(crate) mod memory;
 pub(crate) mod overlay;
+pub(crate) mod replicated;
 pub(crate) mod wal;
 
 use std::sync::Arc;
@@ -28,7 +29,7 @@ use std::sync::Arc;
 use crate::Result;
 
 /// The key spaces of the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub(crate) enum Space {
     /// Each queue's time index, and the queue records.
     Schedule,
@@ -50,7 +51,7 @@ impl Space {
 }
 
 /// One mutation of the store.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) enum Op {
     /// Sets `key` to `value`.
     Put(Space, Vec<u8>, Vec<u8>),
@@ -132,6 +133,13 @@ pub(crate) trait Journal: Send + Sync {
     /// needs no new file descriptor (the writer calls it at start-up and
     /// when idle). A failure is met again, and handled, by that sync.
     fn follow(&self) {}
+
+    /// Where a replicated store (cluster mode) publishes which of this
+    /// node's batches its group committed; `None` on a single node, whose
+    /// batches are durable once written or fsynced here.
+    fn committed(&self) -> Option<replicated::Commits> {
+        None
+    }
 }
 
 /// The first key after every key that starts with `prefix`, if any.
