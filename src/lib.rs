@@ -11,6 +11,7 @@
 
 pub(crate) mod acl;
 pub mod client;
+pub(crate) mod cluster;
 pub mod cmd;
 pub mod config;
 pub(crate) mod connection;
