@@ -449,6 +449,11 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub fn start(bin: &Path) -> RedisServer {
+        RedisServer::start_with(bin, &[])
+    }
+
+    /// Starts one with extra arguments (cluster mode, for one).
+    pub fn start_with(bin: &Path, extra: &[&str]) -> RedisServer {
         let port = free_port();
         // Nothing is saved, but a working directory of its own keeps any
         // stray file out of the source tree.
@@ -456,6 +461,7 @@ impl RedisServer {
         let child = Command::new(bin)
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args(extra)
             .current_dir(cwd.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -3,6 +3,7 @@
 
 mod acl;
 mod client_controls;
+mod cluster_shapes;
 mod cluster_standalone;
 mod examples;
 mod harness;
@@ -16,3 +17,7 @@ mod redis_rs;
 mod slowlog;
 mod stats;
 mod watch;
+
+// src/cluster/*.rs, compiled into cluster_shapes, name the library's reply
+// type as `crate::protocol`.
+use delayd::protocol;
