@@ -174,6 +174,11 @@ pub struct ClientState {
     pub(crate) monitor: Option<crate::cmd::monitor::Monitor>,
     /// The queues `WATCH`ed for the next `EXEC`.
     pub watches: crate::cmd::multi::Watches,
+    /// The engine running this client's queue commands: the server's, or in
+    /// cluster mode that of the group of the slot it last named.
+    pub(crate) engine: crate::engine::Engine,
+    /// Cluster mode: the index of that group.
+    pub(crate) group: usize,
 }
 
 /// `CLIENT REPLY`'s modes, with Redis's rules: OFF silences every reply
@@ -207,7 +212,12 @@ impl ReplyMode {
 
 impl ClientState {
     /// A new client's state.
-    pub(crate) fn new(info: Arc<ClientInfo>, acl: &crate::acl::Acl) -> ClientState {
+    pub(crate) fn new(
+        info: Arc<ClientInfo>,
+        acl: &crate::acl::Acl,
+        engine: crate::engine::Engine,
+        group: usize,
+    ) -> ClientState {
         ClientState {
             info,
             proto: Protocol::Resp2,
@@ -217,6 +227,8 @@ impl ClientState {
             reply_mode: ReplyMode::On,
             monitor: None,
             watches: crate::cmd::multi::Watches::default(),
+            engine,
+            group,
         }
     }
 

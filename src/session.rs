@@ -42,6 +42,8 @@ pub struct Session<S = TcpStream> {
     client: ClientState,
     /// Commands queued since `MULTI`.
     transaction: Option<multi::Transaction>,
+    /// Cluster mode: the group of the keys queued in the transaction.
+    tx_group: Option<usize>,
     /// Members popped for replies not yet handed to the kernel, with the
     /// output position where each reply ends.
     unsent: Vec<(u64, Vec<Popped>)>,
@@ -90,12 +92,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         _authenticated: bool,
     ) -> Session<S> {
         conn.limits = shared.limits(!shared.acl.auth_required());
-        let client = ClientState::new(info, &shared.acl);
+        let home = shared.cluster.as_ref().map_or(0, |c| c.home());
+        let client = ClientState::new(info, &shared.acl, shared.engine.clone(), home);
         Session {
             conn,
             shared,
             client,
             transaction: None,
+            tx_group: None,
             unsent: Vec::new(),
             monitor_queued: Vec::new(),
         }
@@ -212,7 +216,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.client.info.id,
                 lost.len()
             );
-            put_back(&self.shared.engine, lost).await;
+            put_back(&self.client.engine, lost).await;
         }
     }
 
@@ -254,7 +258,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Ok(());
         }
         let cmds = std::mem::take(batch);
-        for (r, popped) in cmd::execute(&self.shared, &self.client.info, cmds).await {
+        let engine = self.client.engine.clone();
+        for (r, popped) in cmd::execute(&self.shared, &engine, &self.client.info, cmds).await {
             self.reply_popped(r, popped);
         }
         Ok(())
@@ -388,13 +393,41 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         // Cluster mode: a command whose keys this node does not serve is
         // redirected, as a Redis Cluster node does (inside MULTI too, which
         // then fails at EXEC).
-        if let Some(cluster) = &self.shared.cluster
-            && let Err(e) = cluster.route_keys(spec.keys(&args).iter().map(|(i, _)| &args[*i][..]))
-        {
-            self.shared.cmdstats.reject(spec);
-            multi::fail(self.transaction.as_mut());
-            self.reply_in_order(Reply::from(e), batch);
-            return Ok(());
+        if let Some(cluster) = self.shared.cluster.clone() {
+            if self.transaction.is_none() {
+                self.tx_group = None;
+            }
+            let keys = spec.keys(&args);
+            let routed = cluster
+                .route_keys(keys.iter().map(|(i, _)| &args[*i][..]))
+                .and_then(|g| match (g, self.tx_group) {
+                    // A transaction runs as one round of one group's engine.
+                    (Some(g), Some(t)) if g != t => Err(Error::Coded(
+                        "CROSSSLOT",
+                        "Keys in request don't hash to the same slot".into(),
+                    )),
+                    _ => Ok(g),
+                });
+            match routed {
+                Err(e) => {
+                    self.shared.cmdstats.reject(spec);
+                    multi::fail(self.transaction.as_mut());
+                    self.reply_in_order(Reply::from(e), batch);
+                    return Ok(());
+                }
+                Ok(Some(g)) => {
+                    if self.transaction.is_some() {
+                        self.tx_group = Some(g);
+                    }
+                    if g != self.client.group {
+                        // The commands before go to the engine they were for.
+                        self.flush_engine(batch).await?;
+                        self.client.group = g;
+                        self.client.engine = cluster.engine(g).clone();
+                    }
+                }
+                Ok(None) => {}
+            }
         }
         if self.client.monitor.is_some()
             && spec.flags.iter().any(|f| *f == "write" || *f == "readonly")
@@ -555,7 +588,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             now: _,
         } = b;
         let shared = self.shared.clone();
-        let engine = &shared.engine;
+        let engine = &self.client.engine.clone();
         let with_counts = opts.with_counts;
         let info = self.client.info.clone();
         let attempt = Instant::now();
@@ -662,7 +695,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         mut d: Delivery,
         max_query: usize,
     ) -> Result<Result<Vec<Popped>>> {
-        let engine = self.shared.engine.clone();
+        let engine = self.client.engine.clone();
         let durable = {
             let wait = engine.delivery_durable(&d);
             tokio::pin!(wait);

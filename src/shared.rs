@@ -171,6 +171,15 @@ impl Pause {
 }
 
 impl Shared {
+    /// Every engine of this process: the server's, or in cluster mode one
+    /// per group (CONFIG SET applies to all).
+    pub fn engines(&self) -> Vec<&Engine> {
+        match &self.cluster {
+            Some(c) => c.groups.iter().map(|g| &g.engine).collect(),
+            None => vec![&self.engine],
+        }
+    }
+
     /// Shared state for a server over `engine`.
     pub fn new(
         config: Config,

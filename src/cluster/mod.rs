@@ -1,12 +1,17 @@
 //! Cluster mode: the store replicated by Raft (openraft) over three or
 //! more nodes, spoken to as a Redis Cluster (docs/cluster.md).
 //!
-//! This version runs one group holding all 16,384 slots on every node of
-//! `--cluster-nodes`: its leader serves every command, the others answer
-//! `-MOVED` to it, and when the leader dies another node takes over with
-//! everything the group committed. The leader's engine proposes each round
-//! as one log entry ([`replicated`](crate::engine::storage::replicated));
-//! the state machine applies committed entries to fjall on every node.
+//! With N nodes in `--cluster-nodes` there are N groups; group g owns an
+//! equal range of the 16,384 slots, every node holds a replica of every
+//! group (so this version replicates on all nodes, whatever N), and node g
+//! is the group's preferred leader, so leaders spread and every node takes
+//! writes. A group's leader serves its slots, the others answer `-MOVED`
+//! to it, and when the leader dies another replica takes over with
+//! everything the group committed. Each group has its own engine (standby
+//! until this node leads it), Raft log and fjall store; the leader's
+//! engine proposes each round as one log entry
+//! ([`replicated`](crate::engine::storage::replicated)), and the state
+//! machine applies committed entries to fjall on every replica.
 
 pub(crate) mod log_store;
 pub(crate) mod network;
@@ -88,12 +93,17 @@ pub fn parse_nodes(s: &str) -> std::result::Result<Vec<NodeSpec>, String> {
     Ok(nodes)
 }
 
-/// A node's part in the cluster.
-pub struct Cluster {
-    pub(crate) id: u64,
-    pub(crate) nodes: Vec<NodeSpec>,
+/// One Raft group as hosted on this node.
+pub(crate) struct Group {
+    pub(crate) first_slot: u16,
+    /// Inclusive.
+    pub(crate) last_slot: u16,
+    /// The node that should lead it when it can (leaders spread).
+    preferred: u64,
     pub(crate) raft: Raft,
-    /// Whether this node's engine serves (it leads, and has loaded).
+    /// Serves the group's commands while this node leads it.
+    pub(crate) engine: Engine,
+    /// Whether this node's engine serves the group (it leads, and loaded).
     leading: AtomicBool,
     /// The group's leader now (0: none).
     leader: AtomicU64,
@@ -103,123 +113,149 @@ pub struct Cluster {
     log: LogStore,
 }
 
+/// A node's part in the cluster.
+pub struct Cluster {
+    pub(crate) id: u64,
+    pub(crate) nodes: Vec<NodeSpec>,
+    /// In slot order.
+    pub(crate) groups: Vec<Group>,
+    /// The group this node prefers to lead: its engine answers the commands
+    /// without keys.
+    home: usize,
+}
+
 /// How long an election waits for a leader's heartbeat: generous, since
 /// three nodes may share two loaded cores.
 const ELECTION_MIN_MS: u64 = 1500;
 const ELECTION_MAX_MS: u64 = 3000;
 const HEARTBEAT_MS: u64 = 300;
 
+/// How often a preferred leader that does not lead its group asks for an
+/// election (when it is caught up), so that leaders spread again after a
+/// failover.
+const REBALANCE_EVERY: Duration = Duration::from_secs(10);
+
+fn raft_config() -> Result<Arc<openraft::Config>> {
+    let config = openraft::Config {
+        cluster_name: "delayd".into(),
+        heartbeat_interval: HEARTBEAT_MS,
+        election_timeout_min: ELECTION_MIN_MS,
+        election_timeout_max: ELECTION_MAX_MS,
+        install_snapshot_timeout: 30_000,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(20_000),
+        max_in_snapshot_log_to_keep: 2_000,
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| Error::msg(format!("raft config: {e}")))?;
+    Ok(Arc::new(config))
+}
+
 impl Cluster {
-    /// Opens this node's share of the cluster in `options.dir`, joins the
-    /// group (initialising it on first start) and returns the engine, which
-    /// serves whenever this node leads.
+    /// Opens this node's replicas of every group in `options.dir`, joins
+    /// them (initialising them on first start) and returns the engine of
+    /// this node's home group, for commands without keys.
     ///
     /// # Errors
     ///
-    /// The store, the log or the bus port cannot be opened.
+    /// A store, a log or the bus port cannot be opened.
     pub async fn start(
         id: u64,
         nodes: Vec<NodeSpec>,
         options: &Options,
     ) -> Result<(Engine, Arc<Cluster>)> {
-        let me = nodes
+        let home = nodes
             .iter()
-            .find(|n| n.id == id)
-            .cloned()
+            .position(|n| n.id == id)
             .ok_or_else(|| Error::msg(format!("cluster-id {id} is not in cluster-nodes")))?;
-        let dir = options.dir.as_path();
-        let data = Arc::new(FjallStorage::open(&dir.join("data"))?);
+        let me = nodes[home].clone();
         let incarnation = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
-        let link = LeaderLink::new(id, incarnation);
-        let engine = Engine::start_standby(standby(&link)?, options, Arc::new(SystemClock))?;
-        let log = LogStore::open(&dir.join("raft-log"), engine.clone())?;
-        let machine =
-            StateMachine::open(data.clone(), link.clone(), dir.join("raft-snapshot.bin"))?;
-        let config = openraft::Config {
-            cluster_name: "delayd".into(),
-            heartbeat_interval: HEARTBEAT_MS,
-            election_timeout_min: ELECTION_MIN_MS,
-            election_timeout_max: ELECTION_MAX_MS,
-            install_snapshot_timeout: 30_000,
-            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(20_000),
-            max_in_snapshot_log_to_keep: 2_000,
-            ..Default::default()
+        let count = nodes.len();
+        let mut groups = Vec::with_capacity(count);
+        let mut starts = Vec::with_capacity(count);
+        for (g, preferred) in nodes.iter().enumerate() {
+            let dir = options.dir.join(format!("group-{g}"));
+            let data = Arc::new(FjallStorage::open(&dir.join("data"))?);
+            let link = LeaderLink::new(id, incarnation);
+            let group_options = Options {
+                dir: dir.clone(),
+                ..options.clone()
+            };
+            let engine =
+                Engine::start_standby(standby(&link)?, &group_options, Arc::new(SystemClock))?;
+            let log = LogStore::open(&dir.join("raft-log"), engine.clone())?;
+            let machine =
+                StateMachine::open(data.clone(), link.clone(), dir.join("raft-snapshot.bin"))?;
+            let network = network::Network { group: g as u32 };
+            let raft = Raft::new(id, raft_config()?, network, log.clone(), machine)
+                .await
+                .map_err(|e| Error::msg(format!("raft: {e}")))?;
+            let (first_slot, last_slot) = slot_range(g, count);
+            groups.push(Group {
+                first_slot,
+                last_slot,
+                preferred: preferred.id,
+                raft,
+                engine,
+                leading: AtomicBool::new(false),
+                leader: AtomicU64::new(0),
+                last_leader: AtomicU64::new(0),
+                log,
+            });
+            starts.push((data, link));
         }
-        .validate()
-        .map_err(|e| Error::msg(format!("raft config: {e}")))?;
-        let raft = Raft::new(id, Arc::new(config), network::Network, log.clone(), machine)
-            .await
-            .map_err(|e| Error::msg(format!("raft: {e}")))?;
         let bus = tokio::net::TcpListener::bind((me.host.as_str(), me.bus_port))
             .await
             .map_err(|e| Error::msg(format!("cluster bus {}: {e}", me.bus_addr())))?;
-        tokio::spawn(network::serve(bus, raft.clone()));
-        let initialized = raft
-            .is_initialized()
-            .await
-            .map_err(|e| Error::msg(format!("raft: {e}")))?;
-        if !initialized {
-            let members: BTreeMap<u64, BasicNode> = nodes
-                .iter()
-                .map(|n| (n.id, BasicNode::new(n.bus_addr())))
-                .collect();
-            // Every node proposes the same first membership: whichever
-            // wins, they agree (openraft allows this on all nodes).
-            if let Err(e) = raft.initialize(members).await {
-                tracing::info!("cluster already initialised elsewhere: {e}");
+        tokio::spawn(network::serve(
+            bus,
+            groups.iter().map(|g| g.raft.clone()).collect(),
+        ));
+        let members: BTreeMap<u64, BasicNode> = nodes
+            .iter()
+            .map(|n| (n.id, BasicNode::new(n.bus_addr())))
+            .collect();
+        for group in &groups {
+            let initialized = group
+                .raft
+                .is_initialized()
+                .await
+                .map_err(|e| Error::msg(format!("raft: {e}")))?;
+            if !initialized {
+                // Every node proposes the same first membership: whichever
+                // wins, they agree (openraft allows this on all nodes).
+                if let Err(e) = group.raft.initialize(members.clone()).await {
+                    tracing::info!("group already initialised elsewhere: {e}");
+                }
+                if group.preferred == id {
+                    // The preferred leader stands first, so leaders start
+                    // spread.
+                    let _ = group.raft.trigger().elect().await;
+                }
             }
         }
         let cluster = Arc::new(Cluster {
             id,
             nodes,
-            raft,
-            leading: AtomicBool::new(false),
-            leader: AtomicU64::new(0),
-            last_leader: AtomicU64::new(0),
-            log,
+            groups,
+            home,
         });
-        tokio::spawn(follow_roles(cluster.clone(), engine.clone(), data, link));
-        let syncing = cluster.clone();
-        let fsync_engine = engine.clone();
-        tokio::spawn(async move {
-            // `everysec` for the log: appends reached the OS already.
-            loop {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                if fsync_engine.fsync() == Fsync::EverySec {
-                    let log = syncing.log.clone();
-                    if let Err(e) = tokio::task::spawn_blocking(move || log.sync()).await {
-                        tracing::error!("fsyncing the raft log failed: {e}");
-                    }
-                }
-            }
-        });
+        for (g, (data, link)) in starts.into_iter().enumerate() {
+            tokio::spawn(follow_roles(cluster.clone(), g, data, link));
+            tokio::spawn(rebalance(cluster.clone(), g));
+        }
+        tokio::spawn(sync_logs(cluster.clone()));
         tracing::info!(
-            "cluster mode: node {id} of {}, bus on {}",
-            cluster.nodes.len(),
+            "cluster mode: node {id} of {count}, {count} groups, bus on {}",
             me.bus_addr()
         );
-        Ok((engine, cluster))
-    }
-
-    /// Whether this node serves its group now.
-    pub(crate) fn leading(&self) -> bool {
-        self.leading.load(Ordering::Acquire)
-    }
-
-    /// The group's leader as last seen.
-    pub(crate) fn leader(&self) -> Option<&NodeSpec> {
-        let id = self.leader.load(Ordering::Acquire);
-        self.nodes.iter().find(|n| n.id == id)
+        Ok((cluster.groups[home].engine.clone(), cluster))
     }
 
     /// The cluster as this node sees it now, for the `CLUSTER` replies.
     pub(crate) fn topology(&self) -> topology::Topology {
-        let m = self.raft.metrics().borrow().clone();
-        let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
-        let leader = m.current_leader;
-        let last_leader = self.last_leader.load(Ordering::Acquire);
         topology::Topology {
             myself: self.id,
             nodes: self
@@ -234,45 +270,55 @@ impl Cluster {
                     online: true,
                 })
                 .collect(),
-            groups: vec![topology::GroupView {
-                first_slot: 0,
-                last_slot: slots::SLOTS - 1,
-                leader,
-                last_leader: (last_leader != 0).then_some(last_leader).or(leader),
-                voters,
-                term: m.current_term,
-                applied_index: m.last_applied.map_or(0, |l| l.index),
-            }],
+            groups: self
+                .groups
+                .iter()
+                .map(|g| {
+                    let m = g.raft.metrics().borrow().clone();
+                    let last_leader = g.last_leader.load(Ordering::Acquire);
+                    topology::GroupView {
+                        first_slot: g.first_slot,
+                        last_slot: g.last_slot,
+                        leader: m.current_leader,
+                        last_leader: (last_leader != 0).then_some(last_leader),
+                        voters: m.membership_config.membership().voter_ids().collect(),
+                        term: m.current_term,
+                        applied_index: m.last_applied.map_or(0, |l| l.index),
+                    }
+                })
+                .collect(),
         }
     }
 
-    /// Where a command with these keys must go, if not here.
+    /// The group that must run a command with these keys (`None`: it has
+    /// none, and runs on the client's current engine).
     ///
     /// # Errors
     ///
-    /// `CROSSSLOT` (keys in different slots), or as [`Cluster::route`].
-    pub(crate) fn route_keys<'a>(&self, keys: impl Iterator<Item = &'a [u8]>) -> Result<()> {
-        match slots::command_slot(keys) {
-            Ok(None) => Ok(()),
-            Ok(Some(slot)) => self.route(slot),
-            Err(_) => Err(Error::Coded(
-                "CROSSSLOT",
-                "Keys in request don't hash to the same slot".into(),
-            )),
+    /// `CROSSSLOT` (keys in different slots), `MOVED slot host:port`
+    /// (another node leads the slot's group), `CLUSTERDOWN` (no leader
+    /// now), `TRYAGAIN` (this node leads it and is still loading).
+    pub(crate) fn route_keys<'a>(
+        &self,
+        keys: impl Iterator<Item = &'a [u8]>,
+    ) -> Result<Option<usize>> {
+        let slot = match slots::command_slot(keys) {
+            Ok(None) => return Ok(None),
+            Ok(Some(slot)) => slot,
+            Err(_) => {
+                return Err(Error::Coded(
+                    "CROSSSLOT",
+                    "Keys in request don't hash to the same slot".into(),
+                ));
+            }
+        };
+        let g = self.group_of(slot);
+        let group = &self.groups[g];
+        if group.leading.load(Ordering::Acquire) {
+            return Ok(Some(g));
         }
-    }
-
-    /// Where a command for `slot` must go, if not here.
-    ///
-    /// # Errors
-    ///
-    /// `MOVED slot host:port` (another node leads), `CLUSTERDOWN` (no
-    /// leader now), `TRYAGAIN` (this node leads and is still loading).
-    pub(crate) fn route(&self, slot: u16) -> Result<()> {
-        if self.leading() {
-            return Ok(());
-        }
-        match self.leader() {
+        let leader = group.leader.load(Ordering::Acquire);
+        match self.nodes.iter().find(|n| n.id == leader) {
             Some(n) if n.id == self.id => Err(Error::Coded(
                 "TRYAGAIN",
                 "Leadership is being taken over, try again".into(),
@@ -282,6 +328,71 @@ impl Cluster {
                 format!("{slot} {}:{}", n.host, n.port),
             )),
             None => Err(Error::not_leader()),
+        }
+    }
+
+    /// The index of the group owning `slot`.
+    fn group_of(&self, slot: u16) -> usize {
+        self.groups
+            .iter()
+            .position(|g| g.first_slot <= slot && slot <= g.last_slot)
+            .unwrap_or(self.home)
+    }
+
+    /// The engine of group `g` (a session's commands for its slots).
+    pub(crate) fn engine(&self, g: usize) -> &Engine {
+        &self.groups[g.min(self.groups.len() - 1)].engine
+    }
+
+    /// The home group's index: where a client's commands without keys go
+    /// until it names a key.
+    pub(crate) fn home(&self) -> usize {
+        self.home
+    }
+}
+
+/// Group `g` of `count`'s slots: an equal share, in order.
+fn slot_range(g: usize, count: usize) -> (u16, u16) {
+    let slots = usize::from(slots::SLOTS);
+    let first = g * slots / count;
+    let last = (g + 1) * slots / count - 1;
+    (first as u16, last as u16)
+}
+
+/// `everysec` for the groups' logs (appends reached the OS already).
+async fn sync_logs(cluster: Arc<Cluster>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        for group in &cluster.groups {
+            if group.engine.fsync() == Fsync::EverySec {
+                let log = group.log.clone();
+                match tokio::task::spawn_blocking(move || log.sync()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::error!("fsyncing a raft log failed: {e}"),
+                    Err(e) => tracing::error!("fsyncing a raft log failed: {e}"),
+                }
+            }
+        }
+    }
+}
+
+/// Asks for an election now and then while this node is group `g`'s
+/// preferred leader, is caught up and does not lead it: leaders spread
+/// again after a failover. (openraft 0.9 has no leadership transfer; a
+/// node behind the leader's log loses the vote and changes nothing.)
+async fn rebalance(cluster: Arc<Cluster>, g: usize) {
+    let group = &cluster.groups[g];
+    if group.preferred != cluster.id {
+        return;
+    }
+    loop {
+        tokio::time::sleep(REBALANCE_EVERY).await;
+        let m = group.raft.metrics().borrow().clone();
+        let caught_up =
+            m.last_log_index.is_some() && m.last_applied.map(|l| l.index) == m.last_log_index;
+        if m.state == ServerState::Follower && m.current_leader.is_some() && caught_up {
+            tracing::info!("group {g}: standing for election as its preferred leader");
+            let _ = group.raft.trigger().elect().await;
         }
     }
 }
@@ -305,24 +416,26 @@ fn standby(link: &Arc<LeaderLink>) -> Result<Store> {
 /// stops when it no longer is.
 async fn follow_roles(
     cluster: Arc<Cluster>,
-    engine: Engine,
+    g: usize,
     data: Arc<FjallStorage>,
     link: Arc<LeaderLink>,
 ) {
-    let mut metrics = cluster.raft.metrics();
+    let group = &cluster.groups[g];
+    let engine = &group.engine;
+    let mut metrics = group.raft.metrics();
     let mut led_term: Option<u64> = None;
     loop {
         let (state, term, leader) = {
             let m = metrics.borrow_and_update();
             (m.state, m.current_term, m.current_leader)
         };
-        cluster.leader.store(leader.unwrap_or(0), Ordering::Release);
+        group.leader.store(leader.unwrap_or(0), Ordering::Release);
         if let Some(l) = leader {
-            cluster.last_leader.store(l, Ordering::Release);
+            group.last_leader.store(l, Ordering::Release);
         }
         let leads = state == ServerState::Leader && leader == Some(cluster.id);
         if led_term.is_some() && (!leads || led_term != Some(term)) {
-            cluster.leading.store(false, Ordering::Release);
+            group.leading.store(false, Ordering::Release);
             if let Ok(s) = standby(&link)
                 && let Err(e) = engine.step_down(s)
             {
@@ -330,18 +443,19 @@ async fn follow_roles(
             }
             link.lose();
             led_term = None;
-            tracing::info!("no longer leading (term {term})");
+            tracing::info!("group {g}: no longer leading (term {term})");
         }
         if leads && led_term.is_none() {
-            match take_lead(&cluster, &engine, &data, &link).await {
+            match take_lead(group, &data, &link).await {
                 Ok(()) => {
                     led_term = Some(term);
-                    cluster.leading.store(true, Ordering::Release);
-                    tracing::info!("leading the group (term {term})");
+                    group.leading.store(true, Ordering::Release);
+                    tracing::info!("group {g}: leading (term {term})");
                 }
                 Err(e) => {
-                    tracing::warn!("taking the lead failed: {e}");
+                    tracing::warn!("group {g}: taking the lead failed: {e}");
                     link.lose();
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
             // Look again at once: the role may have changed meanwhile.
@@ -353,28 +467,23 @@ async fn follow_roles(
     }
 }
 
-async fn take_lead(
-    cluster: &Cluster,
-    engine: &Engine,
-    data: &Arc<FjallStorage>,
-    link: &Arc<LeaderLink>,
-) -> Result<()> {
+async fn take_lead(group: &Group, data: &Arc<FjallStorage>, link: &Arc<LeaderLink>) -> Result<()> {
     // Everything committed before this term (up to its blank entry) is
     // applied here before the engine loads from the store.
-    cluster
+    group
         .raft
         .ensure_linearizable()
         .await
         .map_err(|e| Error::msg(format!("not leader: {e}")))?;
     let (tx, rx) = mpsc::unbounded_channel();
     link.lead(tx);
-    tokio::spawn(propose(cluster.raft.clone(), rx));
+    tokio::spawn(propose(group.raft.clone(), rx));
     let mut store = Store::over(Box::new(ReplicatedStorage::leading(
         data.clone(),
         link.clone(),
     )))?;
     store.continue_after(link.last_proposed());
-    let engine = engine.clone();
+    let engine = group.engine.clone();
     tokio::task::spawn_blocking(move || engine.lead(store))
         .await
         .map_err(|e| Error::msg(format!("loading: {e}")))?

@@ -1,6 +1,7 @@
 //! The cluster bus: openraft's RPCs between nodes over TCP.
 //!
-//! A frame is a big-endian `u32` length and a postcard body. The peers are
+//! A frame is a big-endian `u32` length and a postcard body; a request
+//! names the group it is for, since one connection serves every group. The peers are
 //! only delayd nodes and the messages only openraft's three RPCs, so a
 //! small framed protocol is all it takes (docs/cluster.md §6). Each
 //! openraft client (one per replication stream or vote) keeps one
@@ -67,14 +68,17 @@ async fn read_frame<T: serde::de::DeserializeOwned>(s: &mut TcpStream) -> std::i
     postcard::from_bytes(&body).map_err(std::io::Error::other)
 }
 
-/// Makes clients for openraft, one per target and stream.
-pub(crate) struct Network;
+/// Makes clients for openraft, one per target and stream, for one group.
+pub(crate) struct Network {
+    pub(crate) group: u32,
+}
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> Peer {
         Peer {
+            group: self.group,
             target,
             addr: node.addr.clone(),
             conn: None,
@@ -84,6 +88,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
 /// One client of one peer.
 pub(crate) struct Peer {
+    group: u32,
     target: u64,
     addr: String,
     conn: Option<TcpStream>,
@@ -110,7 +115,7 @@ impl Peer {
         };
         let mut conn = conn;
         let exchanged = tokio::time::timeout(ttl, async {
-            write_frame(&mut conn, req).await?;
+            write_frame(&mut conn, &(self.group, req)).await?;
             read_frame::<Response>(&mut conn).await
         })
         .await
@@ -184,19 +189,25 @@ impl RaftNetwork<TypeConfig> for Peer {
     }
 }
 
-/// Answers peers' RPCs on `listener` until the task is dropped.
-pub(crate) async fn serve(listener: TcpListener, raft: Raft) {
+/// Answers peers' RPCs for every group on `listener`.
+pub(crate) async fn serve(listener: TcpListener, rafts: Vec<Raft>) {
+    let rafts = std::sync::Arc::new(rafts);
     loop {
         let Ok((conn, _)) = listener.accept().await else {
             // Out of descriptors, say: try again shortly rather than spin.
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
-        let raft = raft.clone();
+        let rafts = rafts.clone();
         tokio::spawn(async move {
             let _ = conn.set_nodelay(true);
             let mut conn = conn;
-            while let Ok(req) = read_frame::<Request>(&mut conn).await {
+            while let Ok((group, req)) = read_frame::<(u32, Request)>(&mut conn).await {
+                // A group this node does not have: a peer with another
+                // configuration; cut it off.
+                let Some(raft) = rafts.get(group as usize) else {
+                    break;
+                };
                 let resp = match req {
                     Request::Append(r) => Response::Append(raft.append_entries(r).await),
                     Request::Vote(r) => Response::Vote(raft.vote(r).await),

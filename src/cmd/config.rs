@@ -381,17 +381,19 @@ fn set(shared: &Shared, pairs: &[(String, String)]) -> Result<()> {
         // Fails only where no logger is installed (the level is then fixed).
         crate::config::set_log_level(&level).map_err(|why| failed("loglevel", &why))?;
     }
-    if let Some(f) = fsync {
-        shared.engine.set_fsync(f);
-    }
-    if let Some(p) = trace_queues {
-        shared.engine.set_trace_queues(p.as_bytes());
-    }
-    if let Some(n) = trace_max_events {
-        shared.engine.set_trace_max_events(n);
-    }
-    if let Some(n) = hot_max {
-        shared.engine.set_hot_max(n);
+    for engine in shared.engines() {
+        if let Some(f) = fsync {
+            engine.set_fsync(f);
+        }
+        if let Some(p) = &trace_queues {
+            engine.set_trace_queues(p.as_bytes());
+        }
+        if let Some(n) = trace_max_events {
+            engine.set_trace_max_events(n);
+        }
+        if let Some(n) = hot_max {
+            engine.set_hot_max(n);
+        }
     }
     if let Some(us) = slower_than {
         shared.slowlog.set_slower_than(us);

@@ -154,11 +154,12 @@ pub(crate) enum Queued {
 /// never reaches the client).
 pub(crate) async fn execute(
     shared: &Shared,
+    engine: &crate::engine::Engine,
     client: &ClientInfo,
     cmds: Vec<Queued>,
 ) -> Vec<(Reply, Vec<Popped>)> {
     let n = cmds.len();
-    execute_watched(shared, client, Vec::new(), cmds)
+    execute_watched(shared, engine, client, Vec::new(), cmds)
         .await
         .unwrap_or_else(|| vec![(Reply::NullArray, Vec::new()); n])
 }
@@ -168,6 +169,7 @@ pub(crate) async fn execute(
 /// `None` (nothing run) if one did.
 pub(crate) async fn execute_watched(
     shared: &Shared,
+    engine: &crate::engine::Engine,
     client: &ClientInfo,
     watched: Vec<(Bytes, u64)>,
     cmds: Vec<Queued>,
@@ -229,7 +231,7 @@ pub(crate) async fn execute_watched(
             })
             .collect::<Vec<_>>()
     };
-    match shared.engine.run(run).await {
+    match engine.run(run).await {
         Round::Durable(out) => out.map(ran),
         // Not durable: no success may be acknowledged (nor anything put
         // back: the store takes no more writes); errors the commands gave

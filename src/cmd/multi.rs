@@ -230,7 +230,8 @@ pub async fn apply(
             if transaction.is_some() {
                 Reply::from(Error::msg("WATCH inside MULTI is not allowed"))
             } else {
-                client.watches.add(&shared.engine, keys);
+                let engine = client.engine.clone();
+                client.watches.add(&engine, keys);
                 Reply::OK
             }
         }
@@ -274,7 +275,8 @@ async fn exec(
         });
     }
     let watched = client.watches.take();
-    let Some(ran) = execute_watched(shared, &client.info, watched, round).await else {
+    let engine = client.engine.clone();
+    let Some(ran) = execute_watched(shared, &engine, &client.info, watched, round).await else {
         return Reply::NullArray;
     };
     let mut replies = Vec::with_capacity(ran.len());

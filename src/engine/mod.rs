@@ -140,6 +140,12 @@ pub struct Engine {
     pub stats: Arc<SharedStats>,
 }
 
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").finish_non_exhaustive()
+    }
+}
+
 impl Engine {
     /// Opens the store, recovers the state and starts the timer and writer
     /// threads.
