@@ -105,6 +105,10 @@ pub(crate) struct Group {
     pub(crate) engine: Engine,
     /// Whether this node's engine serves the group (it leads, and loaded).
     leading: AtomicBool,
+    /// Until when (ms on [`Cluster::clock`]) a majority is known to follow
+    /// this node as leader: past it, nothing is served, since another node
+    /// may have been elected meanwhile.
+    lease_until: AtomicU64,
     /// The group's leader now (0: none).
     leader: AtomicU64,
     /// The last leader known (0: none yet), which `CLUSTER SLOTS` keeps
@@ -122,6 +126,8 @@ pub struct Cluster {
     /// The group this node prefers to lead: its engine answers the commands
     /// without keys.
     home: usize,
+    /// The clock of the groups' leases.
+    started: std::time::Instant,
 }
 
 /// How long an election waits for a leader's heartbeat: generous, since
@@ -200,6 +206,7 @@ impl Cluster {
                 raft,
                 engine,
                 leading: AtomicBool::new(false),
+                lease_until: AtomicU64::new(0),
                 leader: AtomicU64::new(0),
                 last_leader: AtomicU64::new(0),
                 log,
@@ -241,6 +248,7 @@ impl Cluster {
             nodes,
             groups,
             home,
+            started: std::time::Instant::now(),
         });
         for (g, (data, link)) in starts.into_iter().enumerate() {
             tokio::spawn(follow_roles(cluster.clone(), g, data, link));
@@ -315,7 +323,12 @@ impl Cluster {
         let g = self.group_of(slot);
         let group = &self.groups[g];
         if group.leading.load(Ordering::Acquire) {
-            return Ok(Some(g));
+            if self.now_ms() < group.lease_until.load(Ordering::Acquire) {
+                return Ok(Some(g));
+            }
+            // Leading, but no majority confirmed it lately: a partition may
+            // have elected another leader, so nothing is answered here.
+            return Err(Error::not_leader());
         }
         let leader = group.leader.load(Ordering::Acquire);
         match self.nodes.iter().find(|n| n.id == leader) {
@@ -329,6 +342,10 @@ impl Cluster {
             )),
             None => Err(Error::not_leader()),
         }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
     }
 
     /// The index of the group owning `slot`.
@@ -424,6 +441,10 @@ async fn follow_roles(
     let engine = &group.engine;
     let mut metrics = group.raft.metrics();
     let mut led_term: Option<u64> = None;
+    // Kept across iterations: metrics change with every write, and the
+    // lease must still be renewed on time.
+    let mut lease_tick = tokio::time::interval(LEASE_CHECK);
+    lease_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let (state, term, leader) = {
             let m = metrics.borrow_and_update();
@@ -446,8 +467,13 @@ async fn follow_roles(
             tracing::info!("group {g}: no longer leading (term {term})");
         }
         if leads && led_term.is_none() {
+            let asked = cluster.now_ms();
             match take_lead(group, &data, &link).await {
                 Ok(()) => {
+                    // take_lead confirmed the leadership with a majority.
+                    group
+                        .lease_until
+                        .fetch_max(asked + LEASE_MS, Ordering::AcqRel);
                     led_term = Some(term);
                     group.leading.store(true, Ordering::Release);
                     tracing::info!("group {g}: leading (term {term})");
@@ -461,9 +487,59 @@ async fn follow_roles(
             // Look again at once: the role may have changed meanwhile.
             continue;
         }
-        if metrics.changed().await.is_err() {
-            return;
+        tokio::select! {
+            changed = metrics.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            _ = lease_tick.tick(), if led_term.is_some() => {
+                if !renew_lease(&cluster, group).await
+                    && cluster.now_ms() >= group.lease_until.load(Ordering::Acquire) + LEASE_MS
+                {
+                    // Cut off from the majority for a whole lease more:
+                    // give the rounds waiting on commits their answer.
+                    group.leading.store(false, Ordering::Release);
+                    if let Ok(s) = standby(&link)
+                        && let Err(e) = engine.step_down(s)
+                    {
+                        tracing::error!("stepping down: {e}");
+                    }
+                    link.lose();
+                    led_term = None;
+                    tracing::warn!("group {g}: no majority for {LEASE_MS} ms; stopped serving");
+                    tokio::time::sleep(LEASE_CHECK).await;
+                }
+            }
         }
+    }
+}
+
+/// How often a leader confirms that a majority still follows it.
+const LEASE_CHECK: Duration = Duration::from_millis(250);
+
+/// How long a confirmation lets the leader serve: shorter than the
+/// shortest election timeout, so a partitioned leader stops answering
+/// before the others can elect a new one (clocks on one host, or NTP-synced
+/// hosts, drift far less than the margin).
+const LEASE_MS: u64 = 1000;
+
+/// Asks a majority to confirm this node still leads `group` (a heartbeat
+/// round); extends the lease from when it was asked if they do.
+async fn renew_lease(cluster: &Cluster, group: &Group) -> bool {
+    let asked = cluster.now_ms();
+    let confirmed = tokio::time::timeout(
+        Duration::from_millis(LEASE_MS),
+        group.raft.get_read_log_id(),
+    )
+    .await;
+    if matches!(confirmed, Ok(Ok(_))) {
+        group
+            .lease_until
+            .fetch_max(asked + LEASE_MS, Ordering::AcqRel);
+        true
+    } else {
+        false
     }
 }
 
