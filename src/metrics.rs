@@ -70,6 +70,8 @@ struct Snapshot {
     /// The queues with the largest backlog.
     queues: Vec<QueueFigures>,
     lateness: Lateness,
+    /// Cluster mode: each Raft group's state on this node.
+    groups: Vec<crate::cluster::GroupStatus>,
 }
 
 fn gauge(name: &'static str, help: &'static str, value: u64) -> Figure {
@@ -296,6 +298,11 @@ impl Snapshot {
             figures,
             queues,
             lateness: t.lateness,
+            groups: shared
+                .cluster
+                .as_ref()
+                .map(|c| c.group_status())
+                .unwrap_or_default(),
         })
     }
 }
@@ -341,6 +348,40 @@ impl Collector for Snapshot {
                 let labels = [("queue", q.label.as_str())];
                 let value = if ready { q.ready } else { q.pending };
                 ConstGauge::new(value).encode(m.encode_family(&labels)?)?;
+            }
+        }
+        type GroupFigure = fn(&crate::cluster::GroupStatus) -> u64;
+        let group_figures: [(&str, &str, GroupFigure); 5] = [
+            ("raft_term", "The group's Raft term.", |g| g.term),
+            (
+                "raft_leading",
+                "1 while this node leads the group and serves its slots.",
+                |g| u64::from(g.serving),
+            ),
+            (
+                "raft_leader",
+                "The node id of the group's leader (0: none).",
+                |g| g.leader,
+            ),
+            (
+                "raft_last_log_index",
+                "The last index of the group's log on this node.",
+                |g| g.last_log_index,
+            ),
+            (
+                "raft_last_applied",
+                "The last log index applied to this node's store.",
+                |g| g.last_applied,
+            ),
+        ];
+        if !self.groups.is_empty() {
+            for (name, help, value) in group_figures {
+                let mut m = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+                for (i, g) in self.groups.iter().enumerate() {
+                    let group = i.to_string();
+                    let labels = [("group", group.as_str())];
+                    ConstGauge::new(value(g)).encode(m.encode_family(&labels)?)?;
+                }
             }
         }
         let l = &self.lateness;

@@ -348,6 +348,33 @@ impl Cluster {
         self.started.elapsed().as_millis() as u64
     }
 
+    /// Each group's state on this node, for INFO and /metrics.
+    pub(crate) fn group_status(&self) -> Vec<GroupStatus> {
+        self.groups
+            .iter()
+            .map(|g| {
+                let m = g.raft.metrics().borrow().clone();
+                GroupStatus {
+                    first_slot: g.first_slot,
+                    last_slot: g.last_slot,
+                    role: match m.state {
+                        ServerState::Leader => "leader",
+                        ServerState::Candidate => "candidate",
+                        ServerState::Learner => "learner",
+                        _ => "follower",
+                    },
+                    serving: g.leading.load(Ordering::Acquire),
+                    term: m.current_term,
+                    leader: m.current_leader.unwrap_or(0),
+                    last_log_index: m.last_log_index.unwrap_or(0),
+                    last_applied: m.last_applied.map_or(0, |l| l.index),
+                    snapshot: m.snapshot.map_or(0, |l| l.index),
+                    purged: m.purged.map_or(0, |l| l.index),
+                }
+            })
+            .collect()
+    }
+
     /// The index of the group owning `slot`.
     fn group_of(&self, slot: u16) -> usize {
         self.groups
@@ -365,6 +392,43 @@ impl Cluster {
     /// until it names a key.
     pub(crate) fn home(&self) -> usize {
         self.home
+    }
+}
+
+/// One group's state on this node.
+#[derive(Debug, Clone)]
+pub(crate) struct GroupStatus {
+    pub first_slot: u16,
+    pub last_slot: u16,
+    pub role: &'static str,
+    /// Whether this node serves the group's slots now.
+    pub serving: bool,
+    pub term: u64,
+    /// The leader's node id (0: none).
+    pub leader: u64,
+    pub last_log_index: u64,
+    pub last_applied: u64,
+    pub snapshot: u64,
+    pub purged: u64,
+}
+
+impl std::fmt::Display for GroupStatus {
+    /// As INFO's `cluster` section shows it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "slots={}-{},role={},serving={},term={},leader={},last_log_index={},last_applied={},snapshot={},purged={}",
+            self.first_slot,
+            self.last_slot,
+            self.role,
+            u8::from(self.serving),
+            self.term,
+            self.leader,
+            self.last_log_index,
+            self.last_applied,
+            self.snapshot,
+            self.purged
+        )
     }
 }
 

@@ -38,6 +38,7 @@ const SECTIONS: &[&str] = &[
     "commandstats",
     "errorstats",
     "latencystats",
+    "cluster",
     "keyspace",
     "delay",
 ];
@@ -263,6 +264,15 @@ impl Info {
                 "commandstats" => out.push_str(&shared.cmdstats.commandstats()),
                 "errorstats" => out.push_str(&shared.cmdstats.errorstats()),
                 "latencystats" => out.push_str(&shared.cmdstats.latencystats()),
+                "cluster" => match &shared.cluster {
+                    None => kv("cluster_enabled", &0),
+                    Some(c) => {
+                        kv("cluster_enabled", &1);
+                        for (g, status) in c.group_status().iter().enumerate() {
+                            kv(&format!("raft_group{g}"), status);
+                        }
+                    }
+                },
                 "keyspace" if totals.queues > 0 => {
                     kv(
                         "db0",
