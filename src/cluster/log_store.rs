@@ -135,15 +135,20 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Some(to) => self.log.range(key(from)..key(to)),
             None => self.log.range(key(from)..),
         };
-        let mut out = Vec::new();
+        // Only the run of entries starting exactly at `from`: openraft
+        // ships what is returned as consecutive entries, so a purged start
+        // must give nothing rather than the entries after a gap.
+        let mut out: Vec<Entry> = Vec::new();
         for g in iter {
             let (_, v) = g
                 .into_inner()
                 .map_err(|e| storage_error(StorageIOError::read_logs, &e))?;
-            out.push(
-                postcard::from_bytes(&v)
-                    .map_err(|e| storage_error(StorageIOError::read_logs, &e))?,
-            );
+            let entry: Entry = postcard::from_bytes(&v)
+                .map_err(|e| storage_error(StorageIOError::read_logs, &e))?;
+            if entry.log_id.index != from + out.len() as u64 {
+                break;
+            }
+            out.push(entry);
         }
         Ok(out)
     }

@@ -220,28 +220,8 @@ impl Cluster {
             bus,
             groups.iter().map(|g| g.raft.clone()).collect(),
         ));
-        let members: BTreeMap<u64, BasicNode> = nodes
-            .iter()
-            .map(|n| (n.id, BasicNode::new(n.bus_addr())))
-            .collect();
-        for group in &groups {
-            let initialized = group
-                .raft
-                .is_initialized()
-                .await
-                .map_err(|e| Error::msg(format!("raft: {e}")))?;
-            if !initialized {
-                // Every node proposes the same first membership: whichever
-                // wins, they agree (openraft allows this on all nodes).
-                if let Err(e) = group.raft.initialize(members.clone()).await {
-                    tracing::info!("group already initialised elsewhere: {e}");
-                }
-                if group.preferred == id {
-                    // The preferred leader stands first, so leaders start
-                    // spread.
-                    let _ = group.raft.trigger().elect().await;
-                }
-            }
+        if home == 0 {
+            bootstrap(&nodes, &groups).await?;
         }
         let cluster = Arc::new(Cluster {
             id,
@@ -432,6 +412,50 @@ impl std::fmt::Display for GroupStatus {
     }
 }
 
+/// Starts a new cluster (run by the first node of `--cluster-nodes` only):
+/// initialises every group with all nodes as voters, once a majority of the
+/// nodes answer that none of them has it. A node restarted on an empty
+/// directory (its disk replaced) must not initialise anything: the others
+/// have the groups, and the leader sends it a snapshot.
+async fn bootstrap(nodes: &[NodeSpec], groups: &[Group]) -> Result<()> {
+    let members: BTreeMap<u64, BasicNode> = nodes
+        .iter()
+        .map(|n| (n.id, BasicNode::new(n.bus_addr())))
+        .collect();
+    for (g, group) in groups.iter().enumerate() {
+        let initialized = |r: std::result::Result<bool, _>| {
+            r.map_err(|e| Error::msg(format!("raft: {e}")))
+        };
+        if initialized(group.raft.is_initialized().await)? {
+            continue;
+        }
+        loop {
+            let mut fresh = 1;
+            let mut elsewhere = false;
+            for n in &nodes[1..] {
+                match network::peer_initialized(&n.bus_addr(), g as u32).await {
+                    Some(true) => elsewhere = true,
+                    Some(false) => fresh += 1,
+                    None => {}
+                }
+            }
+            if elsewhere {
+                tracing::info!("group {g} exists on other nodes: joining it");
+                break;
+            }
+            if fresh > nodes.len() / 2 {
+                if let Err(e) = group.raft.initialize(members.clone()).await {
+                    tracing::info!("group {g} already initialised: {e}");
+                }
+                break;
+            }
+            // Too few nodes answered yet: the others are still starting.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok(())
+}
+
 /// Group `g` of `count`'s slots: an equal share, in order.
 fn slot_range(g: usize, count: usize) -> (u16, u16) {
     let slots = usize::from(slots::SLOTS);
@@ -466,8 +490,12 @@ async fn rebalance(cluster: Arc<Cluster>, g: usize) {
     if group.preferred != cluster.id {
         return;
     }
+    // Soon after start (the bootstrap node leads every group at first),
+    // then now and then.
+    let mut wait = Duration::from_secs(2);
     loop {
-        tokio::time::sleep(REBALANCE_EVERY).await;
+        tokio::time::sleep(wait).await;
+        wait = REBALANCE_EVERY;
         let m = group.raft.metrics().borrow().clone();
         let caught_up =
             m.last_log_index.is_some() && m.last_applied.map(|l| l.index) == m.last_log_index;

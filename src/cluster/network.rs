@@ -37,6 +37,8 @@ enum Request {
     Append(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<u64>),
     Snapshot(InstallSnapshotRequest<TypeConfig>),
+    /// Whether the group was ever initialised on the peer (bootstrap).
+    Initialized,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -44,6 +46,7 @@ enum Response {
     Append(Result<AppendEntriesResponse<u64>, RaftError<u64>>),
     Vote(Result<VoteResponse<u64>, RaftError<u64>>),
     Snapshot(Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>),
+    Initialized(bool),
 }
 
 async fn write_frame<T: serde::Serialize>(s: &mut TcpStream, msg: &T) -> std::io::Result<()> {
@@ -189,6 +192,24 @@ impl RaftNetwork<TypeConfig> for Peer {
     }
 }
 
+/// Asks the node at `addr` whether `group` was ever initialised there
+/// (`None`: it did not answer).
+pub(crate) async fn peer_initialized(addr: &str, group: u32) -> Option<bool> {
+    let mut peer = Peer {
+        group,
+        target: 0,
+        addr: addr.to_string(),
+        conn: None,
+    };
+    match peer
+        .exchange(&Request::Initialized, Duration::from_millis(500))
+        .await
+    {
+        Ok(Response::Initialized(yes)) => Some(yes),
+        _ => None,
+    }
+}
+
 /// Answers peers' RPCs for every group on `listener`.
 pub(crate) async fn serve(listener: TcpListener, rafts: Vec<Raft>) {
     let rafts = std::sync::Arc::new(rafts);
@@ -212,6 +233,10 @@ pub(crate) async fn serve(listener: TcpListener, rafts: Vec<Raft>) {
                     Request::Append(r) => Response::Append(raft.append_entries(r).await),
                     Request::Vote(r) => Response::Vote(raft.vote(r).await),
                     Request::Snapshot(r) => Response::Snapshot(raft.install_snapshot(r).await),
+                    // A stopped raft counts as initialised: never bootstrap over it.
+                    Request::Initialized => {
+                        Response::Initialized(raft.is_initialized().await.unwrap_or(true))
+                    }
                 };
                 if write_frame(&mut conn, &resp).await.is_err() {
                     break;
