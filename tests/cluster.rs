@@ -386,7 +386,9 @@ fn redis_benchmark_cluster_ping_and_delayadd() {
         // It refuses a cluster of fewer than two masters ("Invalid
         // cluster: 1 node(s)", exit 1); the output must show the runs.
         assert!(
-            out.success() && out.stdout.contains("requests per second"),
+            out.success()
+                && out.stdout.contains("requests per second")
+                && !out.stderr.contains("Error from server"),
             "redis-benchmark --cluster {args:?}: {}\n{}",
             out.describe(),
             c.logs()
@@ -395,19 +397,15 @@ fn redis_benchmark_cluster_ping_and_delayadd() {
     };
     let ping = run(&["-t", "ping"]);
     assert!(ping.stdout.contains("PING"), "{}", ping.describe());
-    run(&[
+    // In cluster mode redis-benchmark replaces `{tag}` with a hash tag of
+    // each master's slots, so every master gets its share.
+    let add = run(&[
         "-r",
         "100000",
         "DELAYADD",
-        "{bench}q",
+        "{tag}q",
         "__rand_int__",
         "m:__rand_int__",
     ]);
-    let mut con = c.client().get_connection().unwrap();
-    let card: i64 = redis::cmd("DELAYCARD")
-        .arg("{bench}q")
-        .query(&mut con)
-        .unwrap();
-    // 2000 adds of members drawn from 100,000: almost all distinct.
-    assert!(card > 1000, "DELAYCARD {{bench}}q = {card}");
+    assert!(add.stdout.contains("DELAYADD"), "{}", add.describe());
 }
