@@ -1,0 +1,411 @@
+//! Cluster mode through real cluster clients: three nodes of the real
+//! binary on loopback, driven by `redis-cli -c`, redis-py's `RedisCluster`,
+//! the `redis` crate's `ClusterClient` and `redis-benchmark --cluster`;
+//! slot coverage and CROSSSLOT; kill -9 of a leader, failover and rejoin.
+//! Nothing assumes one group: leaders are read from `CLUSTER SLOTS`.
+
+mod cluster_support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use cluster_support::{
+    Cluster, ask_line, cluster_info, cluster_slots, key_slot, leader_of, query_retrying,
+    require_redis_py, require_tool, run_bounded,
+};
+
+/// A tag per slot spread, so the keys land on different slots (and, with
+/// several groups, on different leaders).
+const TAGS: [&str; 6] = ["a", "b", "c", "user:1", "user:2", "orders"];
+
+#[test]
+fn redis_cli_follows_moved_from_every_node() {
+    let Some(cli) = require_tool("redis-cli", "apt-get install -y redis-tools") else {
+        return;
+    };
+    let c = Cluster::start(3);
+    let run = |port: u16, args: &[&str]| {
+        let out = run_bounded(
+            Command::new(&cli)
+                .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+                .args(args),
+            None,
+            Duration::from_secs(20),
+        );
+        assert!(out.success(), "redis-cli {args:?}: {}", out.describe());
+        out.stdout.trim().to_string()
+    };
+    for (i, tag) in TAGS.iter().enumerate() {
+        let q = format!("{{{tag}}}q");
+        let via = c.nodes[i % 3].port;
+        let other = c.nodes[(i + 1) % 3].port;
+        assert_eq!(
+            run(via, &["-c", "DELAYADD", &q, "60000", "m1"]),
+            "1",
+            "{q} via {via}\n{}",
+            c.logs()
+        );
+        assert_eq!(run(other, &["-c", "DELAYCARD", &q]), "1", "{q} via {other}");
+        // Without -c a node that does not lead the slot answers MOVED to the
+        // one that does (the leader in CLUSTER SLOTS).
+        let slots = cluster_slots(other).expect("CLUSTER SLOTS");
+        let leader = leader_of(&slots, key_slot(&q)).expect("slot covered");
+        let follower = c.nodes.iter().find(|n| n.port != leader).unwrap().port;
+        assert_eq!(
+            run(follower, &["DELAYCARD", &q]),
+            format!("MOVED {} 127.0.0.1:{leader}", key_slot(&q))
+        );
+        assert_eq!(run(leader, &["DELAYCARD", &q]), "1");
+    }
+}
+
+#[test]
+fn redis_py_cluster_client() {
+    if !require_redis_py() {
+        return;
+    }
+    let c = Cluster::start(3);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cluster_py.py");
+    // Seeded with a node that leads nothing when there is a follower: the
+    // client must discover the rest through CLUSTER SLOTS.
+    let out = run_bounded(
+        Command::new("python3")
+            .arg(script)
+            .args(["--port", &c.nodes[1].port.to_string()]),
+        None,
+        Duration::from_secs(40),
+    );
+    assert!(
+        out.success() && out.stdout.contains("all redis-py cluster checks passed"),
+        "{}\n{}",
+        out.describe(),
+        c.logs()
+    );
+}
+
+#[test]
+fn redis_rs_cluster_client_adds_pops_acks() {
+    let c = Cluster::start(3);
+    let mut con = c.client().get_connection().expect("cluster connection");
+    for tag in TAGS {
+        let q = format!("{{{tag}}}jobs");
+        for i in 0..5 {
+            let n: i64 = redis::cmd("DELAYADD")
+                .arg(&q)
+                .arg(0)
+                .arg(format!("{tag}-{i}"))
+                .query(&mut con)
+                .unwrap();
+            assert_eq!(n, 1);
+        }
+        let later: i64 = redis::cmd("DELAYADD")
+            .arg(&q)
+            .arg(600_000)
+            .arg("later")
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(later, 1);
+        let popped: Vec<String> = redis::cmd("DELAYPOP")
+            .arg(&q)
+            .arg("COUNT")
+            .arg(10)
+            .arg("LEASE")
+            .arg(30_000)
+            .query(&mut con)
+            .unwrap();
+        let want: Vec<String> = (0..5).map(|i| format!("{tag}-{i}")).collect();
+        assert_eq!(popped, want, "{q}: due members, earliest first");
+        // Leased members stay counted until acknowledged.
+        let card: i64 = redis::cmd("DELAYCARD").arg(&q).query(&mut con).unwrap();
+        assert_eq!(card, 6);
+        let acked: i64 = redis::cmd("DELAYACK")
+            .arg(&q)
+            .arg(&popped[0])
+            .arg(&popped[1])
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(acked, 2);
+        let card: i64 = redis::cmd("DELAYCARD").arg(&q).query(&mut con).unwrap();
+        assert_eq!(card, 4);
+        let score: Option<i64> = redis::cmd("DELAYSCORE")
+            .arg(&q)
+            .arg("later")
+            .query(&mut con)
+            .unwrap();
+        assert!(score.is_some(), "{q}: the later member is there");
+        let gone: Option<i64> = redis::cmd("DELAYSCORE")
+            .arg(&q)
+            .arg(&popped[0])
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(gone, None, "{q}: acknowledged member removed");
+        // Nothing more is due: the leased ones are hidden.
+        let none: Vec<String> = redis::cmd("DELAYPOP")
+            .arg(&q)
+            .arg("COUNT")
+            .arg(10)
+            .query(&mut con)
+            .unwrap();
+        assert!(none.is_empty(), "{q}: {none:?}");
+    }
+}
+
+#[test]
+fn every_node_covers_every_slot_and_refuses_crossslot() {
+    let c = Cluster::start(3);
+    let mut views = Vec::new();
+    for n in &c.nodes {
+        let info = cluster_info(n.port).expect("CLUSTER INFO");
+        assert!(
+            info.starts_with("cluster_state:ok\r\n"),
+            "node {}: {info}",
+            n.id
+        );
+        assert!(info.contains("cluster_slots_assigned:16384\r\n"), "{info}");
+        assert!(info.contains("cluster_slots_ok:16384\r\n"), "{info}");
+        assert!(info.contains(&format!("cluster_known_nodes:{}\r\n", c.nodes.len())));
+        let mut ranges = cluster_slots(n.port).expect("CLUSTER SLOTS");
+        ranges.sort_by_key(|r| r.first);
+        let mut next = 0u32;
+        for r in &ranges {
+            assert_eq!(
+                u32::from(r.first),
+                next,
+                "node {}: gap or overlap: {ranges:?}",
+                n.id
+            );
+            assert!(r.first <= r.last);
+            next = u32::from(r.last) + 1;
+            assert!(
+                c.nodes.iter().any(|x| x.port == r.leader()),
+                "leader {} is not a node",
+                r.leader()
+            );
+        }
+        assert_eq!(
+            next, 16384,
+            "node {}: slots not all covered: {ranges:?}",
+            n.id
+        );
+        views.push(ranges);
+    }
+    assert!(
+        views.windows(2).all(|w| w[0] == w[1]),
+        "nodes disagree on CLUSTER SLOTS: {views:?}"
+    );
+    // CROSSSLOT before routing, on every node; Redis's text byte for byte.
+    let crossslot = "-CROSSSLOT Keys in request don't hash to the same slot";
+    assert_ne!(key_slot("a"), key_slot("b"));
+    assert_ne!(key_slot("{x}a"), key_slot("b"));
+    for n in &c.nodes {
+        for cmd in ["DEL a b", "EXISTS a b", "DEL {x}a b", "DELAYACK a b"] {
+            if cmd.starts_with("DELAYACK") {
+                // One key: never CROSSSLOT.
+                let l = ask_line(n.port, cmd).unwrap();
+                assert_ne!(l, crossslot, "{cmd}");
+                continue;
+            }
+            assert_eq!(ask_line(n.port, cmd).as_deref(), Some(crossslot), "{cmd}");
+        }
+        for cmd in ["DEL {x}a {x}b", "EXISTS {x}a {x}b {x}c"] {
+            let l = ask_line(n.port, cmd).unwrap();
+            let leader = leader_of(&views[0], key_slot("{x}")).unwrap();
+            if n.port == leader {
+                assert_eq!(l, ":0", "{cmd} on the leader");
+            } else {
+                assert_eq!(
+                    l,
+                    format!("-MOVED {} 127.0.0.1:{leader}", key_slot("{x}")),
+                    "{cmd} on node {}",
+                    n.id
+                );
+            }
+        }
+    }
+    // The same text as a real Redis in cluster mode, when one is at hand.
+    if let Some(bin) = require_tool("redis-server", "apt-get install -y redis-server") {
+        let bus = cluster_support::free_port().to_string();
+        let redis = cluster_support::harness::RedisServer::start_with(
+            &bin,
+            &[
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-port",
+                &bus,
+            ],
+        );
+        assert_eq!(
+            ask_line(redis.port, "CLUSTER ADDSLOTSRANGE 0 16383").as_deref(),
+            Some("+OK")
+        );
+        assert_eq!(
+            ask_line(redis.port, "DEL a b").as_deref(),
+            Some(crossslot),
+            "redis-server's CROSSSLOT text"
+        );
+    }
+}
+
+/// Adds members through a cluster client, kills the leader of their slot,
+/// and checks that a new leader serves all of them; then the killed node
+/// rejoins, and after another kill nothing is lost either.
+#[test]
+fn failover_keeps_every_acknowledged_member_and_the_node_rejoins() {
+    const N: usize = 200;
+    let mut c = Cluster::start(3);
+    let q = "{failover}q";
+    let slot = key_slot(q);
+    let client = c.client();
+    let mut con = client.get_connection().expect("cluster connection");
+    let members: Vec<String> = (0..N).map(|i| format!("m{i}")).collect();
+    for m in &members {
+        let n: i64 = redis::cmd("DELAYADD")
+            .arg(q)
+            .arg(600_000)
+            .arg(m)
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(n, 1, "DELAYADD {m}");
+    }
+    let check_all = |con: &mut redis::cluster::ClusterConnection, what: &str, n: usize| {
+        for m in members.iter().take(n) {
+            let s: Option<i64> = query_retrying(
+                &client,
+                con,
+                redis::cmd("DELAYSCORE").arg(q).arg(m),
+                Duration::from_secs(20),
+            )
+            .unwrap_or_else(|e| panic!("{what}: DELAYSCORE {m}: {e}"));
+            assert!(s.is_some(), "{what}: acknowledged member {m} lost");
+        }
+    };
+
+    let old = leader_of(&cluster_slots(c.nodes[0].port).unwrap(), slot).unwrap();
+    let old_i = c.index_of(old);
+    c.kill9(old_i);
+    let killed_at = Instant::now();
+    let survivor = c.live_ports()[0];
+    let mut new = None;
+    while killed_at.elapsed() < Duration::from_secs(30) {
+        if let Some(l) = cluster_slots(survivor).and_then(|s| leader_of(&s, slot))
+            && l != old
+            && ask_line(l, &format!("DELAYCARD {q}")).is_some_and(|r| r.starts_with(':'))
+        {
+            new = Some(l);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let new = new.unwrap_or_else(|| {
+        panic!(
+            "no new leader serving slot {slot} within 30 s of killing {old}\n{}",
+            c.logs()
+        )
+    });
+    eprintln!(
+        "leader {old} killed; {new} serves slot {slot} after {:?}",
+        killed_at.elapsed()
+    );
+    assert_eq!(
+        ask_line(new, &format!("DELAYCARD {q}")).as_deref(),
+        Some(format!(":{N}").as_str()),
+        "the new leader has every acknowledged member"
+    );
+    // The client made before the kill retries through the cluster and
+    // finds the new leader.
+    check_all(&mut con, "after the failover", N);
+    let n: i64 = query_retrying(
+        &client,
+        &mut con,
+        redis::cmd("DELAYADD")
+            .arg(q)
+            .arg(600_000)
+            .arg("after-failover"),
+        Duration::from_secs(20),
+    )
+    .unwrap_or_else(|e| panic!("write through the old client: {e}\n{}", c.logs()));
+    assert_eq!(n, 1);
+
+    // The killed node rejoins on its data directory.
+    c.restart(old_i);
+    let ok = cluster_support::eventually(Duration::from_secs(20), || {
+        let nodes = cluster_support::query_node(new, redis::cmd("CLUSTER").arg("NODES"))
+            .ok()
+            .and_then(|v| redis::from_redis_value::<String>(v).ok())
+            .unwrap_or_default();
+        nodes.lines().count() == 3
+            && nodes
+                .lines()
+                .any(|l| l.contains(&format!("127.0.0.1:{old}@")) && l.contains("connected"))
+            && cluster_info(old).is_some_and(|i| i.starts_with("cluster_state:ok"))
+            && cluster_slots(old).and_then(|s| leader_of(&s, slot)) == Some(new)
+    });
+    assert!(ok, "node on {old} did not rejoin\n{}", c.logs());
+    // Give it a moment to catch up with the group, then kill the leader: the
+    // rejoined node is now needed for a majority, and must have everything.
+    std::thread::sleep(Duration::from_secs(1));
+    c.kill9(c.index_of(new));
+    c.wait_serving(Duration::from_secs(30));
+    check_all(&mut con, "after the second kill", N);
+    let s: Option<i64> = query_retrying(
+        &client,
+        &mut con,
+        redis::cmd("DELAYSCORE").arg(q).arg("after-failover"),
+        Duration::from_secs(20),
+    )
+    .unwrap();
+    assert!(s.is_some(), "the write after the first failover was lost");
+    let card: i64 = query_retrying(
+        &client,
+        &mut con,
+        redis::cmd("DELAYCARD").arg(q),
+        Duration::from_secs(20),
+    )
+    .unwrap();
+    assert_eq!(card, N as i64 + 1);
+}
+
+#[test]
+fn redis_benchmark_cluster_ping_and_delayadd() {
+    let Some(bench) = require_tool("redis-benchmark", "apt-get install -y redis-tools") else {
+        return;
+    };
+    let c = Cluster::start(3);
+    let port = c.nodes[2].port.to_string();
+    let run = |args: &[&str]| {
+        let out = run_bounded(
+            Command::new(&bench)
+                .args(["--cluster", "-h", "127.0.0.1", "-p", &port])
+                .args(["-n", "2000", "-c", "10", "-q"])
+                .args(args),
+            None,
+            Duration::from_secs(40),
+        );
+        // It refuses a cluster of fewer than two masters ("Invalid
+        // cluster: 1 node(s)", exit 1); the output must show the runs.
+        assert!(
+            out.success()
+                && out.stdout.contains("requests per second")
+                && !out.stderr.contains("Error from server"),
+            "redis-benchmark --cluster {args:?}: {}\n{}",
+            out.describe(),
+            c.logs()
+        );
+        out
+    };
+    let ping = run(&["-t", "ping"]);
+    assert!(ping.stdout.contains("PING"), "{}", ping.describe());
+    // In cluster mode redis-benchmark replaces `{tag}` with a hash tag of
+    // each master's slots, so every master gets its share.
+    let add = run(&[
+        "-r",
+        "100000",
+        "DELAYADD",
+        "{tag}q",
+        "__rand_int__",
+        "m:__rand_int__",
+    ]);
+    assert!(add.stdout.contains("DELAYADD"), "{}", add.describe());
+}
