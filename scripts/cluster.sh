@@ -42,6 +42,13 @@ wait_ok() {
             sleep 0.2
         done
     done
+    # Each node leads its own group soon after the first bootstrapped them.
+    until [ "$(redis-cli -p "$PORT" CLUSTER NODES | grep -c master)" -ge "$NODES" ]; do
+        if ((SECONDS > deadline)); then
+            break
+        fi
+        sleep 0.2
+    done
 }
 
 case "${1:-}" in

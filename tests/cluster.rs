@@ -367,6 +367,17 @@ fn failover_keeps_every_acknowledged_member_and_the_node_rejoins() {
     assert_eq!(card, N as i64 + 1);
 }
 
+/// How many masters `CLUSTER NODES` on `port` lists.
+fn ask_masters(port: u16) -> usize {
+    match cluster_support::query_node(port, redis::cmd("CLUSTER").arg("NODES")) {
+        Ok(redis::Value::BulkString(b)) => String::from_utf8_lossy(&b)
+            .lines()
+            .filter(|l| l.split(' ').nth(2).is_some_and(|f| f.contains("master")))
+            .count(),
+        _ => 0,
+    }
+}
+
 #[test]
 fn redis_benchmark_cluster_ping_and_delayadd() {
     let Some(bench) = require_tool("redis-benchmark", "apt-get install -y redis-tools") else {
@@ -374,6 +385,12 @@ fn redis_benchmark_cluster_ping_and_delayadd() {
     };
     let c = Cluster::start(3);
     let port = c.nodes[2].port.to_string();
+    // Each node comes to lead its own group shortly after the first node
+    // bootstrapped them all; redis-benchmark needs two masters at least.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ask_masters(c.nodes[2].port) < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let run = |args: &[&str]| {
         let out = run_bounded(
             Command::new(&bench)

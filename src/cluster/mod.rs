@@ -220,15 +220,21 @@ impl Cluster {
             bus,
             groups.iter().map(|g| g.raft.clone()).collect(),
         ));
-        if home == 0 {
-            bootstrap(&nodes, &groups).await?;
-        }
         let cluster = Arc::new(Cluster {
             id,
             nodes,
             groups,
             home,
             started: std::time::Instant::now(),
+        });
+        // In the background: a new cluster waits for a majority of its
+        // nodes, and this one answers CLUSTERDOWN meanwhile.
+        let booting = cluster.clone();
+        tokio::spawn(async move {
+            let (nodes, group) = (&booting.nodes, &booting.groups[booting.home]);
+            if let Err(e) = bootstrap(nodes, booting.home, group).await {
+                tracing::error!("starting group {}: {e}", booting.home);
+            }
         });
         for (g, (data, link)) in starts.into_iter().enumerate() {
             tokio::spawn(follow_roles(cluster.clone(), g, data, link));
@@ -269,7 +275,9 @@ impl Cluster {
                         last_slot: g.last_slot,
                         leader: m.current_leader,
                         last_leader: (last_leader != 0).then_some(last_leader),
-                        voters: m.membership_config.membership().voter_ids().collect(),
+                        // Every group has every node (also before this
+                        // node has received the group's membership).
+                        voters: self.nodes.iter().map(|n| n.id).collect(),
                         term: m.current_term,
                         applied_index: m.last_applied.map_or(0, |l| l.index),
                     }
@@ -412,48 +420,53 @@ impl std::fmt::Display for GroupStatus {
     }
 }
 
-/// Starts a new cluster (run by the first node of `--cluster-nodes` only):
-/// initialises every group with all nodes as voters, once a majority of the
-/// nodes answer that none of them has it. A node restarted on an empty
-/// directory (its disk replaced) must not initialise anything: the others
-/// have the groups, and the leader sends it a snapshot.
-async fn bootstrap(nodes: &[NodeSpec], groups: &[Group]) -> Result<()> {
+/// Starts this node's home group `g` in a new cluster: each group is
+/// initialised by its preferred leader only (so leaders start spread, with
+/// no election to move them), with all nodes as voters, once a majority of
+/// the nodes answer that none of them has it. A node restarted on an empty
+/// directory (its disk replaced) finds the group on the others and
+/// initialises nothing: the leader sends it a snapshot.
+async fn bootstrap(nodes: &[NodeSpec], g: usize, group: &Group) -> Result<()> {
+    let initialized = group
+        .raft
+        .is_initialized()
+        .await
+        .map_err(|e| Error::msg(format!("raft: {e}")))?;
+    if initialized {
+        return Ok(());
+    }
     let members: BTreeMap<u64, BasicNode> = nodes
         .iter()
         .map(|n| (n.id, BasicNode::new(n.bus_addr())))
         .collect();
-    for (g, group) in groups.iter().enumerate() {
-        let initialized = |r: std::result::Result<bool, _>| {
-            r.map_err(|e| Error::msg(format!("raft: {e}")))
-        };
-        if initialized(group.raft.is_initialized().await)? {
-            continue;
+    loop {
+        let mut fresh = 1;
+        let mut elsewhere = false;
+        for (i, n) in nodes.iter().enumerate() {
+            if i == g {
+                continue;
+            }
+            match network::peer_initialized(&n.bus_addr(), g as u32).await {
+                Some(true) => elsewhere = true,
+                Some(false) => fresh += 1,
+                None => {}
+            }
         }
-        loop {
-            let mut fresh = 1;
-            let mut elsewhere = false;
-            for n in &nodes[1..] {
-                match network::peer_initialized(&n.bus_addr(), g as u32).await {
-                    Some(true) => elsewhere = true,
-                    Some(false) => fresh += 1,
-                    None => {}
-                }
-            }
-            if elsewhere {
-                tracing::info!("group {g} exists on other nodes: joining it");
-                break;
-            }
-            if fresh > nodes.len() / 2 {
-                if let Err(e) = group.raft.initialize(members.clone()).await {
-                    tracing::info!("group {g} already initialised: {e}");
-                }
-                break;
-            }
-            // Too few nodes answered yet: the others are still starting.
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        if elsewhere {
+            tracing::info!("group {g} exists on other nodes: joining it");
+            return Ok(());
         }
+        if fresh > nodes.len() / 2 {
+            if let Err(e) = group.raft.initialize(members).await {
+                tracing::info!("group {g} already initialised: {e}");
+            }
+            // Stand at once rather than after an election timeout.
+            let _ = group.raft.trigger().elect().await;
+            return Ok(());
+        }
+        // Too few nodes answered yet: the others are still starting.
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Ok(())
 }
 
 /// Group `g` of `count`'s slots: an equal share, in order.
@@ -490,12 +503,17 @@ async fn rebalance(cluster: Arc<Cluster>, g: usize) {
     if group.preferred != cluster.id {
         return;
     }
-    // Soon after start (the bootstrap node leads every group at first),
-    // then now and then.
-    let mut wait = Duration::from_secs(2);
+    // Often until this node first leads the group (the bootstrap node leads
+    // every group at first), then now and then.
+    let mut led_once = false;
     loop {
-        tokio::time::sleep(wait).await;
-        wait = REBALANCE_EVERY;
+        tokio::time::sleep(if led_once {
+            REBALANCE_EVERY
+        } else {
+            Duration::from_millis(300)
+        })
+        .await;
+        led_once |= group.leading.load(Ordering::Acquire);
         let m = group.raft.metrics().borrow().clone();
         let caught_up =
             m.last_log_index.is_some() && m.last_applied.map(|l| l.index) == m.last_log_index;
