@@ -495,29 +495,28 @@ async fn sync_logs(cluster: Arc<Cluster>) {
 }
 
 /// Asks for an election now and then while this node is group `g`'s
-/// preferred leader, is caught up and does not lead it: leaders spread
-/// again after a failover. (openraft 0.9 has no leadership transfer; a
-/// node behind the leader's log loses the vote and changes nothing.)
+/// preferred leader and does not lead it, so that leaders spread again after
+/// a failover. Only while the group is idle (no entry in a second): its log
+/// is then the leader's, so it wins at once, and a busy group is never
+/// disrupted (openraft 0.9 has no leadership transfer, and a candidate
+/// whose log is behind would only bump the term and stall the group).
 async fn rebalance(cluster: Arc<Cluster>, g: usize) {
     let group = &cluster.groups[g];
     if group.preferred != cluster.id {
         return;
     }
-    // Often until this node first leads the group (the bootstrap node leads
-    // every group at first), then now and then.
-    let mut led_once = false;
     loop {
-        tokio::time::sleep(if led_once {
-            REBALANCE_EVERY
-        } else {
-            Duration::from_millis(300)
-        })
-        .await;
-        led_once |= group.leading.load(Ordering::Acquire);
-        let m = group.raft.metrics().borrow().clone();
-        let caught_up =
-            m.last_log_index.is_some() && m.last_applied.map(|l| l.index) == m.last_log_index;
-        if m.state == ServerState::Follower && m.current_leader.is_some() && caught_up {
+        tokio::time::sleep(REBALANCE_EVERY).await;
+        let before = group.raft.metrics().borrow().clone();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = group.raft.metrics().borrow().clone();
+        let idle = now.state == ServerState::Follower
+            && now.current_leader.is_some()
+            && now.current_leader == before.current_leader
+            && now.current_term == before.current_term
+            && now.last_log_index == before.last_log_index
+            && now.last_applied.map(|l| l.index) == now.last_log_index;
+        if idle {
             tracing::info!("group {g}: standing for election as its preferred leader");
             let _ = group.raft.trigger().elect().await;
         }
@@ -661,6 +660,18 @@ async fn take_lead(group: &Group, data: &Arc<FjallStorage>, link: &Arc<LeaderLin
         .ensure_linearizable()
         .await
         .map_err(|e| Error::msg(format!("not leader: {e}")))?;
+    // And every entry already in this leader's log: after a restart openraft
+    // may resume the same term without a new blank entry, and entries the
+    // previous process appended would then commit after the engine loaded,
+    // unseen by its memory. A leader's own log is never truncated, so they
+    // all commit; wait until they are applied too.
+    let last = group.raft.metrics().borrow().last_log_index;
+    group
+        .raft
+        .wait(Some(Duration::from_secs(10)))
+        .applied_index_at_least(last, "the log before this leadership")
+        .await
+        .map_err(|e| Error::msg(format!("applying the log before leading: {e}")))?;
     let (tx, rx) = mpsc::unbounded_channel();
     link.lead(tx);
     tokio::spawn(propose(group.raft.clone(), rx));
