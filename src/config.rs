@@ -180,6 +180,12 @@ pub struct Config {
     #[arg(long)]
     pub cluster_id: Option<u64>,
 
+    /// Cluster mode: log entries after which a group snapshots its store
+    /// and purges its log (a node far behind then catches up from the
+    /// snapshot).
+    #[arg(long, default_value_t = 20_000)]
+    pub cluster_snapshot_logs: u64,
+
     /// A redis.conf-style file of `name value` lines; flags override it.
     #[arg(long = "config")]
     pub config_file: Option<PathBuf>,

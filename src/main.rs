@@ -111,7 +111,9 @@ async fn serve(config: Config) -> delayd::Result<()> {
                 (None, 1) => nodes[0].id,
                 (None, _) => return Err(delayd::Error::msg("cluster-nodes needs cluster-id")),
             };
-            let (engine, cluster) = delayd::cluster::Cluster::start(id, nodes, &options).await?;
+            let (engine, cluster) =
+                delayd::cluster::Cluster::start(id, nodes, &options, config.cluster_snapshot_logs)
+                    .await?;
             (engine, Some(cluster))
         }
     };

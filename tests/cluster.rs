@@ -426,3 +426,83 @@ fn redis_benchmark_cluster_ping_and_delayadd() {
     ]);
     assert!(add.stdout.contains("DELAYADD"), "{}", add.describe());
 }
+
+/// A node whose disk is replaced (restarted on an empty directory) joins
+/// the groups again without initialising anything of its own: the leaders
+/// send it a snapshot, since their logs were purged past its start, and it
+/// then holds everything (it is needed for a majority once a leader dies).
+#[test]
+fn a_node_restarted_on_a_wiped_directory_catches_up_from_a_snapshot() {
+    const N: usize = 300;
+    // A snapshot (and a purge of the log) every 100 entries.
+    let mut c = Cluster::start_with(3, &["--cluster-snapshot-logs", "100"]);
+    let q = "{wiped}q";
+    let slot = key_slot(q);
+    let client = c.client();
+    let mut con = client.get_connection().expect("cluster connection");
+    for i in 0..N {
+        let n: i64 = redis::cmd("DELAYADD")
+            .arg(q)
+            .arg(600_000)
+            .arg(format!("m{i}"))
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+    let leader = leader_of(&cluster_slots(c.nodes[0].port).unwrap(), slot).unwrap();
+    let wiped = (0..3).find(|&i| c.nodes[i].port != leader).unwrap();
+    c.kill9(wiped);
+    std::fs::remove_dir_all(&c.nodes[wiped].dir).unwrap();
+    c.restart(wiped);
+    // Caught up: its INFO shows the group applied as far as the leader's.
+    let group_line = |port: u16| -> Option<String> {
+        let info = match cluster_support::query_node(port, redis::cmd("INFO").arg("cluster")) {
+            Ok(redis::Value::BulkString(b)) => String::from_utf8_lossy(&b).into_owned(),
+            Ok(redis::Value::VerbatimString { text, .. }) => text,
+            _ => return None,
+        };
+        info.lines()
+            .find(|l| {
+                l.starts_with("raft_group")
+                    && l.split(',').next().is_some_and(|r| {
+                        let (a, b) = r.split_once('=').unwrap().1.split_once('-').unwrap();
+                        a.parse::<u16>().unwrap() <= slot && slot <= b.parse::<u16>().unwrap()
+                    })
+            })
+            .map(str::to_string)
+    };
+    let field = |line: &str, name: &str| -> u64 {
+        line.split(',')
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let led = group_line(leader).unwrap_or_default();
+        let mine = group_line(c.nodes[wiped].port).unwrap_or_default();
+        if field(&led, "purged") > 0
+            && field(&mine, "snapshot") > 0
+            && field(&mine, "last_applied") >= field(&led, "last_applied")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the wiped node did not catch up by snapshot: leader {led}; wiped {mine}\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Without the old leader, the wiped node is half of the majority.
+    let li = c.index_of(leader);
+    c.kill9(li);
+    let card: i64 = query_retrying(
+        &client,
+        &mut con,
+        redis::cmd("DELAYCARD").arg(q),
+        Duration::from_secs(30),
+    )
+    .unwrap_or_else(|e| panic!("DELAYCARD after the failover: {e}\n{}", c.logs()));
+    assert_eq!(card, N as i64, "{}", c.logs());
+}

@@ -141,15 +141,17 @@ const HEARTBEAT_MS: u64 = 300;
 /// failover.
 const REBALANCE_EVERY: Duration = Duration::from_secs(10);
 
-fn raft_config() -> Result<Arc<openraft::Config>> {
+fn raft_config(snapshot_logs: u64) -> Result<Arc<openraft::Config>> {
     let config = openraft::Config {
         cluster_name: "delayd".into(),
         heartbeat_interval: HEARTBEAT_MS,
         election_timeout_min: ELECTION_MIN_MS,
         election_timeout_max: ELECTION_MAX_MS,
         install_snapshot_timeout: 30_000,
-        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(20_000),
-        max_in_snapshot_log_to_keep: 2_000,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_logs.max(1)),
+        // Kept past a snapshot, so a follower a little behind catches up
+        // from the log rather than a whole snapshot.
+        max_in_snapshot_log_to_keep: snapshot_logs / 10,
         ..Default::default()
     }
     .validate()
@@ -169,6 +171,7 @@ impl Cluster {
         id: u64,
         nodes: Vec<NodeSpec>,
         options: &Options,
+        snapshot_logs: u64,
     ) -> Result<(Engine, Arc<Cluster>)> {
         let home = nodes
             .iter()
@@ -195,9 +198,15 @@ impl Cluster {
             let machine =
                 StateMachine::open(data.clone(), link.clone(), dir.join("raft-snapshot.bin"))?;
             let network = network::Network { group: g as u32 };
-            let raft = Raft::new(id, raft_config()?, network, log.clone(), machine)
-                .await
-                .map_err(|e| Error::msg(format!("raft: {e}")))?;
+            let raft = Raft::new(
+                id,
+                raft_config(snapshot_logs)?,
+                network,
+                log.clone(),
+                machine,
+            )
+            .await
+            .map_err(|e| Error::msg(format!("raft: {e}")))?;
             let (first_slot, last_slot) = slot_range(g, count);
             groups.push(Group {
                 first_slot,

@@ -53,6 +53,8 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     /// The `--cluster-nodes` value.
     pub spec: String,
+    /// More flags for every node.
+    pub extra: Vec<String>,
     _tmp: tempfile::TempDir,
 }
 
@@ -74,6 +76,11 @@ impl SlotRange {
 impl Cluster {
     /// Starts `n` nodes and waits until every slot has a leader that serves.
     pub fn start(n: usize) -> Cluster {
+        Self::start_with(n, &[])
+    }
+
+    /// [`Cluster::start`] with more flags for every node.
+    pub fn start_with(n: usize, extra: &[&str]) -> Cluster {
         let tmp = tempfile::tempdir().expect("tempdir");
         let mut ports = HashSet::new();
         while ports.len() < 2 * n {
@@ -102,6 +109,7 @@ impl Cluster {
         let mut c = Cluster {
             nodes,
             spec,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             _tmp: tmp,
         };
         for i in 0..n {
@@ -135,6 +143,7 @@ impl Cluster {
             .arg(&node.dir)
             .args(["--http-port", "0", "--cluster-nodes", &self.spec])
             .args(["--cluster-id", &node.id.to_string()])
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
