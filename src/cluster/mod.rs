@@ -695,14 +695,41 @@ async fn take_lead(group: &Group, data: &Arc<FjallStorage>, link: &Arc<LeaderLin
         .map_err(|e| Error::msg(format!("loading: {e}")))?
 }
 
-/// Hands the leader's rounds to openraft in order. Their outcome is not
-/// awaited here: a committed round is reported by the state machine as it
-/// applies it, and one that never commits by the loss of leadership.
+/// Entries proposed and not yet applied, at most: while they are on
+/// their way, the rounds arriving meanwhile gather into the next entry.
+const IN_FLIGHT: usize = 2;
+
+/// The most rounds in one entry (bounds an entry's size).
+const ROUNDS_PER_ENTRY: usize = 4096;
+
+/// Hands the leader's rounds to openraft in order, as few entries as
+/// possible: with [`IN_FLIGHT`] entries on their way, it waits for the
+/// oldest to be applied, and everything that arrived meanwhile goes into
+/// the next entry (group commit). A committed round is reported to its
+/// waiters by the state machine as it applies it; one that never commits,
+/// by the loss of leadership.
 async fn propose(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>) {
-    while let Some(p) = rx.recv().await {
-        if let Err(e) = raft.client_write_ff(p).await {
-            tracing::error!("raft stopped: {e}");
-            return;
+    let mut in_flight = std::collections::VecDeque::new();
+    while let Some(first) = rx.recv().await {
+        let mut rounds = vec![first];
+        while rounds.len() < ROUNDS_PER_ENTRY {
+            match rx.try_recv() {
+                Ok(p) => rounds.push(p),
+                Err(_) => break,
+            }
+        }
+        match raft.client_write_ff(types::Proposals(rounds)).await {
+            Ok(applied) => in_flight.push_back(applied),
+            Err(e) => {
+                tracing::error!("raft stopped: {e}");
+                return;
+            }
+        }
+        while in_flight.len() >= IN_FLIGHT {
+            if let Some(oldest) = in_flight.pop_front() {
+                // An error (leadership lost) is met by the role watcher.
+                let _ = oldest.await;
+            }
         }
     }
 }

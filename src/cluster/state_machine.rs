@@ -170,9 +170,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
             match entry.payload {
                 EntryPayload::Blank => {}
-                EntryPayload::Normal(p) => {
-                    ops.extend(p.ops.iter().cloned());
-                    proposals.push(p);
+                EntryPayload::Normal(batch) => {
+                    for p in batch.0 {
+                        ops.extend(p.ops.iter().cloned());
+                        proposals.push(p);
+                    }
                 }
                 EntryPayload::Membership(m) => {
                     self.membership = Membership::new(Some(entry.log_id), m);

@@ -4,11 +4,17 @@ use std::io::Cursor;
 
 use crate::engine::storage::replicated::Proposal;
 
+/// One log entry: the rounds of every client that arrived while the
+/// previous entries were being committed (group commit across the
+/// network: one entry, one fsync and one replication message for all).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Proposals(pub Vec<Proposal>);
+
 openraft::declare_raft_types!(
-    /// A group's log carries [`Proposal`]s (one engine round each); nodes
+    /// A group's log carries [`Proposals`] (engine rounds); nodes
     /// are named by number and reached at their cluster-bus address.
     pub(crate) TypeConfig:
-        D = Proposal,
+        D = Proposals,
         R = (),
         NodeId = u64,
         Node = openraft::BasicNode,
