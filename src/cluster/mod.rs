@@ -32,6 +32,7 @@ use self::log_store::LogStore;
 use self::state_machine::StateMachine;
 use self::types::Raft;
 use crate::engine::clock::SystemClock;
+use crate::engine::storage::Space;
 use crate::engine::storage::fjall::FjallStorage;
 use crate::engine::storage::replicated::{LeaderLink, Proposal, ReplicatedStorage};
 use crate::engine::store::Store;
@@ -101,6 +102,8 @@ pub(crate) struct Group {
     /// The node that should lead it when it can (leaders spread).
     preferred: u64,
     pub(crate) raft: Raft,
+    /// The group's committed state on this node.
+    data: Arc<FjallStorage>,
     /// Serves the group's commands while this node leads it.
     pub(crate) engine: Engine,
     /// Whether this node's engine serves the group (it leads, and loaded).
@@ -213,6 +216,7 @@ impl Cluster {
                 last_slot,
                 preferred: preferred.id,
                 raft,
+                data: data.clone(),
                 engine,
                 leading: AtomicBool::new(false),
                 lease_until: AtomicU64::new(0),
@@ -370,6 +374,43 @@ impl Cluster {
                 }
             })
             .collect()
+    }
+
+    /// Group `g`'s applied log index and a SHA-256 of its whole store on
+    /// this node (every space's keys and values in order), to check that
+    /// replicas are identical at the same index. Reads the whole store: for
+    /// checks, not for production traffic. `None`: no such group, or
+    /// entries kept being applied while it read.
+    pub(crate) fn digest(&self, g: usize) -> Option<(u64, String)> {
+        use sha2::Digest;
+        let group = self.groups.get(g)?;
+        let applied = || {
+            group
+                .raft
+                .metrics()
+                .borrow()
+                .last_applied
+                .map_or(0, |l| l.index)
+        };
+        for _ in 0..3 {
+            let before = applied();
+            let mut hash = sha2::Sha256::new();
+            for space in [Space::Schedule, Space::Members, Space::Meta] {
+                hash.update([space.index() as u8]);
+                for kv in group.data.scan(space, &[], None, false) {
+                    let (k, v) = kv.ok()?;
+                    hash.update((k.len() as u64).to_be_bytes());
+                    hash.update(&k);
+                    hash.update((v.len() as u64).to_be_bytes());
+                    hash.update(&v);
+                }
+            }
+            if applied() == before {
+                let hex = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+                return Some((before, hex));
+            }
+        }
+        None
     }
 
     /// The index of the group owning `slot`.

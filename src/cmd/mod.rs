@@ -27,6 +27,7 @@ pub(crate) mod delayack;
 pub(crate) mod delayadd;
 pub(crate) mod delaycard;
 pub(crate) mod delaycount;
+pub(crate) mod delaydigest;
 pub(crate) mod delayinfo;
 pub(crate) mod delaypop;
 pub(crate) mod delayrange;

@@ -6,9 +6,9 @@
 
 use super::{
     Args, Command, acl, auth, bdelaypop, client, command, config, delayack, delayadd, delaycard,
-    delaycount, delayinfo, delaypop, delayrange, delayrem, delayscore, delaytrace, echo, hello,
-    info, keyspace, latency, monitor, multi, ping, quit, readonly, reset, role, select, shutdown,
-    slowlog, time,
+    delaycount, delaydigest, delayinfo, delaypop, delayrange, delayrem, delayscore, delaytrace,
+    echo, hello, info, keyspace, latency, monitor, multi, ping, quit, readonly, reset, role,
+    select, shutdown, slowlog, time,
 };
 use bytes::Bytes;
 
@@ -462,6 +462,15 @@ pub static COMMANDS: &[CommandSpec] = &[
         group: DELAY,
         args: &[Arg::new("key", T::Key)],
         ..spec("delayinfo", 2, delayinfo::parse)
+    },
+    CommandSpec {
+        flags: &["admin", "noscript", "loading", "stale"],
+        acl: &["admin", "slow", "dangerous", "delay"],
+        summary: "Cluster mode: a Raft group's applied index and a SHA-256 of its store on this node, to check replicas agree.",
+        group: DELAY,
+        complexity: "O(N) with N the entries of the group's store.",
+        args: &[Arg::new("group", T::Integer)],
+        ..spec("delaydigest", 2, delaydigest::parse)
     },
     CommandSpec {
         flags: &["readonly"],
