@@ -87,7 +87,10 @@ pub async fn run(listeners: Vec<Listener>, shared: Arc<Shared>) -> Result<()> {
     while shared.connected.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    shared.engine.shutdown().await
+    match &shared.cluster {
+        Some(cluster) => cluster.shutdown().await,
+        None => shared.engine.shutdown().await,
+    }
 }
 
 /// How long the accept loop waits after a failed accept.

@@ -349,6 +349,38 @@ impl Cluster {
         self.started.elapsed().as_millis() as u64
     }
 
+    /// Stops every group on a clean shutdown: engines (blocked clients are
+    /// answered), Raft, then the logs and stores are fsynced so the next
+    /// start replays little.
+    ///
+    /// # Errors
+    ///
+    /// The fsync of a log or a store failed.
+    pub async fn shutdown(&self) -> Result<()> {
+        let mut result = Ok(());
+        for (g, group) in self.groups.iter().enumerate() {
+            if let Err(e) = group.engine.shutdown().await
+                && group.leading.load(Ordering::Acquire)
+            {
+                tracing::warn!("group {g}: stopping its engine: {e}");
+            }
+            if let Err(e) = group.raft.shutdown().await {
+                tracing::warn!("group {g}: stopping raft: {e}");
+            }
+            let (log, data) = (group.log.clone(), group.data.clone());
+            let synced =
+                tokio::task::spawn_blocking(move || log.sync().and_then(|()| data.persist()))
+                    .await
+                    .map_err(|e| Error::msg(format!("fsync at shutdown: {e}")))
+                    .and_then(|r| r);
+            if let Err(e) = synced {
+                tracing::error!("group {g}: fsync at shutdown: {e}");
+                result = Err(e);
+            }
+        }
+        result
+    }
+
     /// Each group's state on this node, for INFO and /metrics.
     pub(crate) fn group_status(&self) -> Vec<GroupStatus> {
         self.groups
