@@ -770,7 +770,7 @@ async fn take_lead(group: &Group, data: &Arc<FjallStorage>, link: &Arc<LeaderLin
 
 /// Entries proposed and not yet applied, at most: while they are on
 /// their way, the rounds arriving meanwhile gather into the next entry.
-const IN_FLIGHT: usize = 2;
+const IN_FLIGHT: usize = 4;
 
 /// The most rounds in one entry (bounds an entry's size).
 const ROUNDS_PER_ENTRY: usize = 4096;
