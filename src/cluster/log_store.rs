@@ -135,9 +135,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Some(to) => self.log.range(key(from)..key(to)),
             None => self.log.range(key(from)..),
         };
-        // Only the run of entries starting exactly at `from`: openraft
-        // ships what is returned as consecutive entries, so a purged start
-        // must give nothing rather than the entries after a gap.
+        // One run of consecutive entries: openraft ships what is returned
+        // as consecutive, so the entries after a gap (a purged stretch
+        // behind a lone first entry) are never returned with those before.
         let mut out: Vec<Entry> = Vec::new();
         for g in iter {
             let (_, v) = g
@@ -145,7 +145,10 @@ impl RaftLogReader<TypeConfig> for LogStore {
                 .map_err(|e| storage_error(StorageIOError::read_logs, &e))?;
             let entry: Entry = postcard::from_bytes(&v)
                 .map_err(|e| storage_error(StorageIOError::read_logs, &e))?;
-            if entry.log_id.index != from + out.len() as u64 {
+            if out
+                .last()
+                .is_some_and(|last| entry.log_id.index != last.log_id.index + 1)
+            {
                 break;
             }
             out.push(entry);

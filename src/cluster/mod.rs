@@ -806,3 +806,71 @@ async fn propose(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use openraft::testing::{StoreBuilder, Suite};
+
+    use super::*;
+
+    /// A log store and a state machine over a fresh directory, as a node
+    /// has them (the engine supplies the fsync policy).
+    struct Builder;
+
+    impl StoreBuilder<TypeConfigOf, LogStore, StateMachine, (tempfile::TempDir, Engine)> for Builder {
+        async fn build(
+            &self,
+        ) -> std::result::Result<
+            ((tempfile::TempDir, Engine), LogStore, StateMachine),
+            types::StorageError,
+        > {
+            let dir = tempfile::tempdir().unwrap();
+            let link = LeaderLink::new(1, 1);
+            let engine = Engine::start_standby(
+                standby(&link).unwrap(),
+                &Options::for_dir(dir.path()),
+                Arc::new(SystemClock),
+            )
+            .unwrap();
+            let log = LogStore::open(&dir.path().join("raft-log"), engine.clone()).unwrap();
+            let data = Arc::new(FjallStorage::open(&dir.path().join("data")).unwrap());
+            let machine = StateMachine::open(data, link, dir.path().join("snapshot.bin")).unwrap();
+            Ok(((dir, engine), log, machine))
+        }
+    }
+
+    type TypeConfigOf = types::TypeConfig;
+
+    /// openraft's own test suite for log stores and state machines.
+    #[test]
+    fn the_log_store_and_state_machine_pass_openraft_s_storage_suite() {
+        Suite::test_all(Builder).unwrap();
+    }
+
+    #[test]
+    fn slot_ranges_cover_every_slot_once() {
+        for count in 1..=7 {
+            let mut next = 0u32;
+            for g in 0..count {
+                let (a, b) = slot_range(g, count);
+                assert_eq!(u32::from(a), next);
+                next = u32::from(b) + 1;
+            }
+            assert_eq!(next, u32::from(slots::SLOTS));
+        }
+    }
+
+    #[test]
+    fn cluster_nodes_parse_with_default_and_given_bus_ports() {
+        let n = parse_nodes("1=127.0.0.1:7000, 2=10.0.0.2:6379@16000").unwrap();
+        assert_eq!(n[0].bus_port, 17000);
+        assert_eq!(
+            (n[1].host.as_str(), n[1].port, n[1].bus_port),
+            ("10.0.0.2", 6379, 16000)
+        );
+        assert!(parse_nodes("1=a:1,1=b:2").is_err(), "repeated id");
+        assert!(parse_nodes("0=a:1").is_err(), "id 0");
+        assert!(parse_nodes("1=a:60000").is_err(), "bus port past 65535");
+        assert!(parse_nodes("").is_err());
+    }
+}
