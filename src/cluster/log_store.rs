@@ -96,6 +96,27 @@ impl LogStore {
             .map_err(|e| storage_error(StorageIOError::write, &e))
     }
 
+    /// Removes the entries whose keys are in `range`, in one batch.
+    fn remove_entries(
+        &self,
+        range: impl RangeBounds<[u8; 8]>,
+        mode: PersistMode,
+    ) -> Result<(), StorageError> {
+        let mut batch = self.db.batch();
+        for g in self.log.range(range) {
+            let k = g
+                .key()
+                .map_err(|e| storage_error(StorageIOError::write_logs, &e))?;
+            batch.remove(&self.log, k);
+        }
+        batch
+            .commit()
+            .map_err(|e| storage_error(StorageIOError::write_logs, &e))?;
+        self.db
+            .persist(mode)
+            .map_err(|e| storage_error(StorageIOError::write_logs, &e))
+    }
+
     fn last_entry(&self) -> Result<Option<LogId>, StorageError> {
         match self.log.iter().next_back() {
             None => Ok(None),
@@ -223,35 +244,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let mut batch = self.db.batch();
-        for g in self.log.range(key(log_id.index)..) {
-            let k = g
-                .key()
-                .map_err(|e| storage_error(StorageIOError::write_logs, &e))?;
-            batch.remove(&self.log, k);
-        }
-        batch
-            .commit()
-            .map_err(|e| storage_error(StorageIOError::write_logs, &e))?;
-        self.db
-            .persist(PersistMode::SyncData)
-            .map_err(|e| storage_error(StorageIOError::write_logs, &e))
+        // Fsynced whatever the policy: entries a new leader overwrote must
+        // not come back after a crash.
+        self.remove_entries(key(log_id.index).., PersistMode::SyncData)
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         self.write_meta(PURGED, &log_id, PersistMode::Buffer)?;
-        let mut batch = self.db.batch();
-        for g in self.log.range(..=key(log_id.index)) {
-            let k = g
-                .key()
-                .map_err(|e| storage_error(StorageIOError::write_logs, &e))?;
-            batch.remove(&self.log, k);
-        }
-        batch
-            .commit()
-            .map_err(|e| storage_error(StorageIOError::write_logs, &e))?;
-        self.db
-            .persist(PersistMode::Buffer)
-            .map_err(|e| storage_error(StorageIOError::write_logs, &e))
+        self.remove_entries(..=key(log_id.index), PersistMode::Buffer)
     }
 }

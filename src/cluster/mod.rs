@@ -605,6 +605,19 @@ async fn rebalance(cluster: Arc<Cluster>, g: usize) {
     }
 }
 
+/// Stops serving a group: its engine drops its memory and answers blocked
+/// clients, and rounds still waiting on commits learn their fate is
+/// unknown.
+fn stop_leading(group: &Group, link: &Arc<LeaderLink>) {
+    group.leading.store(false, Ordering::Release);
+    if let Ok(s) = standby(link)
+        && let Err(e) = group.engine.step_down(s)
+    {
+        tracing::error!("stepping down: {e}");
+    }
+    link.lose();
+}
+
 /// A node's name as clients see it (40 hex digits, as a Redis node id):
 /// derived from its number, so it is the same on every node and across
 /// restarts.
@@ -629,7 +642,6 @@ async fn follow_roles(
     link: Arc<LeaderLink>,
 ) {
     let group = &cluster.groups[g];
-    let engine = &group.engine;
     let mut metrics = group.raft.metrics();
     let mut led_term: Option<u64> = None;
     // Kept across iterations: metrics change with every write, and the
@@ -647,13 +659,7 @@ async fn follow_roles(
         }
         let leads = state == ServerState::Leader && leader == Some(cluster.id);
         if led_term.is_some() && (!leads || led_term != Some(term)) {
-            group.leading.store(false, Ordering::Release);
-            if let Ok(s) = standby(&link)
-                && let Err(e) = engine.step_down(s)
-            {
-                tracing::error!("stepping down: {e}");
-            }
-            link.lose();
+            stop_leading(group, &link);
             led_term = None;
             tracing::info!("group {g}: no longer leading (term {term})");
         }
@@ -690,13 +696,7 @@ async fn follow_roles(
                 {
                     // Cut off from the majority for a whole lease more:
                     // give the rounds waiting on commits their answer.
-                    group.leading.store(false, Ordering::Release);
-                    if let Ok(s) = standby(&link)
-                        && let Err(e) = engine.step_down(s)
-                    {
-                        tracing::error!("stepping down: {e}");
-                    }
-                    link.lose();
+                    stop_leading(group, &link);
                     led_term = None;
                     tracing::warn!("group {g}: no majority for {LEASE_MS} ms; stopped serving");
                     tokio::time::sleep(LEASE_CHECK).await;
