@@ -8,7 +8,6 @@
 
 // Not wired in yet: the cluster layer (src/cluster/mod.rs, being written)
 // will call these; remove this allow when it does.
-#![allow(dead_code)]
 
 /// The number of hash slots (Redis's `CLUSTER_SLOTS`).
 pub(crate) const SLOTS: u16 = 16384;

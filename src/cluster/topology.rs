@@ -70,11 +70,6 @@ pub(crate) struct Topology {
 }
 
 impl GroupView {
-    #[allow(dead_code)] // routing by group: next
-    fn contains(&self, slot: u16) -> bool {
-        self.first_slot <= slot && slot <= self.last_slot
-    }
-
     /// The number of slots the group owns.
     fn slot_count(&self) -> u64 {
         u64::from(self.last_slot.saturating_sub(self.first_slot)) + 1
@@ -85,21 +80,6 @@ impl Topology {
     /// The node with this id.
     pub(crate) fn node(&self, id: u64) -> Option<&NodeView> {
         self.nodes.iter().find(|n| n.id == id)
-    }
-
-    /// The group that owns `slot`.
-    #[allow(dead_code)] // routing by group: next
-    pub(crate) fn group_of(&self, slot: u16) -> Option<&GroupView> {
-        self.groups.iter().find(|g| g.contains(slot))
-    }
-
-    /// `host:port` of the current leader of the group owning `slot` (the
-    /// address of a `-MOVED` redirection); `None` while the group has no
-    /// leader (`-CLUSTERDOWN`) or the slot no group.
-    #[allow(dead_code)] // routing by group: next
-    pub(crate) fn leader_addr(&self, slot: u16) -> Option<String> {
-        let node = self.node(self.group_of(slot)?.leader?)?;
-        Some(format!("{}:{}", node.host, node.port))
     }
 
     /// The groups sorted by their first slot (replies list slots in order,
@@ -426,22 +406,6 @@ mod tests {
         t.nodes[2].online = false;
         t.groups[2].leader = None;
         t
-    }
-
-    #[test]
-    fn group_and_leader_of_a_slot() {
-        let t = three();
-        assert_eq!(t.group_of(0).map(|g| g.first_slot), Some(0));
-        assert_eq!(t.group_of(5460).map(|g| g.first_slot), Some(0));
-        assert_eq!(t.group_of(5461).map(|g| g.first_slot), Some(5461));
-        assert_eq!(t.group_of(16383).map(|g| g.first_slot), Some(10923));
-        assert_eq!(t.group_of(16384), None);
-        assert_eq!(t.leader_addr(0).as_deref(), Some("127.0.0.1:7000"));
-        assert_eq!(t.leader_addr(12000).as_deref(), Some("127.0.0.1:7002"));
-        assert_eq!(t.leader_addr(16384), None);
-        let t = leaderless();
-        assert_eq!(t.leader_addr(12000), None);
-        assert_eq!(t.leader_addr(6000).as_deref(), Some("127.0.0.1:7001"));
     }
 
     #[test]
