@@ -131,6 +131,8 @@ pub struct Cluster {
     home: usize,
     /// The clock of the groups' leases.
     started: std::time::Instant,
+    /// When each peer was last heard from.
+    liveness: Arc<network::Liveness>,
 }
 
 /// How long an election waits for a leader's heartbeat: generous, since
@@ -185,6 +187,7 @@ impl Cluster {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         let count = nodes.len();
+        let liveness = Arc::new(network::Liveness::default());
         let mut groups = Vec::with_capacity(count);
         let mut starts = Vec::with_capacity(count);
         for (g, preferred) in nodes.iter().enumerate() {
@@ -200,7 +203,10 @@ impl Cluster {
             let log = LogStore::open(&dir.join("raft-log"), engine.clone())?;
             let machine =
                 StateMachine::open(data.clone(), link.clone(), dir.join("raft-snapshot.bin"))?;
-            let network = network::Network { group: g as u32 };
+            let network = network::Network {
+                group: g as u32,
+                liveness: liveness.clone(),
+            };
             let raft = Raft::new(
                 id,
                 raft_config(snapshot_logs)?,
@@ -232,6 +238,7 @@ impl Cluster {
         tokio::spawn(network::serve(
             bus,
             groups.iter().map(|g| g.raft.clone()).collect(),
+            liveness.clone(),
         ));
         let cluster = Arc::new(Cluster {
             id,
@@ -239,6 +246,7 @@ impl Cluster {
             groups,
             home,
             started: std::time::Instant::now(),
+            liveness,
         });
         // In the background: a new cluster waits for a majority of its
         // nodes, and this one answers CLUSTERDOWN meanwhile.
@@ -254,6 +262,7 @@ impl Cluster {
             tokio::spawn(rebalance(cluster.clone(), g));
         }
         tokio::spawn(sync_logs(cluster.clone()));
+        tokio::spawn(probe_peers(cluster.clone()));
         tracing::info!(
             "cluster mode: node {id} of {count}, {count} groups, bus on {}",
             me.bus_addr()
@@ -274,7 +283,12 @@ impl Cluster {
                     host: n.host.clone(),
                     port: n.port,
                     bus_port: n.bus_port,
-                    online: true,
+                    // Leaders send heartbeats every HEARTBEAT_MS: a peer
+                    // not heard from for several is taken as down.
+                    online: n.id == self.id
+                        || self
+                            .liveness
+                            .recent(n.id, Duration::from_millis(HEARTBEAT_MS * 10)),
                 })
                 .collect(),
             groups: self
@@ -528,7 +542,7 @@ async fn bootstrap(nodes: &[NodeSpec], g: usize, group: &Group) -> Result<()> {
             if i == g {
                 continue;
             }
-            match network::peer_initialized(&n.bus_addr(), g as u32).await {
+            match network::peer_initialized(&n.bus_addr(), g as u32, None).await {
                 Some(true) => elsewhere = true,
                 Some(false) => fresh += 1,
                 None => {}
@@ -557,6 +571,19 @@ fn slot_range(g: usize, count: usize) -> (u16, u16) {
     let first = g * slots / count;
     let last = (g + 1) * slots / count - 1;
     (first as u16, last as u16)
+}
+
+/// Asks every peer a trivial question once a second, so that `CLUSTER
+/// NODES` knows which are up even between nodes that exchange no Raft
+/// traffic (two followers of the same leaders).
+async fn probe_peers(cluster: Arc<Cluster>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        for n in cluster.nodes.iter().filter(|n| n.id != cluster.id) {
+            let heard = Some((n.id, cluster.liveness.clone()));
+            let _ = network::peer_initialized(&n.bus_addr(), 0, heard).await;
+        }
+    }
 }
 
 /// `everysec` for the groups' logs (appends reached the OS already).

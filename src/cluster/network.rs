@@ -71,9 +71,33 @@ async fn read_frame<T: serde::de::DeserializeOwned>(s: &mut TcpStream) -> std::i
     postcard::from_bytes(&body).map_err(std::io::Error::other)
 }
 
+/// When this node last heard from each peer (a request it sent, or a reply
+/// to one of this node's), by node id: `CLUSTER NODES` shows a node not
+/// heard from lately as failed.
+#[derive(Default)]
+pub(crate) struct Liveness(std::sync::Mutex<std::collections::HashMap<u64, std::time::Instant>>);
+
+impl Liveness {
+    fn heard(&self, id: u64) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(id, std::time::Instant::now());
+        }
+    }
+
+    /// Whether node `id` was heard from within `within`.
+    pub(crate) fn recent(&self, id: u64, within: Duration) -> bool {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&id).map(|t| t.elapsed() < within))
+            .unwrap_or(false)
+    }
+}
+
 /// Makes clients for openraft, one per target and stream, for one group.
 pub(crate) struct Network {
     pub(crate) group: u32,
+    pub(crate) liveness: std::sync::Arc<Liveness>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -85,6 +109,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             addr: node.addr.clone(),
             conn: None,
+            liveness: Some(self.liveness.clone()),
         }
     }
 }
@@ -95,6 +120,7 @@ pub(crate) struct Peer {
     target: u64,
     addr: String,
     conn: Option<TcpStream>,
+    liveness: Option<std::sync::Arc<Liveness>>,
 }
 
 /// How a call failed before the peer answered.
@@ -127,6 +153,9 @@ impl Peer {
         // Kept only after a whole exchange: a connection cut mid-frame is
         // dropped, so the next call never reads a stale reply.
         self.conn = Some(conn);
+        if let Some(l) = &self.liveness {
+            l.heard(self.target);
+        }
         Ok(exchanged)
     }
 
@@ -194,12 +223,21 @@ impl RaftNetwork<TypeConfig> for Peer {
 
 /// Asks the node at `addr` whether `group` was ever initialised there
 /// (`None`: it did not answer).
-pub(crate) async fn peer_initialized(addr: &str, group: u32) -> Option<bool> {
+pub(crate) async fn peer_initialized(
+    addr: &str,
+    group: u32,
+    heard: Option<(u64, std::sync::Arc<Liveness>)>,
+) -> Option<bool> {
+    let (target, liveness) = match heard {
+        Some((id, l)) => (id, Some(l)),
+        None => (0, None),
+    };
     let mut peer = Peer {
         group,
-        target: 0,
+        target,
         addr: addr.to_string(),
         conn: None,
+        liveness,
     };
     match peer
         .exchange(&Request::Initialized, Duration::from_millis(500))
@@ -211,7 +249,11 @@ pub(crate) async fn peer_initialized(addr: &str, group: u32) -> Option<bool> {
 }
 
 /// Answers peers' RPCs for every group on `listener`.
-pub(crate) async fn serve(listener: TcpListener, rafts: Vec<Raft>) {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    rafts: Vec<Raft>,
+    liveness: std::sync::Arc<Liveness>,
+) {
     let rafts = std::sync::Arc::new(rafts);
     loop {
         let Ok((conn, _)) = listener.accept().await else {
@@ -220,6 +262,7 @@ pub(crate) async fn serve(listener: TcpListener, rafts: Vec<Raft>) {
             continue;
         };
         let rafts = rafts.clone();
+        let liveness = liveness.clone();
         tokio::spawn(async move {
             let _ = conn.set_nodelay(true);
             let mut conn = conn;
@@ -230,9 +273,18 @@ pub(crate) async fn serve(listener: TcpListener, rafts: Vec<Raft>) {
                     break;
                 };
                 let resp = match req {
-                    Request::Append(r) => Response::Append(raft.append_entries(r).await),
-                    Request::Vote(r) => Response::Vote(raft.vote(r).await),
-                    Request::Snapshot(r) => Response::Snapshot(raft.install_snapshot(r).await),
+                    Request::Append(r) => {
+                        liveness.heard(r.vote.leader_id.node_id);
+                        Response::Append(raft.append_entries(r).await)
+                    }
+                    Request::Vote(r) => {
+                        liveness.heard(r.vote.leader_id.node_id);
+                        Response::Vote(raft.vote(r).await)
+                    }
+                    Request::Snapshot(r) => {
+                        liveness.heard(r.vote.leader_id.node_id);
+                        Response::Snapshot(raft.install_snapshot(r).await)
+                    }
                     // A stopped raft counts as initialised: never bootstrap over it.
                     Request::Initialized => {
                         Response::Initialized(raft.is_initialized().await.unwrap_or(true))
