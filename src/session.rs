@@ -258,8 +258,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Ok(());
         }
         let cmds = std::mem::take(batch);
-        let engine = self.client.engine.clone();
-        for (r, popped) in cmd::execute(&self.shared, &engine, &self.client.info, cmds).await {
+        let replies =
+            cmd::execute(&self.shared, &self.client.engine, &self.client.info, cmds).await;
+        for (r, popped) in replies {
             self.reply_popped(r, popped);
         }
         Ok(())

@@ -189,6 +189,23 @@ impl Process {
     }
 }
 
+/// DELAYSCORE of an add's member, through the cluster, retried for `retry`.
+fn score_of(
+    client: &redis::cluster::ClusterClient,
+    con: &mut redis::cluster::ClusterConnection,
+    op: &Op,
+    retry: Duration,
+) -> redis::RedisResult<Option<i64>> {
+    cluster_support::query_retrying(
+        client,
+        con,
+        redis::cmd("DELAYSCORE")
+            .arg(queue(op.queue))
+            .arg(&op.members[0]),
+        retry,
+    )
+}
+
 /// Small deterministic generator.
 struct Lcg(u64);
 impl Lcg {
@@ -637,15 +654,8 @@ fn history_under_leader_kills_and_a_stop() {
             && o.value == 1
             && (!delivered.contains(o.members[0].as_str()) || acked.contains(o.members[0].as_str()))
     }) {
-        let s: Option<i64> = cluster_support::query_retrying(
-            &client,
-            &mut con,
-            redis::cmd("DELAYSCORE")
-                .arg(queue(op.queue))
-                .arg(&op.members[0]),
-            retry,
-        )
-        .unwrap_or_else(|e| panic!("DELAYSCORE: {e}\n{}", c.logs()));
+        let s = score_of(&client, &mut con, op, retry)
+            .unwrap_or_else(|e| panic!("DELAYSCORE: {e}\n{}", c.logs()));
         if s.is_some() {
             present.push(op.members[0].clone());
         }
@@ -774,15 +784,7 @@ fn history_under_leader_kills_and_a_stop() {
             c.kill9(i);
             c.wait_serving(Duration::from_secs(40));
             for op in &lost {
-                let s: Option<i64> = cluster_support::query_retrying(
-                    &client,
-                    &mut con,
-                    redis::cmd("DELAYSCORE")
-                        .arg(queue(op.queue))
-                        .arg(&op.members[0]),
-                    retry,
-                )
-                .unwrap_or(None);
+                let s = score_of(&client, &mut con, op, retry).unwrap_or(None);
                 println!(
                     "lost {} after killing the leader on {l}: DELAYSCORE {s:?}",
                     op.members[0]
