@@ -492,10 +492,7 @@ impl Engine {
     pub(crate) fn lead(&self, store: Store) -> Result<()> {
         let mut core = Core::load(store, self.inner.clock.clone(), self.inner.horizon_ms)?;
         let mut guard = self.lock();
-        let (pattern, events) = guard.core.trace_settings();
-        core.set_trace_queues(&pattern);
-        core.set_trace_max_events(events);
-        core.set_hot_max(guard.core.hot_max());
+        carry_settings(&guard.core, &mut core);
         guard.core = core;
         guard.serving = true;
         guard.timer_wakeup = 0;
@@ -512,23 +509,15 @@ impl Engine {
     ///
     /// Loading the (empty) standby store failed.
     pub(crate) fn step_down(&self, standby: Store) -> Result<()> {
-        let core = Core::load(standby, self.inner.clock.clone(), self.inner.horizon_ms)?;
+        let mut core = Core::load(standby, self.inner.clock.clone(), self.inner.horizon_ms)?;
         let mut guard = self.lock();
         guard.serving = false;
         guard.core.wake_all_blocked_with(Error::not_leader);
+        carry_settings(&guard.core, &mut core);
         let mut old = std::mem::replace(&mut guard.core, core);
-        let (pattern, events) = old.trace_settings();
-        guard.core.set_trace_queues(&pattern);
-        guard.core.set_trace_max_events(events);
-        guard.core.set_hot_max(old.hot_max());
         drop(guard);
         old.store_mut().discard();
         Ok(())
-    }
-
-    /// Whether commands run here now (always on a single node).
-    pub fn serving(&self) -> bool {
-        self.lock().serving
     }
 
     /// Commits and fsyncs everything, wakes blocked clients with an error and
@@ -555,6 +544,15 @@ impl Engine {
         self.wake_timer();
         self.inner.durability.flush(lsn).await
     }
+}
+
+/// Gives a core loaded anew (a leadership begins or ends) the settings
+/// CONFIG SET gave the one it replaces.
+fn carry_settings(from: &Core, to: &mut Core) {
+    let (pattern, events) = from.trace_settings();
+    to.set_trace_queues(&pattern);
+    to.set_trace_max_events(events);
+    to.set_hot_max(from.hot_max());
 }
 
 /// Commits the core's pending writes and sends the deliveries to blocked
