@@ -32,12 +32,57 @@ pub fn connect(url: &str) -> redis::Connection {
     try_connect(url).expect("connect")
 }
 
-/// A free loopback port (bound and released; good enough for tests).
+/// A free loopback port, never the same twice in one test process.
+///
+/// A port found by binding port 0 is released at once, so the kernel may
+/// hand it to the next caller too: two tests running in parallel would
+/// then start servers on one port (or, worse, two clusters would talk to
+/// each other). Remembering what was handed out rules that out.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port")
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("no free port");
+        if claim_port(port) {
+            return port;
+        }
+    }
+}
+
+/// A free loopback port below the kernel's ephemeral range, for a server
+/// that must get the same port back after a restart: outgoing connections
+/// take their local ports from the ephemeral range, so one of them could
+/// hold a port found by [`free_port`] while its server is down.
+pub fn stable_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    // Spread test processes apart, then walk up from there.
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        20_000 + (std::process::id() % 100) as u16 * 120,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    loop {
+        let port = NEXT.fetch_add(1, Ordering::SeqCst);
+        assert!(port < 32_768, "ran out of stable test ports");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() && claim_port(port) {
+            return port;
+        }
+    }
+}
+
+/// Records `port` as handed out; false if it already was.
+fn claim_port(port: u16) -> bool {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static CLAIMED: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
+    CLAIMED
+        .get_or_init(Mutex::default)
+        .lock()
+        .map(|mut set| set.insert(port))
+        .unwrap_or(false)
 }
 
 impl Server {

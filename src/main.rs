@@ -150,6 +150,18 @@ async fn serve(config: Config) -> delayd::Result<()> {
         tracing::warn!("received a termination signal, shutting down");
         signals.shutdown.trigger();
     });
+    let failure = match &shared.cluster {
+        Some(cluster) => {
+            let (cluster, stop) = (cluster.clone(), shared.clone());
+            Some(tokio::spawn(async move {
+                let why = cluster.failed().await;
+                tracing::error!("{why}: shutting down");
+                stop.shutdown.trigger();
+                why
+            }))
+        }
+        None => None,
+    };
     let stop = shared.clone();
     let served = server::run(listeners, shared).await;
     // The HTTP listeners close on the same shutdown signal (set here too
@@ -157,6 +169,12 @@ async fn serve(config: Config) -> delayd::Result<()> {
     stop.shutdown.trigger();
     let _ = http.await;
     served?;
+    if let Some(failure) = failure
+        && failure.is_finished()
+        && let Ok(why) = failure.await
+    {
+        return Err(delayd::Error::msg(why));
+    }
     tracing::info!("delayd is now ready to exit, bye bye");
     Ok(())
 }

@@ -506,3 +506,48 @@ fn a_node_restarted_on_a_wiped_directory_catches_up_from_a_snapshot() {
     .unwrap_or_else(|e| panic!("DELAYCARD after the failover: {e}\n{}", c.logs()));
     assert_eq!(card, N as i64, "{}", c.logs());
 }
+
+/// A node whose `--cluster-nodes` names one of this cluster's nodes by
+/// mistake (another cluster, ports reused) is refused on the bus: two
+/// clusters never feed each other's Raft groups. Before the bus had a
+/// hello, the stray node was told its group existed and tried to join it.
+#[test]
+fn the_bus_refuses_a_node_of_another_cluster() {
+    let c = Cluster::start(3);
+    let ours = &c.nodes[0];
+    let [p2, b2, p3, b3] = std::array::from_fn(|_| cluster_support::harness::stable_port());
+    let spec = format!(
+        "1=127.0.0.1:{}@{},2=127.0.0.1:{p2}@{b2},3=127.0.0.1:{p3}@{b3}",
+        ours.port, ours.bus
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let stray_log = tmp.path().join("stray.log");
+    let mut stray = Command::new(env!("CARGO_BIN_EXE_delayd"))
+        .args(["--port", &p2.to_string(), "--http-port", "0", "--dir"])
+        .arg(tmp.path().join("data"))
+        .args(["--cluster-nodes", &spec, "--cluster-id", "2"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stray_log).unwrap())
+        .spawn()
+        .expect("start the stray node");
+    let refused = cluster_support::eventually(Duration::from_secs(20), || {
+        std::fs::read_to_string(&ours.log).is_ok_and(|l| l.contains("cluster bus: refused"))
+    });
+    // Long enough for the stray node's bootstrap to have asked node 1.
+    std::thread::sleep(Duration::from_secs(1));
+    let _ = stray.kill();
+    let _ = stray.wait();
+    let stray_said = std::fs::read_to_string(&stray_log).unwrap_or_default();
+    assert!(
+        refused,
+        "node 1 did not refuse the stray node:\n{}",
+        c.logs()
+    );
+    assert!(
+        !stray_said.contains("exists on other nodes"),
+        "the stray node was let into this cluster's group:\n{stray_said}"
+    );
+    // And this cluster carried on.
+    c.wait_serving(Duration::from_secs(20));
+}

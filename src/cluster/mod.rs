@@ -133,6 +133,11 @@ pub struct Cluster {
     started: std::time::Instant,
     /// When each peer was last heard from.
     liveness: Arc<network::Liveness>,
+    /// What this node says and expects on the bus.
+    identity: network::BusIdentity,
+    /// Why a group's Raft stopped on its own (a bug in it, or in its
+    /// storage): the node cannot serve that group any more and shuts down.
+    failure: tokio::sync::watch::Sender<Option<String>>,
 }
 
 /// How long an election waits for a leader's heartbeat: generous, since
@@ -187,8 +192,13 @@ impl Cluster {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         let count = nodes.len();
+        let identity = network::BusIdentity {
+            cluster: fingerprint(&nodes),
+            me: id,
+        };
         let liveness = Arc::new(network::Liveness::default());
         let mut groups = Vec::with_capacity(count);
+        let mut gates = Vec::with_capacity(count);
         let mut starts = Vec::with_capacity(count);
         for (g, preferred) in nodes.iter().enumerate() {
             let dir = options.dir.join(format!("group-{g}"));
@@ -205,6 +215,7 @@ impl Cluster {
                 StateMachine::open(data.clone(), link.clone(), dir.join("raft-snapshot.bin"))?;
             let network = network::Network {
                 group: g as u32,
+                identity,
                 liveness: liveness.clone(),
             };
             let raft = Raft::new(
@@ -216,6 +227,11 @@ impl Cluster {
             )
             .await
             .map_err(|e| Error::msg(format!("raft: {e}")))?;
+            let held = raft
+                .is_initialized()
+                .await
+                .map_err(|e| Error::msg(format!("raft: {e}")))?;
+            gates.push(network::VoteGate::new(held));
             let (first_slot, last_slot) = slot_range(g, count);
             groups.push(Group {
                 first_slot,
@@ -235,9 +251,12 @@ impl Cluster {
         let bus = tokio::net::TcpListener::bind((me.host.as_str(), me.bus_port))
             .await
             .map_err(|e| Error::msg(format!("cluster bus {}: {e}", me.bus_addr())))?;
+        let gates = Arc::new(gates);
         tokio::spawn(network::serve(
             bus,
+            identity,
             groups.iter().map(|g| g.raft.clone()).collect(),
+            gates.clone(),
             liveness.clone(),
         ));
         let cluster = Arc::new(Cluster {
@@ -247,19 +266,22 @@ impl Cluster {
             home,
             started: std::time::Instant::now(),
             liveness,
+            identity,
+            failure: tokio::sync::watch::Sender::new(None),
         });
         // In the background: a new cluster waits for a majority of its
         // nodes, and this one answers CLUSTERDOWN meanwhile.
         let booting = cluster.clone();
         tokio::spawn(async move {
             let (nodes, group) = (&booting.nodes, &booting.groups[booting.home]);
-            if let Err(e) = bootstrap(nodes, booting.home, group).await {
+            if let Err(e) = bootstrap(booting.identity, nodes, booting.home, group).await {
                 tracing::error!("starting group {}: {e}", booting.home);
             }
         });
         for (g, (data, link)) in starts.into_iter().enumerate() {
             tokio::spawn(follow_roles(cluster.clone(), g, data, link));
             tokio::spawn(rebalance(cluster.clone(), g));
+            tokio::spawn(open_vote_gate(cluster.clone(), g, gates.clone()));
         }
         tokio::spawn(sync_logs(cluster.clone()));
         tokio::spawn(probe_peers(cluster.clone()));
@@ -395,6 +417,18 @@ impl Cluster {
         result
     }
 
+    /// Waits until a group's Raft stops on its own, and says why. The node
+    /// should then stop: a group it cannot serve must not look alive to
+    /// clients, and a restart recovers it from disk.
+    pub async fn failed(&self) -> String {
+        let mut failure = self.failure.subscribe();
+        match failure.wait_for(Option::is_some).await {
+            Ok(why) => why.clone().unwrap_or_default(),
+            // The sender lives as long as `self`.
+            Err(_) => String::new(),
+        }
+    }
+
     /// Each group's state on this node, for INFO and /metrics.
     pub(crate) fn group_status(&self) -> Vec<GroupStatus> {
         self.groups
@@ -522,7 +556,12 @@ impl std::fmt::Display for GroupStatus {
 /// the nodes answer that none of them has it. A node restarted on an empty
 /// directory (its disk replaced) finds the group on the others and
 /// initialises nothing: the leader sends it a snapshot.
-async fn bootstrap(nodes: &[NodeSpec], g: usize, group: &Group) -> Result<()> {
+async fn bootstrap(
+    identity: network::BusIdentity,
+    nodes: &[NodeSpec],
+    g: usize,
+    group: &Group,
+) -> Result<()> {
     let initialized = group
         .raft
         .is_initialized()
@@ -542,9 +581,9 @@ async fn bootstrap(nodes: &[NodeSpec], g: usize, group: &Group) -> Result<()> {
             if i == g {
                 continue;
             }
-            match network::peer_initialized(&n.bus_addr(), g as u32, None).await {
-                Some(true) => elsewhere = true,
-                Some(false) => fresh += 1,
+            match network::peer_initialized(identity, n.id, &n.bus_addr(), g as u32, None).await {
+                Some(Some(_)) => elsewhere = true,
+                Some(None) => fresh += 1,
                 None => {}
             }
         }
@@ -565,6 +604,54 @@ async fn bootstrap(nodes: &[NodeSpec], g: usize, group: &Group) -> Result<()> {
     }
 }
 
+/// Decides when this node may vote in group `g` if it came up without the
+/// group (a new cluster, or its disk replaced): once a majority of the
+/// nodes answered, at once if no peer's log has more than the group's
+/// first entry (nothing was ever committed), else after it has applied as
+/// far as the longest of their logs.
+async fn open_vote_gate(cluster: Arc<Cluster>, g: usize, gates: Arc<Vec<network::VoteGate>>) {
+    if gates[g].admits_now() {
+        return;
+    }
+    loop {
+        let (mut answered, mut reach) = (1, 0);
+        for n in cluster.nodes.iter().filter(|n| n.id != cluster.id) {
+            let addr = n.bus_addr();
+            let asked = network::peer_initialized(cluster.identity, n.id, &addr, g as u32, None);
+            if let Some(log) = asked.await {
+                answered += 1;
+                reach = reach.max(log.unwrap_or(0));
+            }
+        }
+        if answered > cluster.nodes.len() / 2 {
+            if reach > 0 {
+                tracing::warn!(
+                    "group {g}: not on this node's disk but {reach} entries long elsewhere: \
+                     catching up, and not voting in it until then"
+                );
+            }
+            gates[g].open_after(reach);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The cluster's fingerprint on the bus: the same on every node given the
+/// same nodes and addresses, in any order.
+fn fingerprint(nodes: &[NodeSpec]) -> u64 {
+    use sha2::Digest;
+    let mut named: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("{}={}:{}@{}", n.id, n.host, n.port, n.bus_port))
+        .collect();
+    named.sort();
+    let digest = sha2::Sha256::digest(named.join(",").as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
+}
+
 /// Group `g` of `count`'s slots: an equal share, in order.
 fn slot_range(g: usize, count: usize) -> (u16, u16) {
     let slots = usize::from(slots::SLOTS);
@@ -580,8 +667,9 @@ async fn probe_peers(cluster: Arc<Cluster>) {
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         for n in cluster.nodes.iter().filter(|n| n.id != cluster.id) {
-            let heard = Some((n.id, cluster.liveness.clone()));
-            let _ = network::peer_initialized(&n.bus_addr(), 0, heard).await;
+            let liveness = Some(cluster.liveness.clone());
+            let _ =
+                network::peer_initialized(cluster.identity, n.id, &n.bus_addr(), 0, liveness).await;
         }
     }
 }
@@ -676,6 +764,26 @@ async fn follow_roles(
     let mut lease_tick = tokio::time::interval(LEASE_CHECK);
     lease_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        // A core that panicked drops its metrics' sender without saying so;
+        // one that stopped for a shutdown says Stopped.
+        let stopped = match metrics.borrow().running_state.clone() {
+            Err(openraft::error::Fatal::Stopped) => Some(None),
+            Err(fatal) => Some(Some(fatal.to_string())),
+            Ok(()) if metrics.has_changed().is_err() => Some(Some("it panicked".to_string())),
+            Ok(()) => None,
+        };
+        if let Some(fatal) = stopped {
+            if led_term.is_some() {
+                stop_leading(group, &link);
+            }
+            if let Some(why) = fatal {
+                tracing::error!("group {g}: raft stopped: {why}");
+                cluster
+                    .failure
+                    .send_replace(Some(format!("group {g}: raft stopped: {why}")));
+            }
+            return;
+        }
         let (state, term, leader) = {
             let m = metrics.borrow_and_update();
             (m.state, m.current_term, m.current_leader)
@@ -712,11 +820,8 @@ async fn follow_roles(
             continue;
         }
         tokio::select! {
-            changed = metrics.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-            }
+            // An error here: the core is gone; the top of the loop says how.
+            _ = metrics.changed() => {}
             _ = lease_tick.tick(), if led_term.is_some() => {
                 if !renew_lease(&cluster, group).await
                     && cluster.now_ms() >= group.lease_until.load(Ordering::Acquire) + LEASE_MS

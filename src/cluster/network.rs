@@ -1,13 +1,17 @@
 //! The cluster bus: openraft's RPCs between nodes over TCP.
 //!
 //! A frame is a big-endian `u32` length and a postcard body; a request
-//! names the group it is for, since one connection serves every group. The peers are
+//! names the group it is for, since one connection serves every group.
+//! A connection opens with a [`Hello`] naming the cluster and the node
+//! called, and a node cuts off a caller that means another: two clusters
+//! whose ports got mixed up must never feed each other's logs. The peers are
 //! only delayd nodes and the messages only openraft's three RPCs, so a
 //! small framed protocol is all it takes (docs/cluster.md §6). Each
 //! openraft client (one per replication stream or vote) keeps one
 //! connection and sends one request at a time; the server answers each
 //! connection's requests in order.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use openraft::BasicNode;
@@ -32,12 +36,32 @@ const MAX_FRAME: u64 = 1 << 30;
 /// How long a connection attempt to a peer may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// The first frame on a bus connection.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+struct Hello {
+    /// The caller's [`BusIdentity::cluster`].
+    cluster: u64,
+    /// The node the caller means to reach.
+    to: u64,
+}
+
+/// What a node says in its [`Hello`] and accepts in others'.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BusIdentity {
+    /// A fingerprint of the cluster's configuration (its nodes and
+    /// addresses), the same on every node given the same `--cluster-nodes`.
+    pub(crate) cluster: u64,
+    /// This node's id.
+    pub(crate) me: u64,
+}
+
 #[derive(serde::Serialize, serde::Deserialize)]
 enum Request {
     Append(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<u64>),
     Snapshot(InstallSnapshotRequest<TypeConfig>),
-    /// Whether the group was ever initialised on the peer (bootstrap).
+    /// Whether the group was ever initialised on the peer, and how far its
+    /// log reaches (bootstrap, and a node back on an empty disk).
     Initialized,
 }
 
@@ -46,7 +70,8 @@ enum Response {
     Append(Result<AppendEntriesResponse<u64>, RaftError<u64>>),
     Vote(Result<VoteResponse<u64>, RaftError<u64>>),
     Snapshot(Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>),
-    Initialized(bool),
+    /// `None`: never initialised there; else the peer's last log index.
+    Initialized(Option<u64>),
 }
 
 async fn write_frame<T: serde::Serialize>(s: &mut TcpStream, msg: &T) -> std::io::Result<()> {
@@ -97,6 +122,7 @@ impl Liveness {
 /// Makes clients for openraft, one per target and stream, for one group.
 pub(crate) struct Network {
     pub(crate) group: u32,
+    pub(crate) identity: BusIdentity,
     pub(crate) liveness: std::sync::Arc<Liveness>,
 }
 
@@ -107,6 +133,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         Peer {
             group: self.group,
             target,
+            cluster: self.identity.cluster,
             addr: node.addr.clone(),
             conn: None,
             liveness: Some(self.liveness.clone()),
@@ -118,6 +145,8 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 pub(crate) struct Peer {
     group: u32,
     target: u64,
+    /// Said in the [`Hello`] of each new connection.
+    cluster: u64,
     addr: String,
     conn: Option<TcpStream>,
     liveness: Option<std::sync::Arc<Liveness>>,
@@ -139,6 +168,18 @@ impl Peer {
                     .map_err(|_| CallError::Unreachable(std::io::ErrorKind::TimedOut.into()))?
                     .map_err(CallError::Unreachable)?;
                 let _ = c.set_nodelay(true);
+                let mut c = c;
+                let hello = Hello {
+                    cluster: self.cluster,
+                    to: self.target,
+                };
+                // Sent ahead of the first request with no wait for a
+                // reply: a node that refuses it closes the connection,
+                // which fails the request.
+                tokio::time::timeout(ttl, write_frame(&mut c, &hello))
+                    .await
+                    .map_err(|_| CallError::Network(std::io::ErrorKind::TimedOut.into()))?
+                    .map_err(CallError::Network)?;
                 c
             }
         };
@@ -221,20 +262,21 @@ impl RaftNetwork<TypeConfig> for Peer {
     }
 }
 
-/// Asks the node at `addr` whether `group` was ever initialised there
-/// (`None`: it did not answer).
+/// Asks node `target` at `addr` whether `group` was ever initialised
+/// there: `None` if it did not answer, `Some(None)` if never, else
+/// `Some(Some(its last log index))`. With `liveness`, an answer counts as
+/// hearing from it.
 pub(crate) async fn peer_initialized(
+    identity: BusIdentity,
+    target: u64,
     addr: &str,
     group: u32,
-    heard: Option<(u64, std::sync::Arc<Liveness>)>,
-) -> Option<bool> {
-    let (target, liveness) = match heard {
-        Some((id, l)) => (id, Some(l)),
-        None => (0, None),
-    };
+    liveness: Option<std::sync::Arc<Liveness>>,
+) -> Option<Option<u64>> {
     let mut peer = Peer {
         group,
         target,
+        cluster: identity.cluster,
         addr: addr.to_string(),
         conn: None,
         liveness,
@@ -243,29 +285,97 @@ pub(crate) async fn peer_initialized(
         .exchange(&Request::Initialized, Duration::from_millis(500))
         .await
     {
-        Ok(Response::Initialized(yes)) => Some(yes),
+        Ok(Response::Initialized(log)) => Some(log),
         _ => None,
+    }
+}
+
+/// Whether this node may vote in a group yet.
+///
+/// A node restarted on an empty directory (its disk replaced) has lost
+/// its log and the vote it cast: voting at once, it could vote twice in a
+/// term, or elect a candidate missing entries it had acknowledged. Until it
+/// has applied as far as the others' logs reached when it came back, it
+/// does not vote; it still takes the leader's entries and snapshots.
+pub(crate) struct VoteGate(AtomicU64);
+
+impl VoteGate {
+    /// Not known yet: no votes.
+    const CLOSED: u64 = u64::MAX;
+
+    /// A gate for a group this node holds (`open`), or does not hold yet
+    /// (closed until [`VoteGate::open_after`]).
+    pub(crate) fn new(open: bool) -> VoteGate {
+        VoteGate(AtomicU64::new(if open { 0 } else { Self::CLOSED }))
+    }
+
+    /// Votes once this node has applied `index` (`0`: at once; nothing
+    /// was committed anywhere before).
+    pub(crate) fn open_after(&self, index: u64) {
+        self.0.store(index, Ordering::Release);
+    }
+
+    /// Whether votes are taken with no condition.
+    pub(crate) fn admits_now(&self) -> bool {
+        self.0.load(Ordering::Acquire) == 0
+    }
+
+    fn admits(&self, group: u32, raft: &Raft) -> bool {
+        let until = self.0.load(Ordering::Acquire);
+        if until == 0 {
+            return true;
+        }
+        let applied = raft.metrics().borrow().last_applied.map_or(0, |l| l.index);
+        if until == Self::CLOSED || applied < until {
+            return false;
+        }
+        self.0.store(0, Ordering::Release);
+        tracing::info!("group {group}: caught up to index {applied}; voting again");
+        true
     }
 }
 
 /// Answers peers' RPCs for every group on `listener`.
 pub(crate) async fn serve(
     listener: TcpListener,
+    identity: BusIdentity,
     rafts: Vec<Raft>,
+    gates: std::sync::Arc<Vec<VoteGate>>,
     liveness: std::sync::Arc<Liveness>,
 ) {
     let rafts = std::sync::Arc::new(rafts);
     loop {
-        let Ok((conn, _)) = listener.accept().await else {
+        let Ok((conn, from)) = listener.accept().await else {
             // Out of descriptors, say: try again shortly rather than spin.
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
         let rafts = rafts.clone();
+        let gates = gates.clone();
         let liveness = liveness.clone();
         tokio::spawn(async move {
             let _ = conn.set_nodelay(true);
             let mut conn = conn;
+            let expected = Hello {
+                cluster: identity.cluster,
+                to: identity.me,
+            };
+            match tokio::time::timeout(CONNECT_TIMEOUT, read_frame::<Hello>(&mut conn)).await {
+                Ok(Ok(hello)) if hello == expected => {}
+                Ok(Ok(hello)) => {
+                    tracing::warn!(
+                        "cluster bus: refused {from}, which means node {} of cluster {:016x} \
+                         (this is node {} of cluster {:016x}): check --cluster-nodes",
+                        hello.to,
+                        hello.cluster,
+                        identity.me,
+                        identity.cluster
+                    );
+                    return;
+                }
+                // Not a delayd node, or one that hung up: nothing to say.
+                _ => return,
+            }
             while let Ok((group, req)) = read_frame::<(u32, Request)>(&mut conn).await {
                 // A group this node does not have: a peer with another
                 // configuration; cut it off.
@@ -279,6 +389,12 @@ pub(crate) async fn serve(
                     }
                     Request::Vote(r) => {
                         liveness.heard(r.vote.leader_id.node_id);
+                        // No answer at all: the candidate counts it as a
+                        // node it cannot reach, which is what this node is
+                        // for the group until it has caught up.
+                        if !gates[group as usize].admits(group, raft) {
+                            break;
+                        }
                         Response::Vote(raft.vote(r).await)
                     }
                     Request::Snapshot(r) => {
@@ -287,7 +403,10 @@ pub(crate) async fn serve(
                     }
                     // A stopped raft counts as initialised: never bootstrap over it.
                     Request::Initialized => {
-                        Response::Initialized(raft.is_initialized().await.unwrap_or(true))
+                        Response::Initialized(match raft.is_initialized().await {
+                            Ok(false) => None,
+                            _ => Some(raft.metrics().borrow().last_log_index.unwrap_or(0)),
+                        })
                     }
                 };
                 if write_frame(&mut conn, &resp).await.is_err() {

@@ -10,7 +10,7 @@
 #[path = "../../compat-tests/harness.rs"]
 pub mod harness;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -82,11 +82,8 @@ impl Cluster {
     /// [`Cluster::start`] with more flags for every node.
     pub fn start_with(n: usize, extra: &[&str]) -> Cluster {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let mut ports = HashSet::new();
-        while ports.len() < 2 * n {
-            ports.insert(free_port());
-        }
-        let ports: Vec<u16> = ports.into_iter().collect();
+        // Named in --cluster-nodes, so a restarted node needs them back.
+        let ports: Vec<u16> = (0..2 * n).map(|_| harness::stable_port()).collect();
         let nodes: Vec<Node> = (0..n)
             .map(|i| {
                 let dir = tmp.path().join(format!("node{}", i + 1));
