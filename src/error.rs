@@ -66,6 +66,11 @@ impl Error {
         Error::Coded("CLUSTERDOWN", "The cluster is down".into())
     }
 
+    /// Whether this is [`Error::not_leader`].
+    pub fn is_not_leader(&self) -> bool {
+        matches!(self, Error::Coded("CLUSTERDOWN", _))
+    }
+
     /// The text of the RESP error reply, without the leading `-` and CRLF.
     pub fn reply_text(&self) -> String {
         match self {

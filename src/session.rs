@@ -591,6 +591,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let shared = self.shared.clone();
         let engine = &self.client.engine.clone();
         let with_counts = opts.with_counts;
+        // Where to send the client if its group's leadership moves away.
+        let first_key = keys.first().cloned();
         let info = self.client.info.clone();
         let attempt = Instant::now();
         let (id, mut rx) = engine.block(keys, opts, || info.actor())?;
@@ -675,7 +677,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     let reply = pop_reply(&popped, shape, with_counts);
                     Ok((reply, popped, ran))
                 }
-                Err(e) => Ok((Reply::from(e), Vec::new(), ran)),
+                Err(e) => {
+                    let e = match (&shared.cluster, &first_key) {
+                        (Some(cluster), Some(key)) => cluster.redirect_lost(e, key).await,
+                        _ => e,
+                    };
+                    Ok((Reply::from(e), Vec::new(), ran))
+                }
             };
         };
         info.blocked.store(false, Ordering::Relaxed);

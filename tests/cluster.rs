@@ -551,3 +551,47 @@ fn the_bus_refuses_a_node_of_another_cluster() {
     // And this cluster carried on.
     c.wait_serving(Duration::from_secs(20));
 }
+
+/// A client blocked on a node whose group's leadership moves away is
+/// answered `-MOVED slot host:port` with the new leader, as Redis answers
+/// the blocked clients of a master turned replica (it was `-CLUSTERDOWN`).
+/// The move is a real one: group 0's preferred leader (node 1) is killed,
+/// another node takes the group, node 1 comes back and, once the group is
+/// idle, takes it back.
+#[test]
+fn a_blocked_client_is_moved_when_its_leader_steps_down() {
+    let mut c = Cluster::start(3);
+    let key = cluster_support::key_in_slot(0, "blocked");
+    c.kill9(0);
+    c.wait_serving(Duration::from_secs(40));
+    let interim = leader_of(&cluster_slots(c.nodes[1].port).unwrap(), 0).unwrap();
+    assert_ne!(interim, c.nodes[0].port);
+    let mut blocked = std::net::TcpStream::connect(("127.0.0.1", interim)).unwrap();
+    blocked
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    use std::io::{Read, Write};
+    write!(
+        blocked,
+        "*3\r\n$9\r\nBDELAYPOP\r\n${}\r\n{key}\r\n$1\r\n0\r\n",
+        key.len()
+    )
+    .unwrap();
+    c.restart(0);
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 256];
+    while !reply.ends_with(b"\r\n") {
+        let n = blocked
+            .read(&mut buf)
+            .unwrap_or_else(|e| panic!("no reply to the blocked pop: {e}\n{}", c.logs()));
+        assert!(n > 0, "connection closed\n{}", c.logs());
+        reply.extend_from_slice(&buf[..n]);
+    }
+    let reply = String::from_utf8_lossy(&reply);
+    assert_eq!(
+        reply,
+        format!("-MOVED 0 127.0.0.1:{}\r\n", c.nodes[0].port),
+        "{}",
+        c.logs()
+    );
+}

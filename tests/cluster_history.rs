@@ -1,8 +1,11 @@
 //! The cluster's history checker (docs/cluster.md §9): producers and
 //! leasing consumers run against three real nodes through the `redis`
 //! crate's cluster client while a nemesis kill -9s the node leading the
-//! most slots (restarting it on its data after ~2 s) and once freezes a
-//! leader with SIGSTOP for ~3 s. Every operation is recorded with its
+//! most slots (restarting it on its data after ~2 s), once freezes a
+//! leader with SIGSTOP for ~3 s, once restarts another node on a wiped
+//! directory, and once cuts the leader of most slots off the network for
+//! 5 s (in a network namespace the test makes; each node has a loopback
+//! address of its own there). Every operation is recorded with its
 //! invoke and completion times and its outcome; after healing and draining
 //! the queues the history is checked offline:
 //!
@@ -12,7 +15,8 @@
 //!    between;
 //! 4. no member was delivered after an acknowledged DELAYACK of it.
 //!
-//! The CI run is ~45 s of load with at least 3 leader kills and 1 SIGSTOP;
+//! The CI run is ~45 s of load with at least 3 leader kills, a SIGSTOP, a
+//! wipe and a partition;
 //! `DELAYD_HISTORY_SECS` and `DELAYD_HISTORY_KILLS` make it longer
 //! (benches/cluster_history.sh).
 
@@ -23,7 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use cluster_support::{Cluster, cluster_slots, key_slot};
+use cluster_support::{Cluster, cluster_slots, key_slot, netns};
 
 const PRODUCERS: usize = 4;
 const CONSUMERS: usize = 3;
@@ -296,56 +300,86 @@ struct Fault {
     queues: Vec<usize>,
 }
 
-/// Runs faults until `secs` have passed and at least `kills` leader kills
-/// and one SIGSTOP were done; every fault is healed before the next.
-fn nemesis(c: &mut Cluster, secs: u64, kills: usize) -> Vec<Fault> {
+/// Runs faults until `secs` have passed and at least `kills` leader kills,
+/// one SIGSTOP, one wiped follower and (with a private network) one
+/// partition were done; every fault is healed before the next.
+fn nemesis(c: &mut Cluster, secs: u64, kills: usize, partitions: bool) -> Vec<Fault> {
     let start = Instant::now();
-    let mut faults = Vec::new();
-    let mut done_kills = 0;
-    let mut stopped = false;
-    while start.elapsed() < Duration::from_secs(secs) || done_kills < kills || !stopped {
+    let mut faults: Vec<Fault> = Vec::new();
+    let count = |faults: &[Fault], kind: &str| faults.iter().filter(|f| f.kind == kind).count();
+    loop {
+        // In turn: a kill, a stop, a wipe, a partition, then kills.
+        let kind = if count(&faults, "kill-9") == 0 {
+            "kill-9"
+        } else if count(&faults, "sigstop") == 0 {
+            "sigstop"
+        } else if count(&faults, "wipe") == 0 {
+            "wipe"
+        } else if partitions && count(&faults, "partition") == 0 {
+            "partition"
+        } else if start.elapsed() < Duration::from_secs(secs) || count(&faults, "kill-9") < kills {
+            "kill-9"
+        } else {
+            return faults;
+        };
         std::thread::sleep(Duration::from_millis(2_500));
         let from = c.live_ports()[0];
         let Some(leader) = c.leader_of_most_slots(from) else {
             continue;
         };
         let ranges = cluster_slots(from).unwrap_or_default();
+        // The wipe hits another node than the leader of most slots: it
+        // may lead a group too, and its peers hold what it acknowledged.
+        let target = if kind == "wipe" {
+            c.nodes
+                .iter()
+                .map(|n| n.port)
+                .find(|p| *p != leader)
+                .unwrap_or(leader)
+        } else {
+            leader
+        };
         let queues: Vec<usize> = (0..QUEUES)
             .filter(|q| {
                 let s = key_slot(&queue(*q));
                 ranges
                     .iter()
-                    .any(|r| r.leader() == leader && r.first <= s && s <= r.last)
+                    .any(|r| r.leader() == target && r.first <= s && s <= r.last)
             })
             .collect();
-        let i = c.index_of(leader);
-        let node = c.nodes[i].id;
-        if !stopped && done_kills >= 1 {
-            c.stop(i);
-            faults.push(Fault {
-                kind: "sigstop",
-                node,
-                at: mono_us(),
-                queues,
-            });
-            std::thread::sleep(Duration::from_secs(3));
-            c.cont(i);
-            stopped = true;
-        } else {
-            c.kill9(i);
-            faults.push(Fault {
-                kind: "kill-9",
-                node,
-                at: mono_us(),
-                queues,
-            });
-            std::thread::sleep(Duration::from_secs(2));
-            c.restart(i);
-            done_kills += 1;
+        let i = c.index_of(target);
+        faults.push(Fault {
+            kind,
+            node: c.nodes[i].id,
+            at: mono_us(),
+            queues,
+        });
+        match kind {
+            "sigstop" => {
+                c.stop(i);
+                std::thread::sleep(Duration::from_secs(3));
+                c.cont(i);
+            }
+            "wipe" => {
+                c.kill9(i);
+                std::fs::remove_dir_all(&c.nodes[i].dir).expect("wipe the node's directory");
+                std::thread::sleep(Duration::from_secs(1));
+                c.restart(i);
+            }
+            "partition" => {
+                // Longer than a lease and an election: the others elect.
+                c.isolate(i);
+                std::thread::sleep(Duration::from_secs(5));
+                c.heal();
+            }
+            _ => {
+                c.kill9(i);
+                std::thread::sleep(Duration::from_secs(2));
+                c.restart(i);
+            }
         }
         c.wait_serving(Duration::from_secs(40));
     }
-    faults
 }
 
 #[derive(Default)]
@@ -528,6 +562,7 @@ fn check(history: &[Op], present: &[String], faults: &[Fault]) -> Report {
             times.push(ms);
         }
     }
+    r.lines.extend(lateness(&adds, &deliveries, faults));
     times.sort_unstable();
     if !times.is_empty() {
         r.lines.push(format!(
@@ -540,6 +575,60 @@ fn check(history: &[Op], present: &[String], faults: &[Fault]) -> Report {
     r
 }
 
+/// Firing lateness: from a member's due time (its add's completion plus
+/// its delay, an upper bound on when the server made it due) to the end
+/// of the pop that first delivered it. Consumers poll every queue in
+/// turn and sleep 10 ms when all are empty, so tens of ms are polling.
+/// Members due while a fault was on (from its start until 10 s after) are
+/// reported apart: what a failover costs in lateness.
+fn lateness(
+    adds: &HashMap<&str, &Op>,
+    deliveries: &HashMap<&str, Vec<&Op>>,
+    faults: &[Fault],
+) -> Vec<String> {
+    let Some(any) = adds.values().next() else {
+        return Vec::new();
+    };
+    // Fault times are on the monotonic clock; ops carry both clocks.
+    let wall_of = |mono: u64| mono + any.invoke_wall - any.invoke;
+    let windows: Vec<(u64, u64)> = faults
+        .iter()
+        .map(|f| (wall_of(f.at), wall_of(f.at) + 10_000_000))
+        .collect();
+    let (mut calm, mut failing) = (Vec::new(), Vec::new());
+    for (m, ds) in deliveries {
+        let (Some(add), Some(first)) = (adds.get(m), ds.iter().map(|d| d.complete_wall).min())
+        else {
+            continue;
+        };
+        let due = add.complete_wall + add.delay_ms * 1000;
+        let late_ms = first.saturating_sub(due) / 1000;
+        if windows.iter().any(|(a, b)| (*a..*b).contains(&due)) {
+            failing.push(late_ms);
+        } else {
+            calm.push(late_ms);
+        }
+    }
+    let summary = |what: &str, v: &mut Vec<u64>| {
+        v.sort_unstable();
+        if v.is_empty() {
+            return format!("lateness {what}: no members");
+        }
+        let at = |q: f64| v[((v.len() - 1) as f64 * q) as usize];
+        format!(
+            "lateness {what}: p50 {} ms, p99 {} ms, max {} ms over {} members",
+            at(0.5),
+            at(0.99),
+            v[v.len() - 1],
+            v.len()
+        )
+    };
+    vec![
+        summary("outside faults", &mut calm),
+        summary("due within 10 s of a fault", &mut failing),
+    ]
+}
+
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -548,11 +637,25 @@ fn env_u64(name: &str, default: u64) -> u64 {
 }
 
 #[test]
-fn history_under_leader_kills_and_a_stop() {
+fn history_under_kills_stops_wipes_and_partitions() {
     let secs = env_u64("DELAYD_HISTORY_SECS", 45);
     let kills = env_u64("DELAYD_HISTORY_KILLS", 3) as usize;
+    // Partitions need a network of the test's own: the test runs again in
+    // a namespace it makes, where each node has a loopback address of its
+    // own to cut off.
+    let limit = Duration::from_secs(3 * secs + 30 * kills as u64 + 600);
+    let partitions =
+        match netns::private_network("history_under_kills_stops_wipes_and_partitions", limit) {
+            None => return,
+            Some(netns::Network::Private) => true,
+            Some(netns::Network::Shared) => false,
+        };
     mono_us();
-    let mut c = Cluster::start(3);
+    let mut c = if partitions {
+        Cluster::start_on(&["127.0.0.11", "127.0.0.12", "127.0.0.13"], &[])
+    } else {
+        Cluster::start(3)
+    };
     let urls = c.urls();
     // Sets `stop` on the way out, a panic included, so no thread outlives
     // the test's nodes by more than one operation.
@@ -581,7 +684,7 @@ fn history_under_leader_kills_and_a_stop() {
             )
         }));
     }
-    let faults = nemesis(&mut c, secs, kills);
+    let faults = nemesis(&mut c, secs, kills, partitions);
     stop.store(true, Ordering::Relaxed);
     let load_end = mono_us();
     let history: Arc<Mutex<Vec<Op>>> = Arc::default();
@@ -740,10 +843,12 @@ fn history_under_leader_kills_and_a_stop() {
             }
         }
     }
-    let kills_done = faults.iter().filter(|f| f.kind == "kill-9").count();
-    let stops_done = faults.iter().filter(|f| f.kind == "sigstop").count();
+    let done = |kind: &str| faults.iter().filter(|f| f.kind == kind).count();
+    let (kills_done, stops_done) = (done("kill-9"), done("sigstop"));
+    let (wipes_done, partitions_done) = (done("wipe"), done("partition"));
     println!(
-        "=== cluster history: {secs} s of load, {kills_done} leader kills, {stops_done} SIGSTOPs ==="
+        "=== cluster history: {secs} s of load, {kills_done} leader kills, {stops_done} SIGSTOPs, \
+         {wipes_done} wiped nodes, {partitions_done} partitions ==="
     );
     println!(
         "drain: {:.1} s; queues after it: {cards:?}",
@@ -794,6 +899,8 @@ fn history_under_leader_kills_and_a_stop() {
     }
     assert!(kills_done >= kills, "only {kills_done} kills");
     assert!(stops_done >= 1, "no SIGSTOP");
+    assert!(wipes_done >= 1, "no wiped node");
+    assert!(!partitions || partitions_done >= 1, "no partition");
     assert!(
         report.lines[1].contains("adds acknowledged")
             && history.iter().any(|o| o.kind == Kind::Ack),

@@ -195,6 +195,11 @@ impl Cluster {
         let identity = network::BusIdentity {
             cluster: fingerprint(&nodes),
             me: id,
+            source: me
+                .host
+                .parse()
+                .ok()
+                .filter(|ip: &std::net::IpAddr| !ip.is_unspecified()),
         };
         let liveness = Arc::new(network::Liveness::default());
         let mut groups = Vec::with_capacity(count);
@@ -378,6 +383,28 @@ impl Cluster {
                 format!("{slot} {}:{}", n.host, n.port),
             )),
             None => Err(Error::not_leader()),
+        }
+    }
+
+    /// What a client blocked on `key` is told when its group's leadership
+    /// left this node: `-MOVED` to the new leader (as Redis answers the
+    /// blocked clients of a master turned replica), once known; a node
+    /// steps down as soon as it votes for another, before that one has
+    /// won, so this waits up to an election for the winner. `e` if none
+    /// is known by then.
+    pub(crate) async fn redirect_lost(&self, e: Error, key: &[u8]) -> Error {
+        if !e.is_not_leader() {
+            return e;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(ELECTION_MAX_MS);
+        loop {
+            match self.route_keys(std::iter::once(key)) {
+                Err(found) if !found.is_not_leader() => return found,
+                // Led here again: a retry is served here.
+                Ok(_) => return e,
+                Err(_) if tokio::time::Instant::now() >= deadline => return e,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
         }
     }
 

@@ -53,6 +53,11 @@ pub(crate) struct BusIdentity {
     pub(crate) cluster: u64,
     /// This node's id.
     pub(crate) me: u64,
+    /// This node's own address, which its connections to peers leave from
+    /// (as Redis's cluster bus does), when `--cluster-nodes` names it by
+    /// IP: on a host with several addresses, peers and firewalls then see
+    /// the address the node is known by.
+    pub(crate) source: Option<std::net::IpAddr>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -134,6 +139,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             group: self.group,
             target,
             cluster: self.identity.cluster,
+            source: self.identity.source,
             addr: node.addr.clone(),
             conn: None,
             liveness: Some(self.liveness.clone()),
@@ -147,6 +153,8 @@ pub(crate) struct Peer {
     target: u64,
     /// Said in the [`Hello`] of each new connection.
     cluster: u64,
+    /// See [`BusIdentity::source`].
+    source: Option<std::net::IpAddr>,
     addr: String,
     conn: Option<TcpStream>,
     liveness: Option<std::sync::Arc<Liveness>>,
@@ -159,11 +167,39 @@ enum CallError {
 }
 
 impl Peer {
+    /// A connection to the peer, from this node's own address if it has one.
+    async fn connect(&self) -> std::io::Result<TcpStream> {
+        let Some(source) = self.source else {
+            return TcpStream::connect(&self.addr).await;
+        };
+        let mut last = None;
+        for to in tokio::net::lookup_host(&self.addr).await? {
+            let socket = match to {
+                std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+                std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+            };
+            if source.is_ipv4() != to.is_ipv4() {
+                continue;
+            }
+            socket.bind(std::net::SocketAddr::new(source, 0))?;
+            match socket.connect(to).await {
+                Ok(c) => return Ok(c),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::AddrNotAvailable,
+                format!("{} has no address of the family of {source}", self.addr),
+            )
+        }))
+    }
+
     async fn exchange(&mut self, req: &Request, ttl: Duration) -> Result<Response, CallError> {
         let conn = match self.conn.take() {
             Some(c) => c,
             None => {
-                let c = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr))
+                let c = tokio::time::timeout(CONNECT_TIMEOUT, self.connect())
                     .await
                     .map_err(|_| CallError::Unreachable(std::io::ErrorKind::TimedOut.into()))?
                     .map_err(CallError::Unreachable)?;
@@ -277,6 +313,7 @@ pub(crate) async fn peer_initialized(
         group,
         target,
         cluster: identity.cluster,
+        source: identity.source,
         addr: addr.to_string(),
         conn: None,
         liveness,

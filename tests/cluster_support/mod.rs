@@ -23,6 +23,9 @@ pub use harness::{eventually, free_port, require_redis_py, require_tool, run_bou
 /// One node process.
 pub struct Node {
     pub id: u64,
+    /// The address it is known by in `--cluster-nodes` (it also listens on
+    /// 127.0.0.1, which the test's own probes use).
+    pub host: String,
     pub port: u16,
     pub bus: u16,
     pub dir: PathBuf,
@@ -81,6 +84,13 @@ impl Cluster {
 
     /// [`Cluster::start`] with more flags for every node.
     pub fn start_with(n: usize, extra: &[&str]) -> Cluster {
+        Self::start_on(&vec!["127.0.0.1"; n], extra)
+    }
+
+    /// One node per host address (loopback addresses of a network
+    /// namespace, say, to cut one off), with more flags for every node.
+    pub fn start_on(hosts: &[&str], extra: &[&str]) -> Cluster {
+        let n = hosts.len();
         let tmp = tempfile::tempdir().expect("tempdir");
         // Named in --cluster-nodes, so a restarted node needs them back.
         let ports: Vec<u16> = (0..2 * n).map(|_| harness::stable_port()).collect();
@@ -89,6 +99,7 @@ impl Cluster {
                 let dir = tmp.path().join(format!("node{}", i + 1));
                 Node {
                     id: i as u64 + 1,
+                    host: hosts[i].to_string(),
                     port: ports[i],
                     bus: ports[n + i],
                     log: tmp.path().join(format!("node{}.log", i + 1)),
@@ -100,7 +111,7 @@ impl Cluster {
             .collect();
         let spec = nodes
             .iter()
-            .map(|n| format!("{}=127.0.0.1:{}@{}", n.id, n.port, n.bus))
+            .map(|n| format!("{}={}:{}@{}", n.id, n.host, n.port, n.bus))
             .collect::<Vec<_>>()
             .join(",");
         let mut c = Cluster {
@@ -135,11 +146,15 @@ impl Cluster {
             .append(true)
             .open(&node.log)
             .expect("log file");
+        let mut bind = String::from("127.0.0.1");
+        if node.host != bind {
+            bind = format!("{bind} {}", node.host);
+        }
         let child = Command::new(env!("CARGO_BIN_EXE_delayd"))
             .args(["--port", &node.port.to_string(), "--dir"])
             .arg(&node.dir)
             .args(["--http-port", "0", "--cluster-nodes", &self.spec])
-            .args(["--cluster-id", &node.id.to_string()])
+            .args(["--cluster-id", &node.id.to_string(), "--bind", &bind])
             .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -210,6 +225,23 @@ impl Cluster {
             .status()
             .expect("run kill");
         assert!(st.success(), "kill {sig} {pid} failed");
+    }
+
+    /// Cuts node `i` off from every other node and every client that
+    /// reaches it by its address (its 127.0.0.1 stays open to the test's
+    /// probes): packets from and to its address are dropped, connections
+    /// hang as over a dead link. Only in a namespace of this test's own
+    /// ([`netns::private_network`]).
+    pub fn isolate(&self, i: usize) {
+        let host = &self.nodes[i].host;
+        netns::ip(&["rule", "add", "prio", "10", "to", host, "blackhole"]);
+        netns::ip(&["rule", "add", "prio", "11", "from", host, "blackhole"]);
+    }
+
+    /// Undoes [`Cluster::isolate`].
+    pub fn heal(&self) {
+        netns::ip(&["rule", "del", "prio", "10"]);
+        netns::ip(&["rule", "del", "prio", "11"]);
     }
 
     /// Client ports of the nodes that can answer.
@@ -464,5 +496,99 @@ pub fn query_retrying<T: redis::FromRedisValue>(
                 }
             }
         }
+    }
+}
+
+/// A network namespace of the test's own, for partitions.
+pub mod netns {
+    use std::process::Command;
+    use std::time::{Duration, Instant};
+
+    /// Set in the re-run test process: the namespace it runs in.
+    const MARK: &str = "DELAYD_TEST_NETNS";
+
+    /// Where the calling test runs.
+    pub enum Network {
+        /// A namespace of its own: [`super::Cluster::isolate`] works.
+        Private,
+        /// The machine's: no partitions (not root, outside CI).
+        Shared,
+    }
+
+    /// Runs `ip`, failing the test if it fails.
+    pub fn ip(args: &[&str]) {
+        let out = Command::new("ip").args(args).output().expect("run ip");
+        assert!(
+            out.status.success(),
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Gives test `test` (its full name in this binary) a network namespace
+    /// of its own. In the test's first process this creates the namespace,
+    /// runs the test again inside it (waiting up to `limit`), fails if that
+    /// run fails, and returns `None`: the caller returns. In the run inside,
+    /// it brings up loopback, moves the local routing rule after the slots
+    /// [`super::Cluster::isolate`] uses, and returns `Private`. Where no
+    /// namespace can be made it returns `Shared`, or fails when `CI` is
+    /// set.
+    pub fn private_network(test: &str, limit: Duration) -> Option<Network> {
+        if std::env::var_os(MARK).is_some() {
+            ip(&["link", "set", "lo", "up"]);
+            ip(&["rule", "add", "prio", "100", "lookup", "local"]);
+            ip(&["rule", "del", "prio", "0"]);
+            return Some(Network::Private);
+        }
+        let name = format!("delayd-{}-{}", std::process::id(), test.len());
+        let made = Command::new("ip").args(["netns", "add", &name]).output();
+        match made {
+            Ok(o) if o.status.success() => {}
+            other => {
+                let why = match other {
+                    Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
+                    Err(e) => e.to_string(),
+                };
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "cannot create a network namespace (root and iproute2 needed): {why}"
+                );
+                eprintln!("no network namespace ({why}): running without partitions");
+                return Some(Network::Shared);
+            }
+        }
+        struct Remove(String);
+        impl Drop for Remove {
+            fn drop(&mut self) {
+                let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+            }
+        }
+        let _remove = Remove(name.clone());
+        let exe = std::env::current_exe().expect("test binary");
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &name])
+            .arg(exe)
+            .args(["--exact", test, "--nocapture", "--test-threads=1"])
+            .env(MARK, &name)
+            .spawn()
+            .expect("run the test in its namespace");
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(st) = child.try_wait().expect("wait for the test") {
+                break st;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{test} in its namespace ran over {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        assert!(
+            status.success(),
+            "{test} failed in its namespace ({status})"
+        );
+        None
     }
 }
