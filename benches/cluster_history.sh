@@ -2,11 +2,13 @@
 # The long run of the cluster history checker (tests/cluster_history.rs,
 # docs/cluster.md §9): three nodes of the debug binary under producers and
 # leasing consumers, with at least --kills kill -9s of the node leading the
-# most slots (each restarted on its data ~2 s later) and one SIGSTOP of a
-# leader for ~3 s, over at least --secs of load; then a drain and the
-# offline check. Prints the summary (ops by outcome, kills, failover times
-# kill -> first acknowledged write, violations) and exits non-zero on any
-# violation.
+# most slots (each restarted on its data ~2 s later), one SIGSTOP of a
+# leader for ~3 s, one node restarted on a wiped directory and one 5 s
+# partition of a leader (in a network namespace the test makes; needs
+# root), over at least --secs of load; then a drain and the offline check.
+# Prints the summary (ops by outcome, faults, failover times fault -> first
+# acknowledged write, firing lateness, violations) and exits non-zero on
+# any violation.
 #
 # Usage: benches/cluster_history.sh [--secs N] [--kills N]
 # Defaults: 180 s, 12 kills (the CI run in `cargo test` is 45 s, 3 kills).

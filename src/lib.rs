@@ -20,6 +20,7 @@ pub mod error;
 pub mod fdlimit;
 pub(crate) mod glob;
 pub mod http;
+pub(crate) mod listen;
 pub mod metrics;
 pub(crate) mod output;
 pub mod protocol;

@@ -38,19 +38,19 @@ pub async fn bind(config: &Config) -> Result<Vec<Listener>> {
     if config.tls_port != 0 {
         ports.push((config.tls_port, true));
     }
-    for (mut port, tls) in ports {
-        for addr in config.bind.split_whitespace() {
-            let addr = addr.trim_start_matches('-');
-            let l = TcpListener::bind((addr, port)).await.map_err(|e| {
+    for (port, tls) in ports {
+        let bound = crate::listen::bind_every(&config.bind, port)
+            .await
+            .map_err(|f| {
                 crate::Error::msg(format!(
-                    "Failed listening on {addr}:{port}{}: {e}",
-                    if tls { " (TLS)" } else { "" }
+                    "Failed listening on {}:{}{}: {}",
+                    f.addr,
+                    f.port,
+                    if tls { " (TLS)" } else { "" },
+                    f.error
                 ))
             })?;
-            // With --port 0 the first listener picks the port and the rest follow it.
-            port = l.local_addr()?.port();
-            listeners.push(Listener { tcp: l, tls });
-        }
+        listeners.extend(bound.into_iter().map(|tcp| Listener { tcp, tls }));
     }
     Ok(listeners)
 }

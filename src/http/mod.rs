@@ -73,20 +73,17 @@ pub(crate) struct AppState {
 ///
 /// An address that cannot be bound.
 pub async fn bind(config: &Config) -> Result<Vec<TcpListener>> {
-    let Some(mut port) = config.http_port else {
+    let Some(port) = config.http_port else {
         return Ok(Vec::new());
     };
-    let mut listeners = Vec::new();
-    for addr in config.bind.split_whitespace() {
-        let addr = addr.trim_start_matches('-');
-        let l = TcpListener::bind((addr, port)).await.map_err(|e| {
-            Error::msg(format!("cannot listen for HTTP on {addr} port {port}: {e}"))
-        })?;
-        // With --http-port 0 the first listener picks the port.
-        port = l.local_addr()?.port();
-        listeners.push(l);
-    }
-    Ok(listeners)
+    crate::listen::bind_every(&config.bind, port)
+        .await
+        .map_err(|f| {
+            Error::msg(format!(
+                "cannot listen for HTTP on {} port {}: {}",
+                f.addr, f.port, f.error
+            ))
+        })
 }
 
 /// The routes: `/metrics`, the console, the API.
