@@ -140,10 +140,15 @@ pub struct Cluster {
     failure: tokio::sync::watch::Sender<Option<String>>,
 }
 
-/// How long an election waits for a leader's heartbeat: generous, since
-/// three nodes may share two loaded cores.
-const ELECTION_MIN_MS: u64 = 1500;
-const ELECTION_MAX_MS: u64 = 3000;
+/// How long a follower waits for a leader's heartbeat before it stands
+/// for election. openraft 0.9 adds a leader lease of the maximum on top
+/// (a follower that heard from its leader votes for nobody else, and
+/// stands for election itself, only after the maximum and then the random
+/// timeout), so a failover takes 2.5–3 s plus the new leader's start; the
+/// heartbeat comes 3 times within the minimum, enough on a loaded 2-core
+/// machine. LEASE_MS must stay below the maximum.
+const ELECTION_MIN_MS: u64 = 1000;
+const ELECTION_MAX_MS: u64 = 1500;
 const HEARTBEAT_MS: u64 = 300;
 
 /// How often a preferred leader that does not lead its group asks for an
@@ -868,11 +873,14 @@ async fn follow_roles(
 /// How often a leader confirms that a majority still follows it.
 const LEASE_CHECK: Duration = Duration::from_millis(250);
 
-/// How long a confirmation lets the leader serve: shorter than the
-/// shortest election timeout, so a partitioned leader stops answering
-/// before the others can elect a new one (clocks on one host, or NTP-synced
-/// hosts, drift far less than the margin).
+/// How long a confirmation lets the leader serve. A follower that
+/// confirmed it votes for no other candidate for openraft's leader lease
+/// (ELECTION_MAX_MS) after that heartbeat, and every new majority holds
+/// one such follower; so with a lease shorter than that, a partitioned
+/// leader stops answering before the others can elect a new one (clocks on
+/// one host, or NTP-synced hosts, drift far less than the 500 ms margin).
 const LEASE_MS: u64 = 1000;
+const _: () = assert!(LEASE_MS + 500 <= ELECTION_MAX_MS);
 
 /// Asks a majority to confirm this node still leads `group` (a heartbeat
 /// round); extends the lease from when it was asked if they do.
