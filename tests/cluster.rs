@@ -595,3 +595,54 @@ fn a_blocked_client_is_moved_when_its_leader_steps_down() {
         c.logs()
     );
 }
+
+/// Every node killed at once (a power cut) and started again: each group
+/// elects a leader from what its logs and stores hold, and every
+/// acknowledged member of every group is there, due when it was.
+#[test]
+fn the_whole_cluster_restarts_with_every_acknowledged_member() {
+    let mut c = Cluster::start(3);
+    let client = c.client();
+    let mut con = client.get_connection().expect("cluster connection");
+    // One queue per tag: spread over the groups.
+    let mut scores = Vec::new();
+    for tag in TAGS {
+        let q = format!("{{{tag}}}q");
+        for i in 0..50 {
+            let m = format!("m{i}");
+            let n: i64 = redis::cmd("DELAYADD")
+                .arg(&q)
+                .arg(600_000 + i)
+                .arg(&m)
+                .query(&mut con)
+                .unwrap();
+            assert_eq!(n, 1);
+            let s: Option<i64> = redis::cmd("DELAYSCORE")
+                .arg(&q)
+                .arg(&m)
+                .query(&mut con)
+                .unwrap();
+            scores.push((q.clone(), m, s.expect("just added")));
+        }
+    }
+    drop(con);
+    for i in 0..3 {
+        c.kill9(i);
+    }
+    for i in 0..3 {
+        c.restart(i);
+    }
+    c.wait_serving(Duration::from_secs(40));
+    let client = c.client();
+    let mut con = client.get_connection().expect("cluster connection");
+    for (q, m, s) in &scores {
+        let after: Option<i64> = query_retrying(
+            &client,
+            &mut con,
+            redis::cmd("DELAYSCORE").arg(q).arg(m),
+            Duration::from_secs(20),
+        )
+        .unwrap_or_else(|e| panic!("DELAYSCORE {q} {m}: {e}\n{}", c.logs()));
+        assert_eq!(after, Some(*s), "{q} {m} after the restart\n{}", c.logs());
+    }
+}
