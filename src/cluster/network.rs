@@ -174,13 +174,13 @@ impl Peer {
         };
         let mut last = None;
         for to in tokio::net::lookup_host(&self.addr).await? {
+            if source.is_ipv4() != to.is_ipv4() {
+                continue;
+            }
             let socket = match to {
                 std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
                 std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
             };
-            if source.is_ipv4() != to.is_ipv4() {
-                continue;
-            }
             socket.bind(std::net::SocketAddr::new(source, 0))?;
             match socket.connect(to).await {
                 Ok(c) => return Ok(c),
