@@ -171,6 +171,15 @@ impl Pause {
 }
 
 impl Shared {
+    /// What HELLO's `mode` and INFO's `redis_mode` say, as Redis does.
+    pub fn mode_name(&self) -> &'static str {
+        if self.cluster.is_some() {
+            "cluster"
+        } else {
+            "standalone"
+        }
+    }
+
     /// Every engine of this process: the server's, or in cluster mode one
     /// per group (CONFIG SET applies to all).
     pub fn engines(&self) -> Vec<&Engine> {

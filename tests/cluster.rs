@@ -646,3 +646,34 @@ fn the_whole_cluster_restarts_with_every_acknowledged_member() {
         assert_eq!(after, Some(*s), "{q} {m} after the restart\n{}", c.logs());
     }
 }
+
+/// A node in cluster mode says so where Redis does: HELLO's `mode` and
+/// INFO's `redis_mode` are `cluster` (clients and tools read them), and
+/// CLUSTER HELP lists what it answers.
+#[test]
+fn hello_info_and_help_say_cluster_mode() {
+    let Some(redis_cli) = require_tool("redis-cli", "apt-get install -y redis-tools") else {
+        return;
+    };
+    let c = Cluster::start(3);
+    let port = c.nodes[0].port;
+    let cli = |args: &[&str]| -> String {
+        let out = Command::new(&redis_cli)
+            .args(["-p", &port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let hello = cli(&["-3", "HELLO", "3"]);
+    assert!(hello.contains("\nmode cluster\n"), "{hello}");
+    let info = cli(&["INFO", "server"]);
+    assert!(info.contains("redis_mode:cluster\r\n"), "{info}");
+    let help = cli(&["CLUSTER", "HELP"]);
+    assert!(
+        help.starts_with("CLUSTER <subcommand> [<arg> [value] [opt] ...]. Subcommands are:\n")
+            && help.contains("\nSLOTS\n")
+            && help.trim_end().ends_with("Print this help."),
+        "{help}"
+    );
+}

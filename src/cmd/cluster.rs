@@ -1,11 +1,12 @@
-//! `CLUSTER`, `ASKING`, `READONLY`, `READWRITE` on a standalone node.
+//! `CLUSTER`, `ASKING`, `READONLY`, `READWRITE`.
 //!
-//! delayd has no cluster mode yet (see docs/cluster.md), so these answer
-//! exactly as a redis-server 7.0 started without `cluster-enabled` does:
-//! every known form is refused with [`DISABLED`], and a client that probes
-//! for a cluster (redis-py's `RedisCluster`, go-redis, ioredis) learns at
-//! once that this is a single node. `CLUSTER KEYSLOT` is refused too: Redis
-//! 7.0 computes no slot outside cluster mode.
+//! On a standalone node these answer exactly as a redis-server 7.0 started
+//! without `cluster-enabled` does: every known form is refused with
+//! [`DISABLED`], and a client that probes for a cluster (redis-py's
+//! `RedisCluster`, go-redis, ioredis) learns at once that this is a single
+//! node. `CLUSTER KEYSLOT` is refused too: Redis 7.0 computes no slot
+//! outside cluster mode. In cluster mode (docs/cluster.md) `CLUSTER`
+//! answers from this node's view of the Raft groups.
 //!
 //! Unknown subcommands and wrong argument counts are found before
 //! authentication and before a transaction queues the command, as Redis
@@ -56,6 +57,29 @@ const SUBCOMMANDS: &[(&str, i64)] = &[
     ("shards", 2),
     ("slaves", 3),
     ("slots", 2),
+];
+
+/// `CLUSTER HELP` in cluster mode, one status reply per line, in the shape
+/// of Redis's help replies: the subcommands delayd answers.
+const HELP: &[&str] = &[
+    "CLUSTER <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "INFO",
+    "    Return information about the cluster (cluster_state, slots, nodes).",
+    "KEYSLOT <key>",
+    "    Return the hash slot for <key>.",
+    "MYID",
+    "    Return this node's id.",
+    "NODES",
+    "    Return the cluster as this node sees it, one node per line:",
+    "    <id> <ip:port@bus-port> <flags> <master> <pings> <pongs> <epoch> <link> <slot> ...",
+    "SHARDS",
+    "    Return each slot range's group with its leader and replicas.",
+    "SLOTS",
+    "    Return each slot range with its leader, then its replicas: address, port, id.",
+    "Slots belong to delayd's Raft groups: ADDSLOTS, SETSLOT, MEET, FORGET, FAILOVER and",
+    "the other commands that move slots or nodes are refused.",
+    "HELP",
+    "    Print this help.",
 ];
 
 /// Redis shows at most this many bytes of an unknown subcommand's name
@@ -133,6 +157,7 @@ impl ClientCommand for ClusterCommand {
             "nodes" => topology::cluster_nodes(&topology()),
             "info" => topology::cluster_info(&topology()),
             "myid" => topology::cluster_myid(&topology()),
+            "help" => Reply::Array(HELP.iter().map(|l| Reply::Simple(l)).collect()),
             "keyslot" => match self.args.get(1) {
                 Some(k) => Reply::Int(i64::from(slots::key_hash_slot(k))),
                 None => Reply::from(Error::WrongArity("cluster|keyslot".into())),

@@ -114,7 +114,7 @@ impl Hello {
             field("version", Reply::bulk_static(REDIS_VERSION)),
             field("proto", Reply::Int(client.proto.version())),
             field("id", Reply::Int(client.info.id as i64)),
-            field("mode", Reply::bulk_static("standalone")),
+            field("mode", Reply::bulk_static(shared.mode_name())),
             field("role", Reply::bulk_static("master")),
             field("modules", Reply::Array(Vec::new())),
         ])

@@ -130,7 +130,7 @@ impl Info {
                     let up = shared.started.elapsed().as_secs();
                     kv("redis_version", &super::hello::REDIS_VERSION);
                     kv("delayd_version", &env!("CARGO_PKG_VERSION"));
-                    kv("redis_mode", &"standalone");
+                    kv("redis_mode", &shared.mode_name());
                     kv("os", &std::env::consts::OS);
                     kv("arch_bits", &64);
                     kv("process_id", &std::process::id());
