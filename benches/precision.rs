@@ -478,6 +478,11 @@ struct Report {
     p99: f64,
     p999: f64,
     max: f64,
+    /// The server's own measure (INFO's `delay_lateness_p99_us` and
+    /// `_max_us`, in ms): from a member's due time to when the timer fired
+    /// it, before any reply travels; the load's own members included.
+    server_p99: f64,
+    server_max: f64,
     load: String,
     errors: Vec<String>,
 }
@@ -567,6 +572,7 @@ fn run_scenario(bin: &Path, name: &str, with_load: bool) -> io::Result<Option<Re
         }
     }
     let join_deadline = Instant::now() + Duration::from_secs(10);
+    let (server_p99, server_max) = server_lateness(port);
     while consumers.iter().any(|h| !h.is_finished()) && Instant::now() < join_deadline {
         thread::sleep(Duration::from_millis(20));
     }
@@ -631,9 +637,26 @@ fn run_scenario(bin: &Path, name: &str, with_load: bool) -> io::Result<Option<Re
         p99: percentile(&lateness, 99.0),
         p999: percentile(&lateness, 99.9),
         max: lateness.last().copied().unwrap_or(f64::NAN),
+        server_p99,
+        server_max,
         load: load_rate,
         errors,
     }))
+}
+
+/// INFO's `delay_lateness_p99_us` and `delay_lateness_max_us`, in ms (NaN
+/// if they cannot be read).
+fn server_lateness(port: u16) -> (f64, f64) {
+    let info = match Conn::connect(port).and_then(|mut c| c.call(&[b"INFO", b"delay"])) {
+        Ok(Resp::Bulk(Some(b))) => String::from_utf8_lossy(&b).into_owned(),
+        _ => return (f64::NAN, f64::NAN),
+    };
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':')?.trim().parse::<f64>().ok())
+            .map_or(f64::NAN, |us| us / 1000.0)
+    };
+    (field("delay_lateness_p99_us"), field("delay_lateness_max_us"))
 }
 
 fn card(port: u16, q: &str) -> u64 {
@@ -692,13 +715,13 @@ fn main() -> ExitCode {
     }
     println!();
     println!(
-        "| scenario | concurrent load | scheduled | delivered | duplicates | early | acked after due | p50 ms | p99 ms | p99.9 ms | max ms |"
+        "| scenario | concurrent load | scheduled | delivered | duplicates | early | acked after due | p50 ms | p99 ms | p99.9 ms | max ms | server p99 ms | server max ms |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut ok = true;
     for r in &reports {
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
             r.name,
             r.load,
             r.scheduled,
@@ -709,7 +732,9 @@ fn main() -> ExitCode {
             r.p50,
             r.p99,
             r.p999,
-            r.max
+            r.max,
+            r.server_p99,
+            r.server_max
         );
     }
     println!();
