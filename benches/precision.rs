@@ -653,10 +653,19 @@ fn server_lateness(port: u16) -> (f64, f64) {
     };
     let field = |name: &str| {
         info.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':')?.trim().parse::<f64>().ok())
+            .find_map(|l| {
+                l.strip_prefix(name)?
+                    .strip_prefix(':')?
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
             .map_or(f64::NAN, |us| us / 1000.0)
     };
-    (field("delay_lateness_p99_us"), field("delay_lateness_max_us"))
+    (
+        field("delay_lateness_p99_us"),
+        field("delay_lateness_max_us"),
+    )
 }
 
 fn card(port: u16, q: &str) -> u64 {

@@ -13,6 +13,12 @@
 //! so about 62 bytes of index plus the member. A due member also has an
 //! entry in its queue's ready list (ordered by due time, then insertion)
 //! until it is popped.
+//!
+//! Nothing here grows by copying everything at once: the slab grows a
+//! chunk at a time and a large queue's table is split into shards that
+//! grow one by one. A single `Vec` doubling, or a whole table rehashing,
+//! under the engine lock held up the timer for tens of milliseconds at a
+//! few hundred thousand members (and would for seconds at millions).
 
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
@@ -62,8 +68,47 @@ impl Rec {
     }
 }
 
+/// Records per chunk of the slab.
+const CHUNK: usize = 1 << 14;
+
+/// The records, indexed by id, in chunks of [`CHUNK`] that never move.
+#[derive(Default)]
+struct RecSlab {
+    chunks: Vec<Vec<Rec>>,
+    len: usize,
+}
+
+impl RecSlab {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn push(&mut self, rec: Rec) {
+        if self.len % CHUNK == 0 {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        if let Some(last) = self.chunks.last_mut() {
+            last.push(rec);
+            self.len += 1;
+        }
+    }
+}
+
+impl std::ops::Index<usize> for RecSlab {
+    type Output = Rec;
+    fn index(&self, i: usize) -> &Rec {
+        &self.chunks[i / CHUNK][i % CHUNK]
+    }
+}
+
+impl std::ops::IndexMut<usize> for RecSlab {
+    fn index_mut(&mut self, i: usize) -> &mut Rec {
+        &mut self.chunks[i / CHUNK][i % CHUNK]
+    }
+}
+
 /// The slab, as the wheel sees it.
-struct Slab<'a>(&'a mut Vec<Rec>);
+struct Slab<'a>(&'a mut RecSlab);
 
 impl Entries for Slab<'_> {
     fn deadline(&self, id: u32) -> u64 {
@@ -81,15 +126,80 @@ impl Entries for Slab<'_> {
 /// in pop order.
 #[derive(Debug, Default)]
 pub struct MemberIndex {
-    table: HashTable<u32>,
+    table: IdTable,
     ready: BTreeMap<(u64, u64), u32>,
+}
+
+/// Members a queue's table holds before it is split into shards.
+const SPLIT_AT: usize = 4096;
+
+/// Shards of a split table: a queue of ten million members grows a shard
+/// of ~40,000 at a time.
+const SHARDS: usize = 256;
+
+/// A queue's member ids by member bytes: one hash table while the queue
+/// is small, [`SHARDS`] once it reached [`SPLIT_AT`], picked by hash bits
+/// that hashbrown itself does not use (it takes the low bits for the
+/// bucket and the top 7 for its control bytes).
+#[derive(Debug)]
+enum IdTable {
+    One(HashTable<u32>),
+    Sharded(Box<[HashTable<u32>]>),
+}
+
+impl Default for IdTable {
+    fn default() -> Self {
+        IdTable::One(HashTable::new())
+    }
+}
+
+impl IdTable {
+    fn shard(hash: u64) -> usize {
+        (hash >> 32) as usize % SHARDS
+    }
+
+    fn tables(&self) -> &[HashTable<u32>] {
+        match self {
+            IdTable::One(t) => std::slice::from_ref(t),
+            IdTable::Sharded(s) => s,
+        }
+    }
+
+    fn table(&self, hash: u64) -> &HashTable<u32> {
+        match self {
+            IdTable::One(t) => t,
+            IdTable::Sharded(s) => &s[Self::shard(hash)],
+        }
+    }
+
+    fn table_mut(&mut self, hash: u64) -> &mut HashTable<u32> {
+        match self {
+            IdTable::One(t) => t,
+            IdTable::Sharded(s) => &mut s[Self::shard(hash)],
+        }
+    }
+
+    /// Adds `id` (its member hashes to `hash`; `rehash` gives any id's).
+    fn insert(&mut self, hash: u64, id: u32, rehash: impl Fn(&u32) -> u64) {
+        if let IdTable::One(t) = self
+            && t.len() >= SPLIT_AT
+        {
+            let mut shards: Box<[HashTable<u32>]> = (0..SHARDS).map(|_| HashTable::new()).collect();
+            for old in t.drain() {
+                let h = rehash(&old);
+                shards[Self::shard(h)].insert_unique(h, old, &rehash);
+            }
+            *self = IdTable::Sharded(shards);
+        }
+        self.table_mut(hash).insert_unique(hash, id, rehash);
+    }
 }
 
 impl MemberIndex {
     /// Members of the queue in memory (tests).
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.table.len()
+        self.table.tables().iter().map(HashTable::len).sum()
     }
 
     /// Due members not yet popped.
@@ -109,13 +219,17 @@ impl MemberIndex {
 
     /// Ids of every in-memory member.
     pub fn ids(&self) -> impl Iterator<Item = u32> + '_ {
-        self.table.iter().copied()
+        self.table
+            .tables()
+            .iter()
+            .flat_map(HashTable::iter)
+            .copied()
     }
 }
 
 /// The in-memory members of every queue, and the wheel that times them.
 pub struct Members {
-    recs: Vec<Rec>,
+    recs: RecSlab,
     free: Vec<u32>,
     hasher: RandomState,
     wheel: TimerWheel,
@@ -126,7 +240,7 @@ impl Members {
     /// No members; the wheel's time is `now` (ms).
     pub fn new(now: u64) -> Members {
         Members {
-            recs: Vec::new(),
+            recs: RecSlab::default(),
             free: Vec::new(),
             hasher: RandomState::default(),
             wheel: TimerWheel::new(now),
@@ -161,10 +275,10 @@ impl Members {
     /// Finds a member of a queue.
     pub fn find(&self, idx: &MemberIndex, member: &[u8]) -> Option<u32> {
         let recs = &self.recs;
+        let hash = self.hash(member);
         idx.table
-            .find(self.hash(member), |&id| {
-                &*recs[id as usize].member == member
-            })
+            .table(hash)
+            .find(hash, |&id| &*recs[id as usize].member == member)
             .copied()
     }
 
@@ -224,7 +338,7 @@ impl Members {
         let recs = &self.recs;
         let hasher = &self.hasher;
         idx.table
-            .insert_unique(hash, id, |&i| hasher.hash_one(&recs[i as usize].member));
+            .insert(hash, id, |&i| hasher.hash_one(&recs[i as usize].member));
         let ready = self.schedule(idx, id, now);
         (id, ready)
     }
@@ -289,7 +403,7 @@ impl Members {
     pub fn remove(&mut self, idx: &mut MemberIndex, id: u32) -> (Box<[u8]>, MemberMeta) {
         self.unschedule(idx, id);
         let hash = self.hash(&self.recs[id as usize].member);
-        if let Ok(entry) = idx.table.find_entry(hash, |&i| i == id) {
+        if let Ok(entry) = idx.table.table_mut(hash).find_entry(hash, |&i| i == id) {
             entry.remove();
         }
         let r = &mut self.recs[id as usize];
@@ -386,5 +500,47 @@ mod tests {
         assert!(!m.update(&mut q, c, meta(600, 4), 150));
         assert_eq!(m.meta(c).due, 600);
         assert_eq!(m.wheel_len(), 1);
+    }
+
+    /// Past a chunk of the slab and past the split of the queue's table,
+    /// every member is found, fires, and is removed as before.
+    #[test]
+    fn a_queue_past_the_split_and_the_first_chunk_keeps_every_member() {
+        let n = CHUNK + SPLIT_AT;
+        let mut m = Members::new(0);
+        let mut q = MemberIndex::default();
+        let mut small = MemberIndex::default();
+        let (lone, _) = m.insert(&mut small, 1, b"lone".to_vec().into(), meta(5, 0), 0);
+        let ids: Vec<u32> = (0..n)
+            .map(|i| {
+                let name = format!("m{i}").into_bytes().into_boxed_slice();
+                m.insert(&mut q, 0, name, meta(10 + i as u64, i as u64), 0)
+                    .0
+            })
+            .collect();
+        assert!(matches!(q.table, IdTable::Sharded(_)));
+        assert!(matches!(small.table, IdTable::One(_)));
+        assert_eq!((q.len(), m.len()), (n, n + 1));
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(m.find(&q, format!("m{i}").as_bytes()), Some(*id));
+            assert_eq!(m.member(*id), format!("m{i}").as_bytes());
+        }
+        assert_eq!(m.find(&q, b"lone"), None);
+        assert_eq!(m.find(&small, b"lone"), Some(lone));
+        for id in ids.iter().step_by(2) {
+            m.remove(&mut q, *id);
+        }
+        assert_eq!(q.len(), n - n.div_ceil(2));
+        let mut left: Vec<u32> = q.ids().collect();
+        left.sort_unstable();
+        let odd: Vec<u32> = ids.iter().skip(1).step_by(2).copied().collect();
+        assert_eq!(left, odd);
+        let mut fired = Vec::new();
+        m.advance(10 + n as u64, &mut fired);
+        fired.sort_unstable();
+        let mut want = odd.clone();
+        want.push(lone);
+        want.sort_unstable();
+        assert_eq!(fired, want);
     }
 }
