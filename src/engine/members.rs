@@ -84,7 +84,7 @@ impl RecSlab {
     }
 
     fn push(&mut self, rec: Rec) {
-        if self.len % CHUNK == 0 {
+        if self.len.is_multiple_of(CHUNK) {
             self.chunks.push(Vec::with_capacity(CHUNK));
         }
         if let Some(last) = self.chunks.last_mut() {
