@@ -677,3 +677,40 @@ fn hello_info_and_help_say_cluster_mode() {
         "{help}"
     );
 }
+
+/// `redis-cli --cluster check` and `--cluster info`, the operator's view of a
+/// Redis Cluster, find every slot covered and every node agreeing, and
+/// count the keys of each leader.
+#[test]
+fn redis_cli_cluster_check_finds_the_cluster_sound() {
+    let Some(cli) = require_tool("redis-cli", "apt-get install -y redis-tools") else {
+        return;
+    };
+    let c = Cluster::start(3);
+    let seed = format!("127.0.0.1:{}", c.nodes[0].port);
+    let key_reply = ask_line(
+        leader_of(
+            &cluster_slots(c.nodes[0].port).unwrap(),
+            key_slot("{check}q"),
+        )
+        .unwrap(),
+        "DELAYADD {check}q 60000 m",
+    );
+    assert_eq!(key_reply.as_deref(), Some(":1"));
+    let run = |what: &str| {
+        let out = run_bounded(
+            Command::new(&cli).args(["--cluster", what, &seed]),
+            None,
+            Duration::from_secs(30),
+        );
+        out.stdout
+    };
+    let check = run("check");
+    assert!(
+        check.contains("[OK] All nodes agree about slots configuration.")
+            && check.contains("[OK] All 16384 slots covered."),
+        "{check}"
+    );
+    let info = run("info");
+    assert!(info.contains("[OK] 1 keys in 3 masters."), "{info}");
+}
