@@ -20,33 +20,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 use delayd::protocol::{Protocol, Reply};
 
-use crate::harness::{
-    Conn, RedisServer, eventually, free_port, read_reply, require_tool, resp, show,
-};
+use crate::harness::{Conn, cluster_redis, eventually, read_reply, resp, show};
 use topology::{GroupView, NodeView, Topology};
-
-/// A redis-server in cluster mode announcing 127.0.0.1, with its bus port
-/// (chosen here: the default, port + 10000, may not exist), or `None`
-/// (SKIPPED; a failure when `CI` is set) without redis-server.
-fn cluster_redis() -> Option<(RedisServer, u16)> {
-    let bin = require_tool("redis-server", "apt-get install -y redis-server")?;
-    let bus = free_port();
-    let bus_arg = bus.to_string();
-    let redis = RedisServer::start_with(
-        &bin,
-        &[
-            "--cluster-enabled",
-            "yes",
-            "--cluster-config-file",
-            "nodes.conf",
-            "--cluster-port",
-            &bus_arg,
-            "--cluster-announce-ip",
-            "127.0.0.1",
-        ],
-    );
-    Some((redis, bus))
-}
 
 /// xorshift64*: random keys, the same on every run (a failure names its key).
 struct Rng(u64);

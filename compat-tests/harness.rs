@@ -594,3 +594,40 @@ pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+/// A redis-server in cluster mode announcing 127.0.0.1, with its bus port
+/// (chosen here: the default, port + 10000, may not exist), or `None`
+/// (SKIPPED; a failure when `CI` is set) without redis-server.
+pub fn cluster_redis() -> Option<(RedisServer, u16)> {
+    let bin = require_tool("redis-server", "apt-get install -y redis-server")?;
+    let bus = free_port();
+    let bus_arg = bus.to_string();
+    let redis = RedisServer::start_with(
+        &bin,
+        &[
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-port",
+            &bus_arg,
+            "--cluster-announce-ip",
+            "127.0.0.1",
+        ],
+    );
+    Some((redis, bus))
+}
+
+/// A small deterministic generator (an LCG): the same sequence for the
+/// same seed, so a failure can be replayed from its seed.
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+}

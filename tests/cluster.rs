@@ -223,19 +223,7 @@ fn every_node_covers_every_slot_and_refuses_crossslot() {
         }
     }
     // The same text as a real Redis in cluster mode, when one is at hand.
-    if let Some(bin) = require_tool("redis-server", "apt-get install -y redis-server") {
-        let bus = cluster_support::free_port().to_string();
-        let redis = cluster_support::harness::RedisServer::start_with(
-            &bin,
-            &[
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                "nodes.conf",
-                "--cluster-port",
-                &bus,
-            ],
-        );
+    if let Some((redis, _bus)) = cluster_support::harness::cluster_redis() {
         assert_eq!(
             ask_line(redis.port, "CLUSTER ADDSLOTSRANGE 0 16383").as_deref(),
             Some("+OK")

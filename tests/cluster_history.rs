@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use cluster_support::harness::Lcg;
 use cluster_support::{Cluster, cluster_slots, key_slot, netns};
 
 const PRODUCERS: usize = 4;
@@ -208,18 +209,6 @@ fn score_of(
             .arg(&op.members[0]),
         retry,
     )
-}
-
-/// Small deterministic generator.
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
 }
 
 fn producer(id: usize, urls: Vec<String>, stop: Arc<AtomicBool>) -> Vec<Op> {

@@ -13,24 +13,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use harness::{Server, now_ms};
+use harness::{Lcg, Server, now_ms};
 
 const CYCLES: usize = 20;
 const PRODUCERS: usize = 20;
 const CONSUMERS: usize = 4;
 const LEASE_MS: u64 = 1_000;
-
-/// Small deterministic generator; the seed is printed so a failure replays.
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
-}
 
 #[derive(Default)]
 struct Log {
