@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use fjall::config::PartitioningPolicy;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use super::{Op, Scan, Space};
@@ -67,7 +68,22 @@ impl FjallStorage {
             .manual_journal_persist(true)
             .max_cached_files(Some(CACHED_FILES))
             .open()?;
-        let opts = || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES);
+        // Filters and indexes are split into 4 KiB partitions at every level
+        // (fjall partitions only from level 3 by default). Unpartitioned,
+        // a point lookup loads a table's whole filter block (about a
+        // megabyte per million keys) and, once those outgrow the block
+        // cache, reads and checksums it from the file every time: past
+        // ~12 million members the engine thread spent 88 % of its time
+        // there and a bulk load fell from 52k to 8k adds/s (BENCHMARKS.md,
+        // session 7). Partitioned, a lookup reads one small partition.
+        // fjall keeps a keyspace's options from its creation: stores
+        // created before this keep the old layout.
+        let opts = || {
+            KeyspaceCreateOptions::default()
+                .max_memtable_size(MEMTABLE_BYTES)
+                .filter_block_partitioning_policy(PartitioningPolicy::all(true))
+                .index_block_partitioning_policy(PartitioningPolicy::all(true))
+        };
         let spaces = [
             db.keyspace("schedule", opts)?,
             db.keyspace("members", opts)?,
