@@ -351,7 +351,7 @@ impl Collector for Snapshot {
             }
         }
         type GroupFigure = fn(&crate::cluster::GroupStatus) -> u64;
-        let group_figures: [(&str, &str, GroupFigure); 5] = [
+        let group_figures: [(&str, &str, GroupFigure); 6] = [
             ("raft_term", "The group's Raft term.", |g| g.term),
             (
                 "raft_leading",
@@ -369,6 +369,11 @@ impl Collector for Snapshot {
                 |g| g.last_log_index,
             ),
             (
+                "raft_commit_index",
+                "The last log index this node knows committed by a majority.",
+                |g| g.committed,
+            ),
+            (
                 "raft_last_applied",
                 "The last log index applied to this node's store.",
                 |g| g.last_applied,
@@ -381,6 +386,20 @@ impl Collector for Snapshot {
                     let group = i.to_string();
                     let labels = [("group", group.as_str())];
                     ConstGauge::new(value(g)).encode(m.encode_family(&labels)?)?;
+                }
+            }
+            let mut m = encoder.encode_descriptor(
+                "raft_replication_lag",
+                "On a group's leader: entries of its log a follower has not acknowledged yet.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (i, g) in self.groups.iter().enumerate() {
+                let group = i.to_string();
+                for (id, behind) in &g.lag {
+                    let follower = id.to_string();
+                    let labels = [("group", group.as_str()), ("follower", follower.as_str())];
+                    ConstGauge::new(*behind).encode(m.encode_family(&labels)?)?;
                 }
             }
         }

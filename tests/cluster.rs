@@ -666,6 +666,113 @@ fn hello_info_and_help_say_cluster_mode() {
     );
 }
 
+/// INFO's `cluster` section shows, per group, the commit index and, on
+/// the leader, how many entries each follower has yet to acknowledge (as
+/// Redis's INFO lists a master's replicas with their lag).
+#[test]
+fn info_shows_each_group_s_commit_index_and_follower_lag() {
+    let c = Cluster::start(3);
+    let q = "{lag}q";
+    let slot = key_slot(q);
+    let client = c.client();
+    let mut con = client.get_connection().expect("cluster connection");
+    for i in 0..20 {
+        let _: i64 = redis::cmd("DELAYADD")
+            .arg(q)
+            .arg(600_000)
+            .arg(format!("m{i}"))
+            .query(&mut con)
+            .unwrap();
+    }
+    let leader = leader_of(&cluster_slots(c.nodes[0].port).unwrap(), slot).unwrap();
+    let line_of = |port: u16| -> String {
+        let info = match cluster_support::query_node(port, redis::cmd("INFO").arg("cluster")) {
+            Ok(redis::Value::BulkString(b)) => String::from_utf8_lossy(&b).into_owned(),
+            Ok(redis::Value::VerbatimString { text, .. }) => text,
+            other => panic!("INFO cluster: {other:?}"),
+        };
+        info.lines()
+            .find(|l| {
+                l.starts_with("raft_group")
+                    && l.split(',').next().is_some_and(|r| {
+                        let (a, b) = r.split_once('=').unwrap().1.split_once('-').unwrap();
+                        a.parse::<u16>().unwrap() <= slot && slot <= b.parse::<u16>().unwrap()
+                    })
+            })
+            .unwrap_or_else(|| panic!("no group line for slot {slot}: {info}"))
+            .to_string()
+    };
+    let field = |line: &str, name: &str| -> Option<u64> {
+        line.split(',')
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    let others: Vec<&cluster_support::Node> = c.nodes.iter().filter(|n| n.port != leader).collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let led = line_of(leader);
+        let committed = field(&led, "committed").expect("committed field");
+        let last = field(&led, "last_log_index").unwrap();
+        let lags: Vec<Option<u64>> = others
+            .iter()
+            .map(|n| field(&led, &format!("lag_node{}", n.id)))
+            .collect();
+        // Every write was acknowledged, so a majority holds it: committed
+        // reaches the 20 adds, and with all nodes up the followers catch up.
+        let caught_up = committed >= 20 && committed <= last && lags.iter().all(|l| *l == Some(0));
+        let followers_ok = others.iter().all(|n| {
+            let line = line_of(n.port);
+            field(&line, "committed").is_some_and(|c| c >= 20) && !line.contains("lag_node")
+        });
+        if caught_up && followers_ok {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "leader line: {led}; followers: {:?}\n{}",
+            others.iter().map(|n| line_of(n.port)).collect::<Vec<_>>(),
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The same figures on the leader's /metrics.
+    let led = line_of(leader);
+    let group = led
+        .strip_prefix("raft_group")
+        .and_then(|r| r.split(':').next())
+        .expect("group number")
+        .to_string();
+    let node = c.nodes.iter().find(|n| n.port == leader).unwrap();
+    let log = std::fs::read_to_string(&node.log).unwrap();
+    let http = log
+        .split("serving the console on http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or_else(|| panic!("no HTTP address in the log: {log}"))
+        .to_string();
+    let mut conn = std::net::TcpStream::connect(&http).expect("HTTP port");
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    std::io::Write::write_all(
+        &mut conn,
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut body = String::new();
+    std::io::Read::read_to_string(&mut conn, &mut body).unwrap();
+    assert!(
+        body.contains(&format!("delayd_raft_commit_index{{group=\"{group}\"}} ")),
+        "{body}"
+    );
+    for n in &others {
+        let lag = format!(
+            "delayd_raft_replication_lag{{group=\"{group}\",follower=\"{}\"}} 0",
+            n.id
+        );
+        assert!(body.contains(&lag), "no `{lag}` in:\n{body}");
+    }
+}
+
 /// `redis-cli --cluster check` and `--cluster info`, the operator's view of a
 /// Redis Cluster, find every slot covered and every node agreeing, and
 /// count the keys of each leader.

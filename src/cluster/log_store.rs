@@ -33,6 +33,9 @@ pub(crate) struct LogStore {
     meta: Keyspace,
     /// The fsync policy in force (CONFIG SET may change it).
     engine: Engine,
+    /// The last index known committed (openraft saves it as it moves), for
+    /// INFO and /metrics.
+    committed: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl LogStore {
@@ -51,7 +54,13 @@ impl LogStore {
             log,
             meta,
             engine,
+            committed: std::sync::Arc::default(),
         })
+    }
+
+    /// The last log index this node knows to be committed (0: none yet).
+    pub(crate) fn committed(&self) -> u64 {
+        self.committed.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Fsyncs what was appended (`everysec`'s once a second).
@@ -203,11 +212,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.write_meta(COMMITTED, &committed, PersistMode::Buffer)
+        self.write_meta(COMMITTED, &committed, PersistMode::Buffer)?;
+        if let Some(c) = committed {
+            self.committed
+                .fetch_max(c.index, std::sync::atomic::Ordering::AcqRel);
+        }
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        Ok(self.read_meta::<Option<LogId>>(COMMITTED)?.flatten())
+        let committed = self.read_meta::<Option<LogId>>(COMMITTED)?.flatten();
+        if let Some(c) = committed {
+            self.committed
+                .fetch_max(c.index, std::sync::atomic::Ordering::AcqRel);
+        }
+        Ok(committed)
     }
 
     async fn append<I>(

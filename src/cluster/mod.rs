@@ -480,9 +480,11 @@ impl Cluster {
                     term: m.current_term,
                     leader: m.current_leader.unwrap_or(0),
                     last_log_index: m.last_log_index.unwrap_or(0),
+                    committed: g.log.committed(),
                     last_applied: m.last_applied.map_or(0, |l| l.index),
                     snapshot: m.snapshot.map_or(0, |l| l.index),
                     purged: m.purged.map_or(0, |l| l.index),
+                    lag: follower_lag(&m),
                 }
             })
             .collect()
@@ -557,9 +559,32 @@ pub(crate) struct GroupStatus {
     /// The leader's node id (0: none).
     pub leader: u64,
     pub last_log_index: u64,
+    /// The last index this node knows committed.
+    pub committed: u64,
     pub last_applied: u64,
     pub snapshot: u64,
     pub purged: u64,
+    /// On the leader: each follower's node id and how many entries of the
+    /// leader's log it has not acknowledged yet (all of them while it has
+    /// acknowledged none). Empty on the others.
+    pub lag: Vec<(u64, u64)>,
+}
+
+/// How far each follower is behind the leader's log (see
+/// [`GroupStatus::lag`]).
+fn follower_lag(m: &openraft::RaftMetrics<u64, BasicNode>) -> Vec<(u64, u64)> {
+    let last = m.last_log_index.unwrap_or(0);
+    m.replication
+        .iter()
+        .flatten()
+        .filter(|(id, _)| **id != m.id)
+        .map(|(id, matched)| {
+            (
+                *id,
+                last.saturating_sub(matched.as_ref().map_or(0, |l| l.index)),
+            )
+        })
+        .collect()
 }
 
 impl std::fmt::Display for GroupStatus {
@@ -567,7 +592,7 @@ impl std::fmt::Display for GroupStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "slots={}-{},role={},serving={},term={},leader={},last_log_index={},last_applied={},snapshot={},purged={}",
+            "slots={}-{},role={},serving={},term={},leader={},last_log_index={},committed={},last_applied={},snapshot={},purged={}",
             self.first_slot,
             self.last_slot,
             self.role,
@@ -575,10 +600,17 @@ impl std::fmt::Display for GroupStatus {
             self.term,
             self.leader,
             self.last_log_index,
+            self.committed,
             self.last_applied,
             self.snapshot,
             self.purged
-        )
+        )?;
+        // As Redis lists a master's replicas (`slave0:...,lag=0`): one
+        // field per follower, on the leader only.
+        for (id, behind) in &self.lag {
+            write!(f, ",lag_node{id}={behind}")?;
+        }
+        Ok(())
     }
 }
 
