@@ -10,8 +10,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cluster_support::{
-    Cluster, ask_line, cluster_info, cluster_slots, key_slot, leader_of, query_retrying,
-    require_redis_py, require_tool, run_bounded,
+    Cluster, ask_line, cluster_info, cluster_slots, group_line, key_slot, leader_of, line_field,
+    query_retrying, require_redis_py, require_tool, run_bounded,
 };
 
 /// A tag per slot spread, so the keys land on different slots (and, with
@@ -443,28 +443,8 @@ fn a_node_restarted_on_a_wiped_directory_catches_up_from_a_snapshot() {
     std::fs::remove_dir_all(&c.nodes[wiped].dir).unwrap();
     c.restart(wiped);
     // Caught up: its INFO shows the group applied as far as the leader's.
-    let group_line = |port: u16| -> Option<String> {
-        let info = match cluster_support::query_node(port, redis::cmd("INFO").arg("cluster")) {
-            Ok(redis::Value::BulkString(b)) => String::from_utf8_lossy(&b).into_owned(),
-            Ok(redis::Value::VerbatimString { text, .. }) => text,
-            _ => return None,
-        };
-        info.lines()
-            .find(|l| {
-                l.starts_with("raft_group")
-                    && l.split(',').next().is_some_and(|r| {
-                        let (a, b) = r.split_once('=').unwrap().1.split_once('-').unwrap();
-                        a.parse::<u16>().unwrap() <= slot && slot <= b.parse::<u16>().unwrap()
-                    })
-            })
-            .map(str::to_string)
-    };
-    let field = |line: &str, name: &str| -> u64 {
-        line.split(',')
-            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
+    let group_line = |port: u16| group_line(port, slot);
+    let field = |line: &str, name: &str| line_field(line, name).unwrap_or(0);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let led = group_line(leader).unwrap_or_default();
@@ -686,27 +666,9 @@ fn info_shows_each_group_s_commit_index_and_follower_lag() {
     }
     let leader = leader_of(&cluster_slots(c.nodes[0].port).unwrap(), slot).unwrap();
     let line_of = |port: u16| -> String {
-        let info = match cluster_support::query_node(port, redis::cmd("INFO").arg("cluster")) {
-            Ok(redis::Value::BulkString(b)) => String::from_utf8_lossy(&b).into_owned(),
-            Ok(redis::Value::VerbatimString { text, .. }) => text,
-            other => panic!("INFO cluster: {other:?}"),
-        };
-        info.lines()
-            .find(|l| {
-                l.starts_with("raft_group")
-                    && l.split(',').next().is_some_and(|r| {
-                        let (a, b) = r.split_once('=').unwrap().1.split_once('-').unwrap();
-                        a.parse::<u16>().unwrap() <= slot && slot <= b.parse::<u16>().unwrap()
-                    })
-            })
-            .unwrap_or_else(|| panic!("no group line for slot {slot}: {info}"))
-            .to_string()
+        group_line(port, slot).unwrap_or_else(|| panic!("no group line for slot {slot} on {port}"))
     };
-    let field = |line: &str, name: &str| -> Option<u64> {
-        line.split(',')
-            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-            .and_then(|v| v.trim().parse().ok())
-    };
+    let field = line_field;
     let others: Vec<&cluster_support::Node> = c.nodes.iter().filter(|n| n.port != leader).collect();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {

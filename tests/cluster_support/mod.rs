@@ -388,6 +388,32 @@ pub fn query_node(port: u16, cmd: &redis::Cmd) -> redis::RedisResult<redis::Valu
 }
 
 /// `CLUSTER INFO` from a node, or `None` if it does not answer.
+/// Node `port`'s INFO `cluster` line for the Raft group owning `slot`
+/// (`raft_group<g>:slots=a-b,role=...`); `None` if it does not answer.
+pub fn group_line(port: u16, slot: u16) -> Option<String> {
+    let info = match query_node(port, redis::cmd("INFO").arg("cluster")) {
+        Ok(redis::Value::BulkString(b)) => String::from_utf8_lossy(&b).into_owned(),
+        Ok(redis::Value::VerbatimString { text, .. }) => text,
+        _ => return None,
+    };
+    info.lines()
+        .find(|l| {
+            l.starts_with("raft_group")
+                && l.split(',').next().is_some_and(|r| {
+                    let (a, b) = r.split_once('=').unwrap().1.split_once('-').unwrap();
+                    a.parse::<u16>().unwrap() <= slot && slot <= b.parse::<u16>().unwrap()
+                })
+        })
+        .map(str::to_string)
+}
+
+/// The number in field `name=` of a [`group_line`].
+pub fn line_field(line: &str, name: &str) -> Option<u64> {
+    line.split(',')
+        .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 pub fn cluster_info(port: u16) -> Option<String> {
     query_node(port, redis::cmd("CLUSTER").arg("INFO"))
         .ok()
