@@ -28,6 +28,14 @@ const JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
 /// fjall's 64 MiB hold 16 GiB, far beyond a delay queue's usual backlog.
 pub(crate) const CACHED_FILES: usize = 256;
 
+/// fjall's block cache (its default is 32 MiB). With filters and indexes
+/// partitioned (see `open`), what a lookup reads is a few 4 KiB blocks, and
+/// the data blocks of a large backlog are read at random, so a big cache
+/// holds little that is read again. 8 MiB kept the peak RSS of a 10-million
+/// member bulk load at 139.9 and 148.6 MB against 169.9 MB with 32 MiB, with
+/// the same load rate and `DELAYSCORE` speed (BENCHMARKS.md, session 7).
+const CACHE_BYTES: u64 = 8 * 1024 * 1024;
+
 /// Longest a flush of the memtables (at shutdown) is waited for.
 const FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -64,6 +72,7 @@ impl FjallStorage {
         // is durable in delayd's log already, and fjall's journal is
         // persisted at checkpoints.
         let db = Database::builder(dir)
+            .cache_size(CACHE_BYTES)
             .max_journaling_size(JOURNAL_BYTES)
             .manual_journal_persist(true)
             .max_cached_files(Some(CACHED_FILES))
