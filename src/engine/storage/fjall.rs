@@ -81,10 +81,11 @@ impl FjallStorage {
         // (fjall partitions only from level 3 by default). Unpartitioned,
         // a point lookup loads a table's whole filter block (about a
         // megabyte per million keys) and, once those outgrow the block
-        // cache, reads and checksums it from the file every time: past
-        // ~12 million members the engine thread spent 88 % of its time
-        // there and a bulk load fell from 52k to 8k adds/s (BENCHMARKS.md,
-        // session 7). Partitioned, a lookup reads one small partition.
+        // cache, reads and checksums it from the file every time: by ~12
+        // million members a bulk load had fallen from 32k to 16k adds/s and
+        // at 16 million the engine thread spent 88 % of its time there
+        // (BENCHMARKS.md, session 7). Partitioned, a lookup reads one small
+        // partition.
         // fjall keeps a keyspace's options from its creation: stores
         // created before this keep the old layout.
         let opts = || {
