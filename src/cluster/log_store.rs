@@ -13,6 +13,8 @@
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use openraft::storage::{LogFlushed, RaftLogStorage};
@@ -35,7 +37,7 @@ pub(crate) struct LogStore {
     engine: Engine,
     /// The last index known committed (openraft saves it as it moves), for
     /// INFO and /metrics.
-    committed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    committed: Arc<AtomicU64>,
 }
 
 impl LogStore {
@@ -54,13 +56,13 @@ impl LogStore {
             log,
             meta,
             engine,
-            committed: std::sync::Arc::default(),
+            committed: Arc::default(),
         })
     }
 
     /// The last log index this node knows to be committed (0: none yet).
     pub(crate) fn committed(&self) -> u64 {
-        self.committed.load(std::sync::atomic::Ordering::Acquire)
+        self.committed.load(Ordering::Acquire)
     }
 
     /// Fsyncs what was appended (`everysec`'s once a second).
@@ -214,8 +216,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         self.write_meta(COMMITTED, &committed, PersistMode::Buffer)?;
         if let Some(c) = committed {
-            self.committed
-                .fetch_max(c.index, std::sync::atomic::Ordering::AcqRel);
+            self.committed.fetch_max(c.index, Ordering::AcqRel);
         }
         Ok(())
     }
@@ -223,8 +224,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
         let committed = self.read_meta::<Option<LogId>>(COMMITTED)?.flatten();
         if let Some(c) = committed {
-            self.committed
-                .fetch_max(c.index, std::sync::atomic::Ordering::AcqRel);
+            self.committed.fetch_max(c.index, Ordering::AcqRel);
         }
         Ok(committed)
     }
