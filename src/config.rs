@@ -180,6 +180,13 @@ pub struct Config {
     #[arg(long)]
     pub cluster_id: Option<u64>,
 
+    /// Cluster mode: join a running cluster through one of its members,
+    /// `host:port[@bus]`. On first start the node learns the cluster from
+    /// it, then waits for a member to run `CLUSTER MEET` to it;
+    /// `cluster-nodes` then needs name only this node.
+    #[arg(long)]
+    pub cluster_join: Option<String>,
+
     /// Cluster mode: log entries after which a group snapshots its store
     /// and purges its log (a node far behind then catches up from the
     /// snapshot).

@@ -111,9 +111,18 @@ async fn serve(config: Config) -> delayd::Result<()> {
                 (None, 1) => nodes[0].id,
                 (None, _) => return Err(delayd::Error::msg("cluster-nodes needs cluster-id")),
             };
-            let (engine, cluster) =
-                delayd::cluster::Cluster::start(id, nodes, &options, config.cluster_snapshot_logs)
-                    .await?;
+            let join = match &config.cluster_join {
+                Some(j) => Some(delayd::cluster::parse_join(j).map_err(delayd::Error::msg)?),
+                None => None,
+            };
+            let (engine, cluster) = delayd::cluster::Cluster::start(
+                id,
+                nodes,
+                join,
+                &options,
+                config.cluster_snapshot_logs,
+            )
+            .await?;
             (engine, Some(cluster))
         }
     };

@@ -771,3 +771,167 @@ fn redis_cli_cluster_check_finds_the_cluster_sound() {
     let info = run("info");
     assert!(info.contains("[OK] 1 keys in 3 masters."), "{info}");
 }
+
+/// `CLUSTER NODES` on `port`, as text (empty if it did not answer).
+fn cluster_nodes(port: u16) -> String {
+    cluster_support::query_node(port, redis::cmd("CLUSTER").arg("NODES"))
+        .ok()
+        .and_then(|v| redis::from_redis_value::<String>(v).ok())
+        .unwrap_or_default()
+}
+
+/// INFO's `cluster_membership_change` on `port`.
+fn membership_change(port: u16) -> String {
+    cluster_support::query_node(port, redis::cmd("INFO").arg("cluster"))
+        .ok()
+        .and_then(|v| redis::from_redis_value::<String>(v).ok())
+        .and_then(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("cluster_membership_change:"))
+                .map(str::to_string)
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_node_is_added_and_another_removed_while_the_cluster_serves() {
+    const N: usize = 120;
+    let mut c = Cluster::start(3);
+    let client = c.client();
+    let mut con = client.get_connection().expect("cluster connection");
+    let keys: Vec<String> = (0..N)
+        .map(|i| format!("{{{}}}q", TAGS[i % TAGS.len()]))
+        .collect();
+    let add = |client: &redis::cluster::ClusterClient,
+               con: &mut redis::cluster::ClusterConnection,
+               key: &str,
+               m: &str| {
+        let n: i64 = query_retrying(
+            client,
+            con,
+            redis::cmd("DELAYADD").arg(key).arg(600_000).arg(m),
+            Duration::from_secs(20),
+        )
+        .unwrap_or_else(|e| panic!("DELAYADD {key} {m}: {e}"));
+        assert_eq!(n, 1, "DELAYADD {key} {m}");
+    };
+    for (i, k) in keys.iter().enumerate() {
+        add(&client, &mut con, k, &format!("before{i}"));
+    }
+
+    // Errors as Redis words them.
+    let first = c.nodes[0].port;
+    assert_eq!(
+        ask_line(first, "CLUSTER MEET 127.0.0.1 x").as_deref(),
+        Some("-ERR Invalid TCP base port specified: x")
+    );
+    assert_eq!(
+        ask_line(first, "CLUSTER MEET localhost 7000").as_deref(),
+        Some("-ERR Invalid node address specified: localhost:7000")
+    );
+    assert_eq!(
+        ask_line(first, "CLUSTER FORGET nosuchnode").as_deref(),
+        Some("-ERR Unknown node nosuchnode")
+    );
+    let my_name: String = cluster_support::query_node(first, redis::cmd("CLUSTER").arg("MYID"))
+        .ok()
+        .and_then(|v| redis::from_redis_value(v).ok())
+        .unwrap();
+    assert_eq!(
+        ask_line(first, &format!("CLUSTER FORGET {my_name}")).as_deref(),
+        Some("-ERR I tried hard but I can't forget myself...")
+    );
+
+    // A fourth node joins through node 1 and is met from node 2.
+    let new = c.join(0);
+    let (new_port, new_bus) = (c.nodes[new].port, c.nodes[new].bus);
+    let second = c.nodes[1].port;
+    assert_eq!(
+        ask_line(
+            second,
+            &format!("CLUSTER MEET 127.0.0.1 {new_port} {new_bus}")
+        )
+        .as_deref(),
+        Some("+OK")
+    );
+    // Writes go on while it is added.
+    for (i, k) in keys.iter().enumerate().take(30) {
+        add(&client, &mut con, k, &format!("during{i}"));
+    }
+    let added = cluster_support::eventually(Duration::from_secs(60), || {
+        membership_change(second) == "done: adding node 4"
+            && c.live_ports().iter().all(|&p| {
+                cluster_slots(p).is_some_and(|ranges| {
+                    ranges.iter().all(|r| r.ports.contains(&new_port))
+                        && ranges.iter().map(|r| r.ports.len()).sum::<usize>() == 4 * ranges.len()
+                })
+            })
+    });
+    assert!(
+        added,
+        "node 4 did not become a replica of every group: {}\n{}",
+        membership_change(second),
+        c.logs()
+    );
+    assert_eq!(cluster_nodes(new_port).lines().count(), 4);
+    assert!(
+        cluster_info(new_port).is_some_and(|i| i.starts_with("cluster_state:ok")),
+        "the new node sees the cluster whole"
+    );
+
+    // Node 1, which leads a group, is removed from node 3.
+    let third = c.nodes[2].port;
+    let name1 = cluster_nodes(third)
+        .lines()
+        .find(|l| l.contains(&format!("127.0.0.1:{first}@")))
+        .and_then(|l| l.split(' ').next().map(str::to_string))
+        .expect("node 1 in CLUSTER NODES");
+    assert_eq!(
+        ask_line(third, &format!("CLUSTER FORGET {name1}")).as_deref(),
+        Some("+OK")
+    );
+    let removed = cluster_support::eventually(Duration::from_secs(60), || {
+        membership_change(third) == "done: removing node 1"
+            && [second, third, new_port].iter().all(|&p| {
+                let nodes = cluster_nodes(p);
+                nodes.lines().count() == 3 && !nodes.contains(&format!("127.0.0.1:{first}@"))
+            })
+    });
+    assert!(
+        removed,
+        "node 1 was not removed: {}\n{}",
+        membership_change(third),
+        c.logs()
+    );
+    c.kill9(0);
+    c.wait_serving(Duration::from_secs(30));
+
+    // Every acknowledged member is there, and writes go on, on the
+    // three nodes left.
+    let client = redis::cluster::ClusterClientBuilder::new(
+        [second, third, new_port].map(|p| format!("redis://127.0.0.1:{p}/")),
+    )
+    .connection_timeout(Duration::from_secs(2))
+    .response_timeout(Duration::from_secs(5))
+    .build()
+    .unwrap();
+    let mut con = client.get_connection().expect("cluster connection");
+    for (i, k) in keys.iter().enumerate() {
+        add(&client, &mut con, k, &format!("after{i}"));
+    }
+    for (i, k) in keys.iter().enumerate() {
+        for m in [format!("before{i}"), format!("after{i}")]
+            .into_iter()
+            .chain((i < 30).then(|| format!("during{i}")))
+        {
+            let s: Option<i64> = query_retrying(
+                &client,
+                &mut con,
+                redis::cmd("DELAYSCORE").arg(k).arg(&m),
+                Duration::from_secs(20),
+            )
+            .unwrap();
+            assert!(s.is_some(), "acknowledged member {m} of {k} lost");
+        }
+    }
+}

@@ -14,6 +14,7 @@
 //! machine applies committed entries to fjall on every replica.
 
 pub(crate) mod log_store;
+pub(crate) mod membership;
 pub(crate) mod network;
 pub(crate) mod slots;
 pub(crate) mod state_machine;
@@ -29,6 +30,7 @@ use openraft::{BasicNode, ServerState};
 use tokio::sync::mpsc;
 
 use self::log_store::LogStore;
+use self::membership::{Address, Change, Refused};
 use self::state_machine::StateMachine;
 use self::types::Raft;
 use crate::engine::clock::SystemClock;
@@ -52,8 +54,31 @@ pub struct NodeSpec {
 
 impl NodeSpec {
     fn bus_addr(&self) -> String {
-        format!("{}:{}", self.host, self.bus_port)
+        join_host_port(&self.host, self.bus_port)
     }
+}
+
+/// `host:port`, with an IPv6 host in brackets.
+fn join_host_port(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// Parses `--cluster-join`: a member's `host:port[@bus]` (the bus port
+/// defaults to the port + 10000), as a node whose id is not known yet (0).
+///
+/// # Errors
+///
+/// A malformed address.
+pub fn parse_join(s: &str) -> std::result::Result<NodeSpec, String> {
+    parse_nodes(&format!("1={s}"))
+        .ok()
+        .and_then(|mut n| n.pop())
+        .map(|n| NodeSpec { id: 0, ..n })
+        .ok_or_else(|| format!("invalid cluster-join address '{s}' (expected host:port[@bus])"))
 }
 
 /// Parses `--cluster-nodes`: `id=host:port[@bus]` separated by commas or
@@ -123,7 +148,18 @@ pub(crate) struct Group {
 /// A node's part in the cluster.
 pub struct Cluster {
     pub(crate) id: u64,
-    pub(crate) nodes: Vec<NodeSpec>,
+    /// This node, as `--cluster-nodes` names it.
+    me: NodeSpec,
+    /// `--cluster-nodes`: how a new cluster starts, and the client ports of
+    /// members that older groups name by bus address alone.
+    flagged: Vec<NodeSpec>,
+    /// Every node of the cluster: the members of the groups' memberships
+    /// once this node holds one (so nodes added or removed while serving
+    /// show), `flagged` until then.
+    nodes: std::sync::RwLock<Vec<NodeSpec>>,
+    /// The last `CLUSTER MEET` or `FORGET` this node ran, and how it went
+    /// (INFO's `cluster_membership_change`).
+    change: std::sync::Mutex<String>,
     /// In slot order.
     pub(crate) groups: Vec<Group>,
     /// The group this node prefers to lead: its engine answers the commands
@@ -150,6 +186,10 @@ pub struct Cluster {
 const ELECTION_MIN_MS: u64 = 1000;
 const ELECTION_MAX_MS: u64 = 1500;
 const HEARTBEAT_MS: u64 = 300;
+
+/// How long a `CLUSTER MEET` or `FORGET` keeps asking a group's leaders
+/// (a node added may take a while to receive a snapshot of the store).
+const CHANGE_LIMIT: Duration = Duration::from_secs(900);
 
 /// How often a preferred leader that does not lead its group asks for an
 /// election (when it is caught up), so that leaders spread again after a
@@ -179,38 +219,57 @@ impl Cluster {
     /// them (initialising them on first start) and returns the engine of
     /// this node's home group, for commands without keys.
     ///
+    /// With `join` (a member's address) and nothing in `options.dir`, the
+    /// node first asks that member which cluster it joins; it holds no
+    /// group until a member runs `CLUSTER MEET` to it.
+    ///
     /// # Errors
     ///
-    /// A store, a log or the bus port cannot be opened.
+    /// A store, a log or the bus port cannot be opened; `id` is not in
+    /// `nodes`; the member to join did not answer.
     pub async fn start(
         id: u64,
         nodes: Vec<NodeSpec>,
+        join: Option<NodeSpec>,
         options: &Options,
         snapshot_logs: u64,
     ) -> Result<(Engine, Arc<Cluster>)> {
-        let home = nodes
+        let me = nodes
             .iter()
-            .position(|n| n.id == id)
+            .find(|n| n.id == id)
+            .cloned()
             .ok_or_else(|| Error::msg(format!("cluster-id {id} is not in cluster-nodes")))?;
-        let me = nodes[home].clone();
+        let source = me
+            .host
+            .parse()
+            .ok()
+            .filter(|ip: &std::net::IpAddr| !ip.is_unspecified());
+        let settled = settle(&options.dir, id, &nodes, join, source).await?;
+        let mut known = nodes.clone();
+        known.extend(
+            settled
+                .member
+                .filter(|m| known.iter().all(|n| n.id != m.id)),
+        );
+        let preferred = settled.description.preferred;
+        let count = preferred.len();
+        let home = preferred
+            .iter()
+            .position(|&p| p == id)
+            .unwrap_or(id as usize % count);
         let incarnation = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
-        let count = nodes.len();
         let identity = network::BusIdentity {
-            cluster: fingerprint(&nodes),
+            cluster: settled.description.cluster,
             me: id,
-            source: me
-                .host
-                .parse()
-                .ok()
-                .filter(|ip: &std::net::IpAddr| !ip.is_unspecified()),
+            source,
         };
         let liveness = Arc::new(network::Liveness::default());
         let mut groups = Vec::with_capacity(count);
         let mut gates = Vec::with_capacity(count);
         let mut starts = Vec::with_capacity(count);
-        for (g, preferred) in nodes.iter().enumerate() {
+        for (g, &preferred) in preferred.iter().enumerate() {
             let dir = options.dir.join(format!("group-{g}"));
             let data = Arc::new(FjallStorage::open(&dir.join("data"))?);
             let link = LeaderLink::new(id, incarnation);
@@ -246,7 +305,7 @@ impl Cluster {
             groups.push(Group {
                 first_slot,
                 last_slot,
-                preferred: preferred.id,
+                preferred,
                 raft,
                 data: data.clone(),
                 engine,
@@ -262,16 +321,25 @@ impl Cluster {
             .await
             .map_err(|e| Error::msg(format!("cluster bus {}: {e}", me.bus_addr())))?;
         let gates = Arc::new(gates);
+        let description = network::Description {
+            cluster: identity.cluster,
+            me: id,
+            preferred,
+        };
         tokio::spawn(network::serve(
             bus,
             identity,
+            description,
             groups.iter().map(|g| g.raft.clone()).collect(),
             gates.clone(),
             liveness.clone(),
         ));
         let cluster = Arc::new(Cluster {
             id,
-            nodes,
+            me: me.clone(),
+            flagged: nodes,
+            nodes: std::sync::RwLock::new(known),
+            change: std::sync::Mutex::new("none".into()),
             groups,
             home,
             started: std::time::Instant::now(),
@@ -279,15 +347,19 @@ impl Cluster {
             identity,
             failure: tokio::sync::watch::Sender::new(None),
         });
+        cluster.refresh_nodes();
         // In the background: a new cluster waits for a majority of its
-        // nodes, and this one answers CLUSTERDOWN meanwhile.
-        let booting = cluster.clone();
-        tokio::spawn(async move {
-            let (nodes, group) = (&booting.nodes, &booting.groups[booting.home]);
-            if let Err(e) = bootstrap(booting.identity, nodes, booting.home, group).await {
-                tracing::error!("starting group {}: {e}", booting.home);
-            }
-        });
+        // nodes, and this one answers CLUSTERDOWN meanwhile. A node that
+        // joined never starts a group: members add it to theirs.
+        if !settled.joined {
+            let booting = cluster.clone();
+            tokio::spawn(async move {
+                let (nodes, group) = (&booting.flagged, &booting.groups[booting.home]);
+                if let Err(e) = bootstrap(booting.identity, nodes, booting.home, group).await {
+                    tracing::error!("starting group {}: {e}", booting.home);
+                }
+            });
+        }
         for (g, (data, link)) in starts.into_iter().enumerate() {
             tokio::spawn(follow_roles(cluster.clone(), g, data, link));
             tokio::spawn(rebalance(cluster.clone(), g));
@@ -296,7 +368,7 @@ impl Cluster {
         tokio::spawn(sync_logs(cluster.clone()));
         tokio::spawn(probe_peers(cluster.clone()));
         tracing::info!(
-            "cluster mode: node {id} of {count}, {count} groups, bus on {}",
+            "cluster mode: node {id}, {count} groups, bus on {}",
             me.bus_addr()
         );
         Ok((cluster.groups[home].engine.clone(), cluster))
@@ -304,10 +376,10 @@ impl Cluster {
 
     /// The cluster as this node sees it now, for the `CLUSTER` replies.
     pub(crate) fn topology(&self) -> topology::Topology {
+        let nodes = self.nodes();
         topology::Topology {
             myself: self.id,
-            nodes: self
-                .nodes
+            nodes: nodes
                 .iter()
                 .map(|n| topology::NodeView {
                     id: n.id,
@@ -329,14 +401,19 @@ impl Cluster {
                 .map(|g| {
                     let m = g.raft.metrics().borrow().clone();
                     let last_leader = g.last_leader.load(Ordering::Acquire);
+                    let mut voters: Vec<u64> =
+                        m.membership_config.membership().voter_ids().collect();
+                    if voters.is_empty() {
+                        // Before this node has received the group's
+                        // membership: a new cluster's groups have every node.
+                        voters = nodes.iter().map(|n| n.id).collect();
+                    }
                     topology::GroupView {
                         first_slot: g.first_slot,
                         last_slot: g.last_slot,
                         leader: m.current_leader,
                         last_leader: (last_leader != 0).then_some(last_leader),
-                        // Every group has every node (also before this
-                        // node has received the group's membership).
-                        voters: self.nodes.iter().map(|n| n.id).collect(),
+                        voters,
                         term: m.current_term,
                         applied_index: m.last_applied.map_or(0, |l| l.index),
                     }
@@ -378,7 +455,7 @@ impl Cluster {
             return Err(Error::not_leader());
         }
         let leader = group.leader.load(Ordering::Acquire);
-        match self.nodes.iter().find(|n| n.id == leader) {
+        match self.node(leader) {
             Some(n) if n.id == self.id => Err(Error::Coded(
                 "TRYAGAIN",
                 "Leadership is being taken over, try again".into(),
@@ -411,6 +488,148 @@ impl Cluster {
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         }
+    }
+
+    /// Every node of the cluster as this node knows it now.
+    pub(crate) fn nodes(&self) -> Vec<NodeSpec> {
+        self.nodes.read().map(|n| n.clone()).unwrap_or_default()
+    }
+
+    /// The node with this id, if known.
+    fn node(&self, id: u64) -> Option<NodeSpec> {
+        let nodes = self.nodes.read().ok()?;
+        nodes.iter().find(|n| n.id == id).cloned()
+    }
+
+    /// Takes the node table from the groups' memberships (every member of
+    /// any group), once this node holds one; keeps it as it is before.
+    fn refresh_nodes(&self) {
+        let mut table: BTreeMap<u64, NodeSpec> = BTreeMap::new();
+        for g in &self.groups {
+            let m = g.raft.metrics().borrow().membership_config.clone();
+            for (id, node) in m.membership().nodes() {
+                if let Some(n) = Address::parse(*id, &node.addr, &self.flagged) {
+                    table.entry(*id).or_insert(n);
+                }
+            }
+        }
+        if table.is_empty() {
+            return;
+        }
+        table.entry(self.id).or_insert_with(|| self.me.clone());
+        if let Ok(mut nodes) = self.nodes.write() {
+            *nodes = table.into_values().collect();
+        }
+    }
+
+    /// `CLUSTER MEET host port bus`: asks the node listening there (started
+    /// with `--cluster-join`) which it is, then has every group's leader add
+    /// it, as a learner until it has caught up, then as a voter. Runs in
+    /// the background, as Redis's handshake does; INFO's
+    /// `cluster_membership_change` says how it went.
+    pub(crate) fn meet(self: &Arc<Self>, host: String, port: u16, bus_port: u16) {
+        let cluster = self.clone();
+        tokio::spawn(async move {
+            let bus = join_host_port(&host, bus_port);
+            cluster.note_change(format!("meeting {bus}"));
+            let Some(met) = network::describe(cluster.identity, &bus).await else {
+                cluster.note_change(format!(
+                    "failed: no node of this cluster answered at {bus} \
+                     (start it with --cluster-join)"
+                ));
+                return;
+            };
+            let node = NodeSpec {
+                id: met.me,
+                host,
+                port,
+                bus_port,
+            };
+            let change = Change::Add {
+                id: met.me,
+                addr: Address::of(&node),
+            };
+            cluster
+                .change_everywhere(&format!("adding node {}", met.me), change)
+                .await;
+        });
+    }
+
+    /// `CLUSTER FORGET name`: has every group's leader remove the node (a
+    /// leader removed steps down, and the others elect another). Runs in
+    /// the background, as [`Cluster::meet`].
+    ///
+    /// # Errors
+    ///
+    /// Redis's texts: no node has that name, or it is this node.
+    pub(crate) fn forget(self: &Arc<Self>, name: &[u8]) -> Result<()> {
+        let Some(node) = self
+            .nodes()
+            .into_iter()
+            .find(|n| node_name(n.id).as_bytes() == name)
+        else {
+            return Err(Error::msg(format!(
+                "Unknown node {}",
+                String::from_utf8_lossy(name)
+            )));
+        };
+        if node.id == self.id {
+            return Err(Error::msg("I tried hard but I can't forget myself..."));
+        }
+        let cluster = self.clone();
+        tokio::spawn(async move {
+            let what = format!("removing node {}", node.id);
+            cluster
+                .change_everywhere(&what, Change::Remove { id: node.id })
+                .await;
+        });
+        Ok(())
+    }
+
+    /// Has each group's leader run `change`, group by group, asking again
+    /// (the leader may change meanwhile) until it is done or refused.
+    async fn change_everywhere(&self, what: &str, change: Change) {
+        for (g, group) in self.groups.iter().enumerate() {
+            self.note_change(format!("{what}: group {g} of {}", self.groups.len()));
+            let deadline = tokio::time::Instant::now() + CHANGE_LIMIT;
+            loop {
+                let leader = group.leader.load(Ordering::Acquire);
+                let done = if leader == self.id {
+                    membership::apply(&group.raft, &change).await
+                } else if let Some(n) = self.node(leader) {
+                    let ttl = CHANGE_LIMIT;
+                    network::change(self.identity, leader, &n.bus_addr(), g as u32, &change, ttl)
+                        .await
+                } else {
+                    Err(Refused::Retry(format!("group {g} has no leader")))
+                };
+                match done {
+                    Ok(()) => break,
+                    Err(Refused::Retry(why)) if tokio::time::Instant::now() < deadline => {
+                        tracing::info!("{what}: group {g}: {why}; asking again");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    Err(why) => {
+                        self.note_change(format!("failed: {what}: group {g}: {why}"));
+                        return;
+                    }
+                }
+            }
+            self.refresh_nodes();
+        }
+        self.note_change(format!("done: {what}"));
+    }
+
+    fn note_change(&self, state: String) {
+        tracing::info!("membership change: {state}");
+        if let Ok(mut c) = self.change.lock() {
+            *c = state;
+        }
+    }
+
+    /// The last membership change run here and how it went, for INFO.
+    pub(crate) fn membership_change(&self) -> String {
+        self.change.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
     fn now_ms(&self) -> u64 {
@@ -636,7 +855,7 @@ async fn bootstrap(
     }
     let members: BTreeMap<u64, BasicNode> = nodes
         .iter()
-        .map(|n| (n.id, BasicNode::new(n.bus_addr())))
+        .map(|n| (n.id, BasicNode::new(Address::of(n))))
         .collect();
     loop {
         let mut fresh = 1;
@@ -679,7 +898,8 @@ async fn open_vote_gate(cluster: Arc<Cluster>, g: usize, gates: Arc<Vec<network:
     }
     loop {
         let (mut answered, mut reach) = (1, 0);
-        for n in cluster.nodes.iter().filter(|n| n.id != cluster.id) {
+        let nodes = cluster.nodes();
+        for n in nodes.iter().filter(|n| n.id != cluster.id) {
             let addr = n.bus_addr();
             let asked = network::peer_initialized(cluster.identity, n.id, &addr, g as u32, None);
             if let Some(log) = asked.await {
@@ -687,7 +907,7 @@ async fn open_vote_gate(cluster: Arc<Cluster>, g: usize, gates: Arc<Vec<network:
                 reach = reach.max(log.unwrap_or(0));
             }
         }
-        if answered > cluster.nodes.len() / 2 {
+        if answered > nodes.len() / 2 {
             if reach > 0 {
                 tracing::warn!(
                     "group {g}: not on this node's disk but {reach} entries long elsewhere: \
@@ -700,6 +920,141 @@ async fn open_vote_gate(cluster: Arc<Cluster>, g: usize, gates: Arc<Vec<network:
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// What a node keeps of its cluster in `cluster.json` in its data
+/// directory, from its first start on.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ClusterFile {
+    /// The bus fingerprint ([`network::BusIdentity::cluster`]).
+    cluster: u64,
+    /// Each group's preferred leader (their number is the group count).
+    preferred: Vec<u64>,
+    /// Whether this node joined a running cluster (it then never starts a
+    /// group itself).
+    joined: bool,
+}
+
+/// Which cluster a node belongs to, as [`settle`] found it.
+struct Settled {
+    description: network::Description,
+    joined: bool,
+    /// The member a joining node asked, with its id.
+    member: Option<NodeSpec>,
+}
+
+/// Finds which cluster this node is part of: as `cluster.json` in `dir`
+/// says; else, with `join`, as the member there says (a node joining);
+/// else a new cluster of `nodes`. Keeps the answer in `cluster.json`, so
+/// that a node's cluster stays the same whatever the flags of later starts
+/// and however its members change.
+async fn settle(
+    dir: &std::path::Path,
+    id: u64,
+    nodes: &[NodeSpec],
+    join: Option<NodeSpec>,
+    source: Option<std::net::IpAddr>,
+) -> Result<Settled> {
+    let path = dir.join("cluster.json");
+    let kept = match std::fs::read(&path) {
+        Ok(bytes) => Some(
+            serde_json::from_slice::<ClusterFile>(&bytes)
+                .map_err(|e| Error::msg(format!("{}: {e}", path.display())))?,
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e.into()),
+    };
+    let (file, member) = match (kept, join) {
+        (Some(file), _) => (file, None),
+        (None, Some(mut member)) => {
+            let joining = network::BusIdentity {
+                cluster: 0,
+                me: id,
+                source,
+            };
+            let deadline = tokio::time::Instant::now() + JOIN_LIMIT;
+            let found = loop {
+                if let Some(d) = network::describe(joining, &member.bus_addr()).await {
+                    break d;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(Error::msg(format!(
+                        "cluster-join: no delayd node answered on {}",
+                        member.bus_addr()
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            };
+            if found.preferred.is_empty() || found.me == id {
+                return Err(Error::msg(format!(
+                    "cluster-join: the node at {} is node {} with {} groups",
+                    member.bus_addr(),
+                    found.me,
+                    found.preferred.len()
+                )));
+            }
+            tracing::info!(
+                "joining cluster {:016x} of {} groups through node {}",
+                found.cluster,
+                found.preferred.len(),
+                found.me
+            );
+            member.id = found.me;
+            let file = ClusterFile {
+                cluster: found.cluster,
+                preferred: found.preferred,
+                joined: true,
+            };
+            (file, Some(member))
+        }
+        (None, None) => {
+            let file = ClusterFile {
+                cluster: fingerprint(nodes),
+                preferred: nodes.iter().map(|n| n.id).collect(),
+                joined: false,
+            };
+            (file, None)
+        }
+    };
+    if file.preferred.is_empty() {
+        return Err(Error::msg(format!("{}: no groups", path.display())));
+    }
+    let text = serde_json::to_vec(&file).map_err(|e| Error::msg(e.to_string()))?;
+    write_atomically(&path, &text)?;
+    Ok(Settled {
+        description: network::Description {
+            cluster: file.cluster,
+            me: id,
+            preferred: file.preferred,
+        },
+        joined: file.joined,
+        member,
+    })
+}
+
+/// Replaces the file at `path` with `bytes` all at once (a temporary file,
+/// fsynced, renamed over it, and the directory fsynced): a crash leaves
+/// the old file or the new one.
+///
+/// # Errors
+///
+/// Any step failed.
+pub(crate) fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&tmp, bytes)?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// How long a node started with `--cluster-join` waits for the member to
+/// answer.
+const JOIN_LIMIT: Duration = Duration::from_secs(30);
 
 /// The cluster's fingerprint on the bus: the same on every node given the
 /// same nodes and addresses, in any order.
@@ -730,7 +1085,7 @@ fn slot_range(g: usize, count: usize) -> (u16, u16) {
 async fn probe_peers(cluster: Arc<Cluster>) {
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        for n in cluster.nodes.iter().filter(|n| n.id != cluster.id) {
+        for n in cluster.nodes().iter().filter(|n| n.id != cluster.id) {
             let liveness = Some(cluster.liveness.clone());
             let _ =
                 network::peer_initialized(cluster.identity, n.id, &n.bus_addr(), 0, liveness).await;
@@ -823,6 +1178,7 @@ async fn follow_roles(
     let group = &cluster.groups[g];
     let mut metrics = group.raft.metrics();
     let mut led_term: Option<u64> = None;
+    let mut membership = None;
     // Kept across iterations: metrics change with every write, and the
     // lease must still be renewed on time.
     let mut lease_tick = tokio::time::interval(LEASE_CHECK);
@@ -848,10 +1204,16 @@ async fn follow_roles(
             }
             return;
         }
-        let (state, term, leader) = {
+        let (state, term, leader, changed) = {
             let m = metrics.borrow_and_update();
-            (m.state, m.current_term, m.current_leader)
+            let log_id = *m.membership_config.log_id();
+            let changed = membership != Some(log_id);
+            membership = Some(log_id);
+            (m.state, m.current_term, m.current_leader, changed)
         };
+        if changed {
+            cluster.refresh_nodes();
+        }
         group.leader.store(leader.unwrap_or(0), Ordering::Release);
         if let Some(l) = leader {
             group.last_leader.store(l, Ordering::Release);

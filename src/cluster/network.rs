@@ -26,6 +26,7 @@ use openraft::raft::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::membership::{self, Address, Change, Refused};
 use super::types::{Raft, TypeConfig};
 
 /// The largest frame taken: an append of many large rounds, or a snapshot
@@ -39,10 +40,25 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// The first frame on a bus connection.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 struct Hello {
-    /// The caller's [`BusIdentity::cluster`].
+    /// The caller's [`BusIdentity::cluster`]; 0 from a node that has not
+    /// joined a cluster yet, which may only ask [`Request::Describe`].
     cluster: u64,
-    /// The node the caller means to reach.
+    /// The node the caller means to reach; 0: whichever node listens there
+    /// (`CLUSTER MEET`, which learns the node's id by asking).
     to: u64,
+}
+
+/// What a node tells one that joins, or that meets it: the cluster it
+/// belongs to and its shape (`--cluster-join`, `CLUSTER MEET`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Description {
+    /// The cluster's [`BusIdentity::cluster`].
+    pub(crate) cluster: u64,
+    /// The answering node's id.
+    pub(crate) me: u64,
+    /// Each group's preferred leader, in slot order: their number is the
+    /// number of groups, fixed when the cluster was created.
+    pub(crate) preferred: Vec<u64>,
 }
 
 /// What a node says in its [`Hello`] and accepts in others'.
@@ -68,6 +84,10 @@ enum Request {
     /// Whether the group was ever initialised on the peer, and how far its
     /// log reaches (bootstrap, and a node back on an empty disk).
     Initialized,
+    /// The peer's [`Description`] (the group is ignored).
+    Describe,
+    /// A change of the group's members, for its leader to run.
+    Change(Change),
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -77,6 +97,8 @@ enum Response {
     Snapshot(Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>),
     /// `None`: never initialised there; else the peer's last log index.
     Initialized(Option<u64>),
+    Described(Description),
+    Changed(Result<(), Refused>),
 }
 
 async fn write_frame<T: serde::Serialize>(s: &mut TcpStream, msg: &T) -> std::io::Result<()> {
@@ -140,7 +162,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             cluster: self.identity.cluster,
             source: self.identity.source,
-            addr: node.addr.clone(),
+            addr: Address::bus(&node.addr),
             conn: None,
             liveness: Some(self.liveness.clone()),
         }
@@ -298,6 +320,30 @@ impl RaftNetwork<TypeConfig> for Peer {
     }
 }
 
+/// Asks node `target` (0: whichever) at bus address `addr` one question
+/// about `group`, within `ttl`. `None` if it did not answer. With
+/// `liveness`, an answer counts as hearing from it.
+async fn ask(
+    identity: BusIdentity,
+    target: u64,
+    addr: &str,
+    group: u32,
+    req: &Request,
+    ttl: Duration,
+    liveness: Option<std::sync::Arc<Liveness>>,
+) -> Option<Response> {
+    let mut peer = Peer {
+        group,
+        target,
+        cluster: identity.cluster,
+        source: identity.source,
+        addr: addr.to_string(),
+        conn: None,
+        liveness,
+    };
+    peer.exchange(req, ttl).await.ok()
+}
+
 /// Asks node `target` at `addr` whether `group` was ever initialised
 /// there: `None` if it did not answer, `Some(None)` if never, else
 /// `Some(Some(its last log index))`. With `liveness`, an answer counts as
@@ -309,21 +355,55 @@ pub(crate) async fn peer_initialized(
     group: u32,
     liveness: Option<std::sync::Arc<Liveness>>,
 ) -> Option<Option<u64>> {
-    let mut peer = Peer {
-        group,
+    let req = Request::Initialized;
+    match ask(
+        identity,
         target,
-        cluster: identity.cluster,
-        source: identity.source,
-        addr: addr.to_string(),
-        conn: None,
+        addr,
+        group,
+        &req,
+        Duration::from_millis(500),
         liveness,
-    };
-    match peer
-        .exchange(&Request::Initialized, Duration::from_millis(500))
-        .await
+    )
+    .await
     {
-        Ok(Response::Initialized(log)) => Some(log),
+        Some(Response::Initialized(log)) => Some(log),
         _ => None,
+    }
+}
+
+/// Asks the node at bus address `addr` for its [`Description`]. With
+/// `identity.cluster` 0 (a node joining), any cluster's node answers;
+/// otherwise only one of `identity`'s cluster. `None`: no answer.
+pub(crate) async fn describe(identity: BusIdentity, addr: &str) -> Option<Description> {
+    let req = Request::Describe;
+    match ask(identity, 0, addr, 0, &req, Duration::from_secs(2), None).await {
+        Some(Response::Described(d)) => Some(d),
+        _ => None,
+    }
+}
+
+/// Asks node `target` at `addr`, which should lead `group`, to run
+/// `change` on it, waiting up to `ttl`.
+///
+/// # Errors
+///
+/// [`Refused::Retry`] if the node did not answer in time, or does not lead
+/// the group; what the leader said otherwise.
+pub(crate) async fn change(
+    identity: BusIdentity,
+    target: u64,
+    addr: &str,
+    group: u32,
+    change: &Change,
+    ttl: Duration,
+) -> Result<(), Refused> {
+    let req = Request::Change(change.clone());
+    match ask(identity, target, addr, group, &req, ttl, None).await {
+        Some(Response::Changed(r)) => r,
+        _ => Err(Refused::Retry(format!(
+            "node {target} at {addr} did not answer"
+        ))),
     }
 }
 
@@ -372,15 +452,18 @@ impl VoteGate {
     }
 }
 
-/// Answers peers' RPCs for every group on `listener`.
+/// Answers peers' RPCs for every group on `listener`, and tells nodes that
+/// join or meet this one its `description`.
 pub(crate) async fn serve(
     listener: TcpListener,
     identity: BusIdentity,
+    description: Description,
     rafts: Vec<Raft>,
     gates: std::sync::Arc<Vec<VoteGate>>,
     liveness: std::sync::Arc<Liveness>,
 ) {
     let rafts = std::sync::Arc::new(rafts);
+    let description = std::sync::Arc::new(description);
     loop {
         let Ok((conn, from)) = listener.accept().await else {
             // Out of descriptors, say: try again shortly rather than spin.
@@ -390,28 +473,36 @@ pub(crate) async fn serve(
         let rafts = rafts.clone();
         let gates = gates.clone();
         let liveness = liveness.clone();
+        let description = description.clone();
         tokio::spawn(async move {
             let _ = conn.set_nodelay(true);
             let mut conn = conn;
-            let expected = Hello {
-                cluster: identity.cluster,
-                to: identity.me,
-            };
-            match tokio::time::timeout(CONNECT_TIMEOUT, read_frame::<Hello>(&mut conn)).await {
-                Ok(Ok(hello)) if hello == expected => {}
-                Ok(Ok(hello)) => {
-                    tracing::warn!(
-                        "cluster bus: refused {from}, which means node {} of cluster {:016x} \
-                         (this is node {} of cluster {:016x}): check --cluster-nodes",
-                        hello.to,
-                        hello.cluster,
-                        identity.me,
-                        identity.cluster
-                    );
-                    return;
+            let hello =
+                match tokio::time::timeout(CONNECT_TIMEOUT, read_frame::<Hello>(&mut conn)).await {
+                    Ok(Ok(hello)) => hello,
+                    // Not a delayd node, or one that hung up: nothing to say.
+                    _ => return,
+                };
+            let ours = hello.cluster == identity.cluster;
+            if hello.cluster == 0 {
+                // A node joining: it learns which cluster this is, and
+                // nothing more is said until it speaks as a member.
+                if let Ok((_, Request::Describe)) = read_frame::<(u32, Request)>(&mut conn).await {
+                    let _ =
+                        write_frame(&mut conn, &Response::Described((*description).clone())).await;
                 }
-                // Not a delayd node, or one that hung up: nothing to say.
-                _ => return,
+                return;
+            }
+            if !ours || (hello.to != identity.me && hello.to != 0) {
+                tracing::warn!(
+                    "cluster bus: refused {from}, which means node {} of cluster {:016x} \
+                     (this is node {} of cluster {:016x}): check --cluster-nodes",
+                    hello.to,
+                    hello.cluster,
+                    identity.me,
+                    identity.cluster
+                );
+                return;
             }
             while let Ok((group, req)) = read_frame::<(u32, Request)>(&mut conn).await {
                 // A group this node does not have: a peer with another
@@ -445,6 +536,8 @@ pub(crate) async fn serve(
                             _ => Some(raft.metrics().borrow().last_log_index.unwrap_or(0)),
                         })
                     }
+                    Request::Describe => Response::Described((*description).clone()),
+                    Request::Change(c) => Response::Changed(membership::apply(raft, &c).await),
                 };
                 if write_frame(&mut conn, &resp).await.is_err() {
                     break;

@@ -116,16 +116,7 @@ impl StateMachine {
 /// returns its bytes.
 fn save_snapshot(path: &std::path::Path, file: &SnapshotFile) -> Result<Vec<u8>, StorageError> {
     let bytes = encode(file)?;
-    let tmp = path.with_extension("tmp");
-    let written = (|| -> std::io::Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        std::fs::write(&tmp, &bytes)?;
-        std::fs::File::open(&tmp)?.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    written.map_err(|e| storage_error(StorageIOError::write, &e))?;
+    super::write_atomically(path, &bytes).map_err(|e| storage_error(StorageIOError::write, &e))?;
     Ok(bytes)
 }
 

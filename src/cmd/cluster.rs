@@ -76,11 +76,51 @@ const HELP: &[&str] = &[
     "    Return each slot range's group with its leader and replicas.",
     "SLOTS",
     "    Return each slot range with its leader, then its replicas: address, port, id.",
-    "Slots belong to delayd's Raft groups: ADDSLOTS, SETSLOT, MEET, FORGET, FAILOVER and",
-    "the other commands that move slots or nodes are refused.",
+    "MEET <ip> <port> [<bus-port>]",
+    "    Add the node listening there (started with --cluster-join) to every group.",
+    "FORGET <node-id>",
+    "    Remove a node from every group.",
+    "Slots belong to delayd's Raft groups: ADDSLOTS, SETSLOT, FAILOVER and the other",
+    "commands that move slots are refused.",
     "HELP",
     "    Print this help.",
 ];
+
+/// `CLUSTER MEET ip port [bus-port]`'s address (`args[0]` is `meet`), as
+/// Redis 7.0 checks it: an IP address (not a host name) and ports in
+/// 1..=65535, the bus port defaulting to the port + 10000.
+///
+/// # Errors
+///
+/// Redis's texts: `Invalid TCP base port specified: x`, `Invalid TCP bus
+/// port specified: x`, `Invalid node address specified: ip:port`, and its
+/// syntax error for more arguments.
+fn meet_address(args: &[Bytes]) -> Result<(String, u16, u16)> {
+    let text = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
+    if args.len() > 4 {
+        let shown = &args[0][..args[0].len().min(SHOWN_NAME)];
+        return Err(Error::msg(format!(
+            "unknown subcommand or wrong number of arguments for '{}'. Try CLUSTER HELP.",
+            String::from_utf8_lossy(shown)
+        )));
+    }
+    let (ip, port) = (text(&args[1]), text(&args[2]));
+    let number = |s: &str| super::parse_int(s.as_bytes()).ok();
+    let base = number(&port)
+        .ok_or_else(|| Error::msg(format!("Invalid TCP base port specified: {port}")))?;
+    let bus = match args.get(3) {
+        Some(b) => number(&text(b))
+            .ok_or_else(|| Error::msg(format!("Invalid TCP bus port specified: {}", text(b))))?,
+        None => base.saturating_add(10000),
+    };
+    let invalid = || Error::msg(format!("Invalid node address specified: {ip}:{port}"));
+    let addr: std::net::IpAddr = ip.parse().map_err(|_| invalid())?;
+    let valid = |p: i64| u16::try_from(p).ok().filter(|&p| p > 0);
+    match (valid(base), valid(bus)) {
+        (Some(base), Some(bus)) => Ok((addr.to_string(), base, bus)),
+        _ => Err(invalid()),
+    }
+}
 
 /// Redis shows at most this many bytes of an unknown subcommand's name
 /// (`%.128s`).
@@ -161,6 +201,17 @@ impl ClientCommand for ClusterCommand {
             "keyslot" => match self.args.get(1) {
                 Some(k) => Reply::Int(i64::from(slots::key_hash_slot(k))),
                 None => Reply::from(Error::WrongArity("cluster|keyslot".into())),
+            },
+            "meet" => match meet_address(&self.args) {
+                Ok((host, port, bus)) => {
+                    cluster.meet(host, port, bus);
+                    Reply::Simple("OK")
+                }
+                Err(e) => Reply::from(e),
+            },
+            "forget" => match cluster.forget(&self.args[1]) {
+                Ok(()) => Reply::Simple("OK"),
+                Err(e) => Reply::from(e),
             },
             _ => Reply::from(Error::msg(format!(
                 "CLUSTER {} is not supported: delayd assigns slots to its Raft groups itself",

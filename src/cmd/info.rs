@@ -271,6 +271,7 @@ impl Info {
                         for (g, status) in c.group_status().iter().enumerate() {
                             kv(&format!("raft_group{g}"), status);
                         }
+                        kv("cluster_membership_change", &c.membership_change());
                     }
                 },
                 "keyspace" if totals.queues > 0 => {

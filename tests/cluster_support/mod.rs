@@ -33,6 +33,10 @@ pub struct Node {
     child: Option<Child>,
     /// SIGSTOPped (and not yet continued).
     pub stopped: bool,
+    /// For a node added with [`Cluster::join`]: the member it joins
+    /// through (`host:port@bus`); it is then started with only itself in
+    /// `--cluster-nodes`.
+    pub join: Option<String>,
 }
 
 impl Node {
@@ -106,6 +110,7 @@ impl Cluster {
                     dir,
                     child: None,
                     stopped: false,
+                    join: None,
                 }
             })
             .collect();
@@ -150,10 +155,18 @@ impl Cluster {
         if node.host != bind {
             bind = format!("{bind} {}", node.host);
         }
-        let child = Command::new(env!("CARGO_BIN_EXE_delayd"))
-            .args(["--port", &node.port.to_string(), "--dir"])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_delayd"));
+        cmd.args(["--port", &node.port.to_string(), "--dir"])
             .arg(&node.dir)
-            .args(["--http-port", "0", "--cluster-nodes", &self.spec])
+            .args(["--http-port", "0"]);
+        match &node.join {
+            None => cmd.args(["--cluster-nodes", &self.spec]),
+            Some(member) => {
+                let own = format!("{}={}:{}@{}", node.id, node.host, node.port, node.bus);
+                cmd.args(["--cluster-nodes", &own, "--cluster-join", member])
+            }
+        };
+        let child = cmd
             .args(["--cluster-id", &node.id.to_string(), "--bind", &bind])
             .args(&self.extra)
             .stdin(Stdio::null())
@@ -188,6 +201,32 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Starts a new node (the next id, on 127.0.0.1) that joins the cluster
+    /// through node `via` (`--cluster-join`), and waits until it answers.
+    /// It holds no group until a member runs `CLUSTER MEET` to it. Returns
+    /// its index.
+    pub fn join(&mut self, via: usize) -> usize {
+        let id = self.nodes.iter().map(|n| n.id).max().unwrap_or(0) + 1;
+        let dir = self._tmp.path().join(format!("node{id}"));
+        let member = &self.nodes[via];
+        let join = format!("{}:{}@{}", member.host, member.port, member.bus);
+        self.nodes.push(Node {
+            id,
+            host: "127.0.0.1".into(),
+            port: harness::stable_port(),
+            bus: harness::stable_port(),
+            log: self._tmp.path().join(format!("node{id}.log")),
+            dir,
+            child: None,
+            stopped: false,
+            join: Some(join),
+        });
+        let i = self.nodes.len() - 1;
+        self.launch(i);
+        self.wait_answers(i);
+        i
     }
 
     /// Restarts a killed node on its ports and data directory.
