@@ -858,26 +858,30 @@ fn a_node_is_added_and_another_removed_while_the_cluster_serves() {
     for (i, k) in keys.iter().enumerate().take(30) {
         add(&client, &mut con, k, &format!("during{i}"));
     }
+    // Each group stays on three nodes: node 4 takes groups over from the
+    // nodes that held them all.
     let added = cluster_support::eventually(Duration::from_secs(60), || {
         membership_change(second) == "done: adding node 4"
             && c.live_ports().iter().all(|&p| {
                 cluster_slots(p).is_some_and(|ranges| {
-                    ranges.iter().all(|r| r.ports.contains(&new_port))
-                        && ranges.iter().map(|r| r.ports.len()).sum::<usize>() == 4 * ranges.len()
+                    ranges.iter().any(|r| r.ports.contains(&new_port))
+                        && ranges.iter().all(|r| r.ports.len() == 3)
                 })
             })
     });
     assert!(
         added,
-        "node 4 did not become a replica of every group: {}\n{}",
+        "node 4 did not take groups over: {} {:?}\n{}",
         membership_change(second),
+        cluster_slots(second),
         c.logs()
     );
-    assert_eq!(cluster_nodes(new_port).lines().count(), 4);
-    assert!(
-        cluster_info(new_port).is_some_and(|i| i.starts_with("cluster_state:ok")),
-        "the new node sees the cluster whole"
-    );
+    // It learns of the group it is not in from that group's members.
+    let whole = cluster_support::eventually(Duration::from_secs(10), || {
+        cluster_nodes(new_port).lines().count() == 4
+            && cluster_info(new_port).is_some_and(|i| i.starts_with("cluster_state:ok"))
+    });
+    assert!(whole, "the new node sees the cluster whole\n{}", c.logs());
 
     // Node 1, which leads a group, is removed from node 3.
     let third = c.nodes[2].port;
@@ -890,11 +894,18 @@ fn a_node_is_added_and_another_removed_while_the_cluster_serves() {
         ask_line(third, &format!("CLUSTER FORGET {name1}")).as_deref(),
         Some("+OK")
     );
+    // Another node takes its place in each of its groups.
     let removed = cluster_support::eventually(Duration::from_secs(60), || {
         membership_change(third) == "done: removing node 1"
             && [second, third, new_port].iter().all(|&p| {
                 let nodes = cluster_nodes(p);
-                nodes.lines().count() == 3 && !nodes.contains(&format!("127.0.0.1:{first}@"))
+                nodes.lines().count() == 3
+                    && !nodes.contains(&format!("127.0.0.1:{first}@"))
+                    && cluster_slots(p).is_some_and(|ranges| {
+                        ranges
+                            .iter()
+                            .all(|r| r.ports.len() == 3 && !r.ports.contains(&first))
+                    })
             })
     });
     assert!(
@@ -933,5 +944,74 @@ fn a_node_is_added_and_another_removed_while_the_cluster_serves() {
             .unwrap();
             assert!(s.is_some(), "acknowledged member {m} of {k} lost");
         }
+    }
+}
+
+#[test]
+fn with_four_nodes_each_group_is_on_three_and_every_node_redirects() {
+    let mut c = Cluster::start(4);
+    let ports: Vec<u16> = c.nodes.iter().map(|n| n.port).collect();
+    // Four groups, each on three of the four nodes, as every node says.
+    for &p in &ports {
+        let ranges = cluster_slots(p).expect("CLUSTER SLOTS");
+        assert_eq!(ranges.len(), 4, "on {p}: {ranges:?}");
+        for r in &ranges {
+            let mut distinct = r.ports.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            assert_eq!(distinct.len(), 3, "on {p}: {r:?}");
+        }
+        let nodes = cluster_nodes(p);
+        assert_eq!(nodes.lines().count(), 4, "on {p}:\n{nodes}");
+    }
+    // Every node answers a key of every range: served by its leader,
+    // `-MOVED` to that leader elsewhere (also on a node outside the group).
+    let ranges = cluster_slots(ports[0]).unwrap();
+    for r in &ranges {
+        let key = cluster_support::key_in_slot(r.first, "q");
+        for &p in &ports {
+            let reply = ask_line(p, &format!("DELAYADD {key} 600000 m{p}")).unwrap();
+            if p == r.leader() {
+                assert!(reply.starts_with(':'), "leader {p}: {reply}");
+            } else {
+                assert_eq!(
+                    reply,
+                    format!("-MOVED {} 127.0.0.1:{}", r.first, r.leader()),
+                    "node {p} for slot {}",
+                    r.first
+                );
+            }
+        }
+    }
+    // A cluster client writes to every range; then one node dies and
+    // every group keeps two of its three replicas.
+    let client = c.client();
+    let mut con = client.get_connection().expect("cluster connection");
+    let keys: Vec<String> = ranges
+        .iter()
+        .map(|r| cluster_support::key_in_slot(r.first, "w"))
+        .collect();
+    for k in &keys {
+        for i in 0..20 {
+            let n: i64 = redis::cmd("DELAYADD")
+                .arg(k)
+                .arg(600_000)
+                .arg(format!("m{i}"))
+                .query(&mut con)
+                .unwrap();
+            assert_eq!(n, 1);
+        }
+    }
+    c.kill9(1);
+    c.wait_serving(Duration::from_secs(40));
+    for k in &keys {
+        let card: i64 = query_retrying(
+            &client,
+            &mut con,
+            redis::cmd("DELAYCARD").arg(k),
+            Duration::from_secs(20),
+        )
+        .unwrap_or_else(|e| panic!("DELAYCARD {k}: {e}\n{}", c.logs()));
+        assert_eq!(card, 20, "{k}");
     }
 }

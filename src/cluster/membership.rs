@@ -93,6 +93,103 @@ pub(crate) enum Change {
     Remove { id: u64 },
 }
 
+/// A group's voters and leader, as a plan sees them.
+pub(crate) struct Placement {
+    pub(crate) voters: BTreeSet<u64>,
+    pub(crate) leader: Option<u64>,
+}
+
+/// How many groups each node is a voter of (`also` counted with none).
+fn load(groups: &[Placement], also: u64) -> BTreeMap<u64, usize> {
+    let mut load = BTreeMap::from([(also, 0)]);
+    for g in groups {
+        for v in &g.voters {
+            *load.entry(*v).or_insert(0) += 1;
+        }
+    }
+    load
+}
+
+/// Where node `new` (at `addr`) goes when met: into every group with
+/// fewer than `replicas` voters; then, while some node is a voter of two
+/// groups more than it, it takes one of that node's groups (added first,
+/// then the other removed), one it does not lead when there is a choice,
+/// so that replicas spread over the nodes. Steps in order, by group index.
+pub(crate) fn plan_meet(
+    new: u64,
+    addr: &str,
+    mut groups: Vec<Placement>,
+    replicas: usize,
+) -> Vec<(usize, Change)> {
+    let add = || Change::Add {
+        id: new,
+        addr: addr.to_string(),
+    };
+    let mut steps = Vec::new();
+    for (g, p) in groups.iter_mut().enumerate() {
+        if p.voters.len() < replicas && p.voters.insert(new) {
+            steps.push((g, add()));
+        }
+    }
+    loop {
+        let load = load(&groups, new);
+        let mine = load.get(&new).copied().unwrap_or(0);
+        let Some((&busiest, &most)) = load
+            .iter()
+            .max_by_key(|(id, n)| (**n, std::cmp::Reverse(**id)))
+        else {
+            break;
+        };
+        if most <= mine + 1 {
+            break;
+        }
+        let movable = |p: &Placement| p.voters.contains(&busiest) && !p.voters.contains(&new);
+        let pick = groups
+            .iter()
+            .position(|p| movable(p) && p.leader != Some(busiest))
+            .or_else(|| groups.iter().position(movable));
+        let Some(g) = pick else { break };
+        groups[g].voters.insert(new);
+        groups[g].voters.remove(&busiest);
+        steps.push((g, add()));
+        steps.push((g, Change::Remove { id: busiest }));
+    }
+    steps
+}
+
+/// How node `gone` leaves: from each group it is a voter of, another node
+/// (the one of fewest groups, not in that group yet, with an address in
+/// `addr_of`) is added first when the group would otherwise have fewer
+/// than `replicas` voters, then `gone` is removed.
+pub(crate) fn plan_forget(
+    gone: u64,
+    mut groups: Vec<Placement>,
+    replicas: usize,
+    addr_of: impl Fn(u64) -> Option<String>,
+) -> Vec<(usize, Change)> {
+    let mut steps = Vec::new();
+    for g in 0..groups.len() {
+        if !groups[g].voters.contains(&gone) {
+            continue;
+        }
+        let load = load(&groups, gone);
+        let stand_in = load
+            .iter()
+            .filter(|(id, _)| **id != gone && !groups[g].voters.contains(id))
+            .min_by_key(|(id, n)| (**n, **id))
+            .and_then(|(id, _)| Some((*id, addr_of(*id)?)));
+        if groups[g].voters.len() <= replicas
+            && let Some((id, addr)) = stand_in
+        {
+            groups[g].voters.insert(id);
+            steps.push((g, Change::Add { id, addr }));
+        }
+        groups[g].voters.remove(&gone);
+        steps.push((g, Change::Remove { id: gone }));
+    }
+    steps
+}
+
 /// Why a change did not happen: `Retry` errors (this node does not lead
 /// the group, or its leadership changed meanwhile) are worth asking the
 /// leader again.
@@ -166,10 +263,23 @@ pub(crate) async fn apply(raft: &Raft, change: &Change) -> Result<(), Refused> {
         Change::Remove { id } => {
             let ids = BTreeSet::from([*id]);
             if membership.voter_ids().any(|v| v == *id) {
-                raft.change_membership(ChangeMembers::RemoveVoters(ids), false)
+                // First made a learner, so that it learns it no longer
+                // votes (a voter removed outright may never hear of it, and
+                // would stand for election over and over).
+                let written = raft
+                    .change_membership(ChangeMembers::RemoveVoters(ids.clone()), true)
                     .await
                     .map_err(|e| refused(&e))?;
-            } else if membership.get_node(id).is_some() {
+                let _ = reach(raft, *id, written.log_id.index, TELL_LIMIT).await;
+            }
+            if raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .get_node(id)
+                .is_some()
+            {
                 raft.change_membership(ChangeMembers::RemoveNodes(ids), false)
                     .await
                     .map_err(|e| refused(&e))?;
@@ -184,7 +294,16 @@ pub(crate) async fn apply(raft: &Raft, change: &Change) -> Result<(), Refused> {
 /// needs it.
 async fn catch_up(raft: &Raft, id: u64) -> Result<(), Refused> {
     let target = raft.metrics().borrow().last_log_index.unwrap_or(0);
-    raft.wait(Some(CATCH_UP_LIMIT))
+    reach(raft, id, target, CATCH_UP_LIMIT).await
+}
+
+/// How long a leader waits for a voter it made a learner to hear of it (a
+/// node being removed may be down: it is removed all the same).
+const TELL_LIMIT: Duration = Duration::from_secs(5);
+
+/// Waits up to `limit` until node `id` has the leader's log up to `target`.
+async fn reach(raft: &Raft, id: u64, target: u64, limit: Duration) -> Result<(), Refused> {
+    raft.wait(Some(limit))
         .metrics(
             |m| {
                 m.replication
@@ -203,6 +322,62 @@ async fn catch_up(raft: &Raft, id: u64) -> Result<(), Refused> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn placed(groups: &[(&[u64], u64)]) -> Vec<Placement> {
+        groups
+            .iter()
+            .map(|(v, l)| Placement {
+                voters: v.iter().copied().collect(),
+                leader: Some(*l),
+            })
+            .collect()
+    }
+
+    fn shown(steps: &[(usize, Change)]) -> Vec<String> {
+        steps
+            .iter()
+            .map(|(g, c)| match c {
+                Change::Add { id, .. } => format!("{g}+{id}"),
+                Change::Remove { id } => format!("{g}-{id}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_node_met_fills_small_groups_then_takes_groups_from_the_busiest() {
+        // Three groups on all three nodes: node 4 takes one group from node
+        // 1 and one from node 2, none they lead.
+        let three = placed(&[(&[1, 2, 3], 1), (&[1, 2, 3], 2), (&[1, 2, 3], 3)]);
+        assert_eq!(
+            shown(&plan_meet(4, "a", three, 3)),
+            ["1+4", "1-1", "0+4", "0-2"]
+        );
+        // A group left with two voters gets the new node first; then one
+        // group of node 2 (three groups, against node 5's one) moves.
+        let short = placed(&[(&[2, 3], 2), (&[2, 3, 4], 3), (&[3, 4, 2], 4)]);
+        assert_eq!(shown(&plan_meet(5, "a", short, 3)), ["0+5", "1+5", "1-2"]);
+        // Met again: nothing to do.
+        let again = placed(&[(&[1, 2, 4], 1), (&[2, 3, 4], 2), (&[1, 3, 4], 3)]);
+        assert!(plan_meet(4, "a", again, 3).is_empty());
+    }
+
+    #[test]
+    fn a_node_forgotten_is_replaced_in_each_of_its_groups_first() {
+        let four = placed(&[
+            (&[1, 2, 3], 1),
+            (&[2, 3, 4], 2),
+            (&[3, 4, 1], 3),
+            (&[4, 1, 2], 4),
+        ]);
+        let addr = |id: u64| Some(format!("h:{id}"));
+        assert_eq!(
+            shown(&plan_forget(1, four, 3, addr)),
+            ["0+4", "0-1", "2+2", "2-1", "3+3", "3-1"]
+        );
+        // Three nodes: nobody to stand in; the groups keep two voters.
+        let three = placed(&[(&[1, 2, 3], 1), (&[1, 2, 3], 2)]);
+        assert_eq!(shown(&plan_forget(3, three, 3, addr)), ["0-3", "1-3"]);
+    }
 
     fn spec(id: u64, host: &str, port: u16, bus_port: u16) -> NodeSpec {
         NodeSpec {

@@ -2,16 +2,19 @@
 //! more nodes, spoken to as a Redis Cluster (docs/cluster.md).
 //!
 //! With N nodes in `--cluster-nodes` there are N groups; group g owns an
-//! equal range of the 16,384 slots, every node holds a replica of every
-//! group (so this version replicates on all nodes, whatever N), and node g
-//! is the group's preferred leader, so leaders spread and every node takes
-//! writes. A group's leader serves its slots, the others answer `-MOVED`
-//! to it, and when the leader dies another replica takes over with
-//! everything the group committed. Each group has its own engine (standby
-//! until this node leads it), Raft log and fjall store; the leader's
-//! engine proposes each round as one log entry
-//! ([`replicated`](crate::engine::storage::replicated)), and the state
-//! machine applies committed entries to fjall on every replica.
+//! equal range of the 16,384 slots and is on three nodes (node g and the
+//! next two; all of them when N < 3), and node g is the group's preferred
+//! leader, so leaders spread and every node takes writes. A group's leader
+//! serves its slots, the others answer `-MOVED` to it (a node outside the
+//! group learns its leader from the members, [`network::GroupNews`]), and
+//! when the leader dies another replica takes over with everything the
+//! group committed. Each group has its own engine (standby until this node
+//! leads it), Raft log and fjall store on every node, idle where the node
+//! is not a member; the leader's engine proposes each round as one log
+//! entry ([`replicated`](crate::engine::storage::replicated)), and the
+//! state machine applies committed entries to fjall on every replica.
+//! `CLUSTER MEET` and `FORGET` ([`membership`]) add and remove nodes while
+//! the cluster serves, moving group replicas so each group stays on three.
 
 pub(crate) mod log_store;
 pub(crate) mod membership;
@@ -142,7 +145,25 @@ pub(crate) struct Group {
     /// The last leader known (0: none yet), which `CLUSTER SLOTS` keeps
     /// listing during an election so that every slot stays covered.
     last_leader: AtomicU64,
+    /// Whether this node is in the group's membership (a voter or a
+    /// learner). Each group is on three of the nodes; the others keep its
+    /// Raft, empty and idle, for when it is moved to them.
+    member: AtomicBool,
+    /// Whether the members' news show a newer membership without this
+    /// node: it was removed while it did not hear of it, and its own copy
+    /// of the membership is stale.
+    ousted: AtomicBool,
+    /// What the group's members said of it lately, for a node outside it.
+    news: std::sync::Mutex<Option<network::GroupNews>>,
     log: LogStore,
+}
+
+impl Group {
+    /// Whether this node is in the group (see [`Group::member`] and
+    /// [`Group::ousted`]).
+    fn is_member(&self) -> bool {
+        self.member.load(Ordering::Acquire) && !self.ousted.load(Ordering::Acquire)
+    }
 }
 
 /// A node's part in the cluster.
@@ -186,6 +207,9 @@ pub struct Cluster {
 const ELECTION_MIN_MS: u64 = 1000;
 const ELECTION_MAX_MS: u64 = 1500;
 const HEARTBEAT_MS: u64 = 300;
+
+/// How many nodes a group is on (fewer when the cluster has fewer nodes).
+pub(crate) const REPLICAS: usize = 3;
 
 /// How long a `CLUSTER MEET` or `FORGET` keeps asking a group's leaders
 /// (a node added may take a while to receive a snapshot of the store).
@@ -301,6 +325,7 @@ impl Cluster {
                 .await
                 .map_err(|e| Error::msg(format!("raft: {e}")))?;
             gates.push(network::VoteGate::new(held));
+            let member = network::GroupNews::of(&raft, id).is_some();
             let (first_slot, last_slot) = slot_range(g, count);
             groups.push(Group {
                 first_slot,
@@ -313,6 +338,9 @@ impl Cluster {
                 lease_until: AtomicU64::new(0),
                 leader: AtomicU64::new(0),
                 last_leader: AtomicU64::new(0),
+                member: AtomicBool::new(member),
+                ousted: AtomicBool::new(false),
+                news: std::sync::Mutex::new(None),
                 log,
             });
             starts.push((data, link));
@@ -354,8 +382,10 @@ impl Cluster {
         if !settled.joined {
             let booting = cluster.clone();
             tokio::spawn(async move {
-                let (nodes, group) = (&booting.flagged, &booting.groups[booting.home]);
-                if let Err(e) = bootstrap(booting.identity, nodes, booting.home, group).await {
+                let g = booting.home;
+                let (nodes, replicas) = (&booting.flagged, booting.replicas(g));
+                let group = &booting.groups[g];
+                if let Err(e) = bootstrap(booting.identity, nodes, &replicas, g, group).await {
                     tracing::error!("starting group {}: {e}", booting.home);
                 }
             });
@@ -398,24 +428,31 @@ impl Cluster {
             groups: self
                 .groups
                 .iter()
-                .map(|g| {
-                    let m = g.raft.metrics().borrow().clone();
+                .enumerate()
+                .map(|(i, g)| {
                     let last_leader = g.last_leader.load(Ordering::Acquire);
-                    let mut voters: Vec<u64> =
-                        m.membership_config.membership().voter_ids().collect();
-                    if voters.is_empty() {
-                        // Before this node has received the group's
-                        // membership: a new cluster's groups have every node.
-                        voters = nodes.iter().map(|n| n.id).collect();
-                    }
+                    let news = if g.is_member() {
+                        network::GroupNews::of(&g.raft, self.id)
+                    } else {
+                        g.news.lock().ok().and_then(|n| n.clone())
+                    };
+                    let news = news.unwrap_or_else(|| network::GroupNews {
+                        // Nothing heard yet: where a new cluster puts it.
+                        leader: 0,
+                        term: 0,
+                        voters: self.replicas(i),
+                        applied: 0,
+                        members: Vec::new(),
+                        config: 0,
+                    });
                     topology::GroupView {
                         first_slot: g.first_slot,
                         last_slot: g.last_slot,
-                        leader: m.current_leader,
+                        leader: (news.leader != 0).then_some(news.leader),
                         last_leader: (last_leader != 0).then_some(last_leader),
-                        voters,
-                        term: m.current_term,
-                        applied_index: m.last_applied.map_or(0, |l| l.index),
+                        voters: news.voters,
+                        term: news.term,
+                        applied_index: news.applied,
                     }
                 })
                 .collect(),
@@ -502,14 +539,27 @@ impl Cluster {
     }
 
     /// Takes the node table from the groups' memberships (every member of
-    /// any group), once this node holds one; keeps it as it is before.
+    /// any group: from this node's own replicas, and from the members'
+    /// news of the groups it is not in), once it knows one; keeps it as it
+    /// is before.
     fn refresh_nodes(&self) {
         let mut table: BTreeMap<u64, NodeSpec> = BTreeMap::new();
+        let mut add = |id: u64, addr: &str| {
+            if let Some(n) = Address::parse(id, addr, &self.flagged) {
+                table.entry(id).or_insert(n);
+            }
+        };
         for g in &self.groups {
-            let m = g.raft.metrics().borrow().membership_config.clone();
-            for (id, node) in m.membership().nodes() {
-                if let Some(n) = Address::parse(*id, &node.addr, &self.flagged) {
-                    table.entry(*id).or_insert(n);
+            // Outside a group, its Raft here holds at most the membership
+            // of when this node left it: only the members' news count.
+            if g.is_member() {
+                let m = g.raft.metrics().borrow().membership_config.clone();
+                for (id, node) in m.membership().nodes() {
+                    add(*id, &node.addr);
+                }
+            } else if let Ok(news) = g.news.lock() {
+                for (id, addr) in news.iter().flat_map(|n| n.members.iter()) {
+                    add(*id, addr);
                 }
             }
         }
@@ -545,19 +595,17 @@ impl Cluster {
                 port,
                 bus_port,
             };
-            let change = Change::Add {
-                id: met.me,
-                addr: Address::of(&node),
-            };
-            cluster
-                .change_everywhere(&format!("adding node {}", met.me), change)
-                .await;
+            let steps =
+                membership::plan_meet(met.me, &Address::of(&node), cluster.placements(), REPLICAS);
+            let what = format!("adding node {}", met.me);
+            cluster.run_plan(&what, steps).await;
         });
     }
 
-    /// `CLUSTER FORGET name`: has every group's leader remove the node (a
-    /// leader removed steps down, and the others elect another). Runs in
-    /// the background, as [`Cluster::meet`].
+    /// `CLUSTER FORGET name`: has the leader of each group the node is in
+    /// remove it (a leader removed steps down, and the others elect
+    /// another), after adding another node in its place where one is free.
+    /// Runs in the background, as [`Cluster::meet`].
     ///
     /// # Errors
     ///
@@ -579,18 +627,37 @@ impl Cluster {
         let cluster = self.clone();
         tokio::spawn(async move {
             let what = format!("removing node {}", node.id);
-            cluster
-                .change_everywhere(&what, Change::Remove { id: node.id })
-                .await;
+            let addr_of = |id| cluster.node(id).map(|n| Address::of(&n));
+            let steps = membership::plan_forget(node.id, cluster.placements(), REPLICAS, addr_of);
+            cluster.run_plan(&what, steps).await;
         });
         Ok(())
     }
 
-    /// Has each group's leader run `change`, group by group, asking again
-    /// (the leader may change meanwhile) until it is done or refused.
-    async fn change_everywhere(&self, what: &str, change: Change) {
-        for (g, group) in self.groups.iter().enumerate() {
-            self.note_change(format!("{what}: group {g} of {}", self.groups.len()));
+    /// Each group's voters and leader as this node knows them now.
+    fn placements(&self) -> Vec<membership::Placement> {
+        self.topology()
+            .groups
+            .into_iter()
+            .map(|g| membership::Placement {
+                voters: g.voters.into_iter().collect(),
+                leader: g.leader,
+            })
+            .collect()
+    }
+
+    /// Has the leader of each step's group run its change, in order, asking
+    /// again (the leader may change meanwhile) until it is done or refused.
+    async fn run_plan(&self, what: &str, steps: Vec<(usize, Change)>) {
+        let count = steps.len();
+        for (i, (g, change)) in steps.into_iter().enumerate() {
+            let Some(group) = self.groups.get(g) else {
+                continue;
+            };
+            self.note_change(format!(
+                "{what}: step {} of {count}: {change:?} in group {g}",
+                i + 1
+            ));
             let deadline = tokio::time::Instant::now() + CHANGE_LIMIT;
             loop {
                 let leader = group.leader.load(Ordering::Acquire);
@@ -690,6 +757,7 @@ impl Cluster {
                     first_slot: g.first_slot,
                     last_slot: g.last_slot,
                     role: match m.state {
+                        _ if !g.is_member() => "none",
                         ServerState::Leader => "leader",
                         ServerState::Candidate => "candidate",
                         ServerState::Learner => "learner",
@@ -744,6 +812,18 @@ impl Cluster {
             }
         }
         None
+    }
+
+    /// The nodes a new cluster puts group `g` on: its preferred leader and
+    /// the next [`REPLICAS`] − 1 nodes in the order of `--cluster-nodes`
+    /// (all of them when there are no more), so each node holds
+    /// [`REPLICAS`] groups and leads one.
+    fn replicas(&self, g: usize) -> Vec<u64> {
+        let preferred: Vec<u64> = self.groups.iter().map(|g| g.preferred).collect();
+        let n = preferred.len();
+        (0..REPLICAS.min(n))
+            .map(|i| preferred[(g + i) % n])
+            .collect()
     }
 
     /// The index of the group owning `slot`.
@@ -835,13 +915,14 @@ impl std::fmt::Display for GroupStatus {
 
 /// Starts this node's home group `g` in a new cluster: each group is
 /// initialised by its preferred leader only (so leaders start spread, with
-/// no election to move them), with all nodes as voters, once a majority of
-/// the nodes answer that none of them has it. A node restarted on an empty
+/// no election to move them), with its `replicas` as voters, once a majority
+/// of the nodes answer that none of them has it. A node restarted on an empty
 /// directory (its disk replaced) finds the group on the others and
 /// initialises nothing: the leader sends it a snapshot.
 async fn bootstrap(
     identity: network::BusIdentity,
     nodes: &[NodeSpec],
+    replicas: &[u64],
     g: usize,
     group: &Group,
 ) -> Result<()> {
@@ -855,15 +936,13 @@ async fn bootstrap(
     }
     let members: BTreeMap<u64, BasicNode> = nodes
         .iter()
+        .filter(|n| replicas.contains(&n.id))
         .map(|n| (n.id, BasicNode::new(Address::of(n))))
         .collect();
     loop {
         let mut fresh = 1;
         let mut elsewhere = false;
-        for (i, n) in nodes.iter().enumerate() {
-            if i == g {
-                continue;
-            }
+        for n in nodes.iter().filter(|n| n.id != identity.me) {
             match network::peer_initialized(identity, n.id, &n.bus_addr(), g as u32, None).await {
                 Some(Some(_)) => elsewhere = true,
                 Some(None) => fresh += 1,
@@ -1079,17 +1158,52 @@ fn slot_range(g: usize, count: usize) -> (u16, u16) {
     (first as u16, last as u16)
 }
 
-/// Asks every peer a trivial question once a second, so that `CLUSTER
-/// NODES` knows which are up even between nodes that exchange no Raft
-/// traffic (two followers of the same leaders).
+/// Asks every peer once a second what it knows of the groups it is a
+/// member of: so that `CLUSTER NODES` knows which nodes are up even between
+/// nodes that exchange no Raft traffic, and so that a node outside a group
+/// knows its leader (to redirect its slots) and its voters.
 async fn probe_peers(cluster: Arc<Cluster>) {
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut news: Vec<Option<network::GroupNews>> = vec![None; cluster.groups.len()];
         for n in cluster.nodes().iter().filter(|n| n.id != cluster.id) {
-            let liveness = Some(cluster.liveness.clone());
-            let _ =
-                network::peer_initialized(cluster.identity, n.id, &n.bus_addr(), 0, liveness).await;
+            let liveness = cluster.liveness.clone();
+            let addr = n.bus_addr();
+            let Some(told) = network::groups(cluster.identity, n.id, &addr, liveness).await else {
+                continue;
+            };
+            for (g, heard) in told.into_iter().enumerate().take(news.len()) {
+                // The newest term wins, then the newest membership, then a
+                // member that knows the leader.
+                let rank = |x: &network::GroupNews| (x.term, x.config, x.leader != 0);
+                if let Some(h) = heard
+                    && news[g].as_ref().is_none_or(|best| rank(&h) > rank(best))
+                {
+                    news[g] = Some(h);
+                }
+            }
         }
+        for (group, heard) in cluster.groups.iter().zip(news) {
+            let mine = group.raft.metrics().borrow().membership_config.clone();
+            let mine = mine.log_id().map_or(0, |l| l.index);
+            let ousted = heard.as_ref().is_some_and(|h| {
+                h.config > mine && h.members.iter().all(|(id, _)| *id != cluster.id)
+            });
+            group.ousted.store(ousted, Ordering::Release);
+            if group.is_member() {
+                continue;
+            }
+            if let Some(h) = &heard {
+                group.leader.store(h.leader, Ordering::Release);
+                if h.leader != 0 {
+                    group.last_leader.store(h.leader, Ordering::Release);
+                }
+            }
+            if let Ok(mut kept) = group.news.lock() {
+                *kept = heard;
+            }
+        }
+        cluster.refresh_nodes();
     }
 }
 
@@ -1204,19 +1318,28 @@ async fn follow_roles(
             }
             return;
         }
-        let (state, term, leader, changed) = {
+        let (state, term, leader, changed, member) = {
             let m = metrics.borrow_and_update();
             let log_id = *m.membership_config.log_id();
             let changed = membership != Some(log_id);
             membership = Some(log_id);
-            (m.state, m.current_term, m.current_leader, changed)
+            let member = m
+                .membership_config
+                .membership()
+                .get_node(&cluster.id)
+                .is_some();
+            (m.state, m.current_term, m.current_leader, changed, member)
         };
+        group.member.store(member, Ordering::Release);
         if changed {
             cluster.refresh_nodes();
         }
-        group.leader.store(leader.unwrap_or(0), Ordering::Release);
-        if let Some(l) = leader {
-            group.last_leader.store(l, Ordering::Release);
+        // Outside the group, its members' news say who leads it.
+        if group.is_member() {
+            group.leader.store(leader.unwrap_or(0), Ordering::Release);
+            if let Some(l) = leader {
+                group.last_leader.store(l, Ordering::Release);
+            }
         }
         let leads = state == ServerState::Leader && leader == Some(cluster.id);
         if led_term.is_some() && (!leads || led_term != Some(term)) {

@@ -88,6 +88,9 @@ enum Request {
     Describe,
     /// A change of the group's members, for its leader to run.
     Change(Change),
+    /// What the peer knows of each group it is a member of (the group is
+    /// ignored).
+    Groups,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -99,6 +102,47 @@ enum Response {
     Initialized(Option<u64>),
     Described(Description),
     Changed(Result<(), Refused>),
+    /// By group: `None` where the peer is not a member.
+    Groups(Vec<Option<GroupNews>>),
+}
+
+/// A group as one of its members sees it: what nodes outside the group
+/// learn of it from the members, to redirect its slots and list it in
+/// `CLUSTER SLOTS` (each group is on three of the nodes).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct GroupNews {
+    /// 0: no leader known.
+    pub(crate) leader: u64,
+    pub(crate) term: u64,
+    pub(crate) voters: Vec<u64>,
+    pub(crate) applied: u64,
+    /// Every member (voters and learners) with its membership address.
+    pub(crate) members: Vec<(u64, String)>,
+    /// The log index of that membership (0: the initial one).
+    pub(crate) config: u64,
+}
+
+impl GroupNews {
+    /// What `raft`'s metrics say, if node `me` is a member of its group.
+    pub(crate) fn of(raft: &Raft, me: u64) -> Option<GroupNews> {
+        let m = raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        membership.get_node(&me)?;
+        // Said by a node as long as its own copy of the membership has it,
+        // which is also after the others removed it, had it missed that:
+        // `config` lets a reader tell.
+        Some(GroupNews {
+            leader: m.current_leader.unwrap_or(0),
+            term: m.current_term,
+            voters: membership.voter_ids().collect(),
+            applied: m.last_applied.map_or(0, |l| l.index),
+            members: membership
+                .nodes()
+                .map(|(id, n)| (*id, n.addr.clone()))
+                .collect(),
+            config: m.membership_config.log_id().map_or(0, |l| l.index),
+        })
+    }
 }
 
 async fn write_frame<T: serde::Serialize>(s: &mut TcpStream, msg: &T) -> std::io::Result<()> {
@@ -372,6 +416,22 @@ pub(crate) async fn peer_initialized(
     }
 }
 
+/// Asks node `target` at `addr` what it knows of each group it is a
+/// member of. An answer counts as hearing from it.
+pub(crate) async fn groups(
+    identity: BusIdentity,
+    target: u64,
+    addr: &str,
+    liveness: std::sync::Arc<Liveness>,
+) -> Option<Vec<Option<GroupNews>>> {
+    let req = Request::Groups;
+    let ttl = Duration::from_millis(500);
+    match ask(identity, target, addr, 0, &req, ttl, Some(liveness)).await {
+        Some(Response::Groups(g)) => Some(g),
+        _ => None,
+    }
+}
+
 /// Asks the node at bus address `addr` for its [`Description`]. With
 /// `identity.cluster` 0 (a node joining), any cluster's node answers;
 /// otherwise only one of `identity`'s cluster. `None`: no answer.
@@ -537,6 +597,12 @@ pub(crate) async fn serve(
                         })
                     }
                     Request::Describe => Response::Described((*description).clone()),
+                    Request::Groups => Response::Groups(
+                        rafts
+                            .iter()
+                            .map(|r| GroupNews::of(r, identity.me))
+                            .collect(),
+                    ),
                     Request::Change(c) => Response::Changed(membership::apply(raft, &c).await),
                 };
                 if write_frame(&mut conn, &resp).await.is_err() {
