@@ -6,20 +6,29 @@
 use std::path::Path;
 
 use fjall::config::PartitioningPolicy;
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use fjall::{AbstractTree, Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use super::{Op, Scan, Space};
 use crate::{Error, Result};
 
-/// Memtable size per keyspace. fjall's default (64 MiB) makes the memtable
-/// skiplist deep and cache-cold: with it, memtable inserts took half the
-/// engine thread under `redis-benchmark -P 16`; 8 MiB doubled DELAYADD
-/// throughput (4 and 16 MiB were no better).
-const MEMTABLE_BYTES: u64 = 8 * 1024 * 1024;
+/// The memtable size at which delayd rotates a keyspace's memtable itself
+/// (see [`FjallStorage::rotate_full_memtables`]). fjall's default (64 MiB)
+/// makes the memtable skiplist deep and cache-cold: with it, memtable
+/// inserts took half the engine thread under `redis-benchmark -P 16`; 8 MiB
+/// doubled DELAYADD throughput (4 and 16 MiB were no better). It is below
+/// the 8 MiB at which stores created before delayd rotated for itself have
+/// fjall rotate, so that fjall never has to.
+const ROTATE_AT: u64 = 6 * 1024 * 1024;
 
-/// Most journal bytes kept before fjall flushes the keyspaces pinning the
-/// oldest journal (64 MiB is fjall's minimum).
-const JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
+/// The memtable size at which fjall itself would ask its workers to rotate
+/// (in keyspaces created from now on): a backstop far above [`ROTATE_AT`].
+const FJALL_MEMTABLE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Most journal bytes kept before fjall asks its workers to flush the
+/// keyspaces pinning the oldest journal. delayd flushes them itself (every
+/// rotation rotates every keyspace holding writes), so this is a backstop
+/// too; what a restart replays is what the memtables held.
+const JOURNAL_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Most table files fjall keeps open (its descriptor cache; fjall's default
 /// is 900). Tables past it are opened per read. It is counted in the
@@ -90,7 +99,7 @@ impl FjallStorage {
         // created before this keep the old layout.
         let opts = || {
             KeyspaceCreateOptions::default()
-                .max_memtable_size(MEMTABLE_BYTES)
+                .max_memtable_size(FJALL_MEMTABLE_BYTES)
                 .filter_block_partitioning_policy(PartitioningPolicy::all(true))
                 .index_block_partitioning_policy(PartitioningPolicy::all(true))
         };
@@ -166,6 +175,42 @@ impl FjallStorage {
         if !writes.is_empty() {
             writes.commit()?;
         }
+        self.rotate_full_memtables()
+    }
+
+    /// Rotates the memtables on this (the writer's) thread once one is
+    /// full, every keyspace holding writes at once.
+    ///
+    /// fjall 3.1.13 would have a worker thread rotate a full memtable, and
+    /// that worker then waits to queue the flush on the workers' own
+    /// bounded queue (1,000 messages). At scale the queue fills with
+    /// compaction requests during long compactions, and once every worker
+    /// waits there nothing drains it: no memtable is flushed again, and the
+    /// active one grows without bound (7.9 GB of RSS and a 3.3 GB journal
+    /// at 67 million members, BENCHMARKS.md session 8). Before that, while
+    /// the queue is merely full, fjall drops rotation requests and the
+    /// memtable grows past its size. Rotated here, the flush is queued by
+    /// this thread, which waits while the queue is full and so holds writes
+    /// back, while the workers keep draining it. Rotating every keyspace
+    /// holding writes lets each journal be dropped as soon as the flushes
+    /// finish, so fjall never needs to ask its workers to rotate the
+    /// keyspaces pinning an old journal either.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn rotate_full_memtables(&self) -> Result<()> {
+        let full = self
+            .spaces
+            .iter()
+            .any(|ks| ks.tree.active_memtable().size() >= ROTATE_AT);
+        if full {
+            for ks in &self.spaces {
+                if ks.tree.active_memtable().size() > 0 {
+                    ks.rotate_memtable()?;
+                }
+            }
+        }
         Ok(())
     }
 
@@ -185,10 +230,10 @@ impl FjallStorage {
     ///
     /// A storage error, or the flush did not finish in time.
     pub(crate) fn flush(&self) -> Result<()> {
-        // While running, fjall flushes a memtable when it is full and the
-        // keyspaces pinning the oldest journal once journals pass 64 MiB;
-        // rotating more often only piles up small flushes, and fjall halts
-        // writers (100 ms) behind four sealed memtables.
+        // While running, a memtable is flushed when one is full (see
+        // `rotate_full_memtables`); rotating more often only piles up small
+        // flushes, and fjall halts writers (100 ms) behind four sealed
+        // memtables.
         // Waits a bounded time: a flush that fails (the directory is gone,
         // the disk is full) never empties the sealed memtables, and a
         // shutdown must not wait for it forever. What is not flushed is in
@@ -218,6 +263,42 @@ impl FjallStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memtables_are_rotated_by_the_writer_before_fjall_would() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = FjallStorage::open(dir.path()).unwrap();
+        // ~40 MiB of writes in 64 KiB batches, most to one keyspace.
+        let value = vec![7u8; 1000];
+        for batch in 0..640u32 {
+            let ops: Vec<Op> = (0..64u32)
+                .map(|i| {
+                    let key = (batch * 64 + i).to_be_bytes().to_vec();
+                    Op::Put(Space::Schedule, key, value.clone())
+                })
+                .chain([Op::Put(
+                    Space::Meta,
+                    b"m".to_vec(),
+                    batch.to_be_bytes().to_vec(),
+                )])
+                .collect();
+            storage.apply(&ops).unwrap();
+            for ks in &storage.spaces {
+                let size = ks.tree.active_memtable().size();
+                assert!(
+                    size < ROTATE_AT,
+                    "batch {batch}: a memtable of {size} bytes was left for fjall to rotate"
+                );
+            }
+        }
+        // The small keyspace was flushed along with the big one.
+        assert!(storage.space(Space::Meta).table_count() > 0);
+        assert!(
+            storage.space(Space::Schedule).table_count() > 0 || {
+                storage.space(Space::Schedule).sealed_memtable_count() > 0
+            }
+        );
+    }
 
     #[test]
     fn batches_survive_a_reopen_once_persisted() {
