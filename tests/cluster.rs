@@ -1002,6 +1002,53 @@ fn with_four_nodes_each_group_is_on_three_and_every_node_redirects() {
             assert_eq!(n, 1);
         }
     }
+    // The node serving a slot counts and lists its queues (`{tN}q` and
+    // `{tN}w`); others have none.
+    for r in &ranges {
+        let slot = r.first;
+        let mut both = [
+            cluster_support::key_in_slot(slot, "q"),
+            cluster_support::key_in_slot(slot, "w"),
+        ];
+        both.sort();
+        for &p in &ports {
+            let count = ask_line(p, &format!("CLUSTER COUNTKEYSINSLOT {slot}")).unwrap();
+            let mut listed: Vec<String> = cluster_support::query_node(
+                p,
+                redis::cmd("CLUSTER").arg("GETKEYSINSLOT").arg(slot).arg(10),
+            )
+            .ok()
+            .and_then(|v| redis::from_redis_value(v).ok())
+            .unwrap();
+            listed.sort();
+            if p == r.leader() {
+                assert_eq!(count, ":2", "leader {p}, slot {slot}");
+                assert_eq!(listed, both);
+                let one = ask_line(p, &format!("CLUSTER GETKEYSINSLOT {slot} 1")).unwrap();
+                assert_eq!(one, "*1");
+            } else {
+                assert_eq!(count, ":0", "node {p}, slot {slot}");
+                assert!(listed.is_empty());
+            }
+        }
+    }
+    for (cmd, err) in [
+        ("CLUSTER COUNTKEYSINSLOT 16384", "-ERR Invalid slot"),
+        (
+            "CLUSTER COUNTKEYSINSLOT x",
+            "-ERR value is not an integer or out of range",
+        ),
+        (
+            "CLUSTER GETKEYSINSLOT 1 -1",
+            "-ERR Invalid slot or number of keys",
+        ),
+        (
+            "CLUSTER GETKEYSINSLOT -1 1",
+            "-ERR Invalid slot or number of keys",
+        ),
+    ] {
+        assert_eq!(ask_line(ports[0], cmd).as_deref(), Some(err), "{cmd}");
+    }
     c.kill9(1);
     c.wait_serving(Duration::from_secs(40));
     for k in &keys {

@@ -834,6 +834,15 @@ impl Cluster {
             .unwrap_or(self.home)
     }
 
+    /// The engine serving `slot`, if this node serves it now.
+    pub(crate) fn serving(&self, slot: u16) -> Option<&Engine> {
+        let group = &self.groups[self.group_of(slot)];
+        group
+            .leading
+            .load(Ordering::Acquire)
+            .then_some(&group.engine)
+    }
+
     /// The engine of group `g` (a session's commands for its slots).
     pub(crate) fn engine(&self, g: usize) -> &Engine {
         &self.groups[g.min(self.groups.len() - 1)].engine

@@ -76,6 +76,10 @@ const HELP: &[&str] = &[
     "    Return each slot range's group with its leader and replicas.",
     "SLOTS",
     "    Return each slot range with its leader, then its replicas: address, port, id.",
+    "COUNTKEYSINSLOT <slot>",
+    "    Return the number of queues in <slot> (on the node serving it; 0 elsewhere).",
+    "GETKEYSINSLOT <slot> <count>",
+    "    Return up to <count> queue names in <slot> (on the node serving it).",
     "MEET <ip> <port> [<bus-port>]",
     "    Add the node listening there (started with --cluster-join) to every group.",
     "FORGET <node-id>",
@@ -119,6 +123,40 @@ fn meet_address(args: &[Bytes]) -> Result<(String, u16, u16)> {
     match (valid(base), valid(bus)) {
         (Some(base), Some(bus)) => Ok((addr.to_string(), base, bus)),
         _ => Err(invalid()),
+    }
+}
+
+/// `CLUSTER COUNTKEYSINSLOT slot` (`max` given) and `GETKEYSINSLOT slot
+/// count` (`args[1]`): the queues of `slot` this node serves, as a Redis
+/// node counts its own keys (none where another node leads the slot).
+///
+/// # Errors
+///
+/// Redis's texts: not an integer, `Invalid slot`, `Invalid slot or number
+/// of keys`.
+fn keys_in_slot(
+    cluster: &crate::cluster::Cluster,
+    args: &[Bytes],
+    max: usize,
+) -> Result<Vec<Bytes>> {
+    let slot = super::parse_int(&args[0])?;
+    let max = match args.get(1) {
+        Some(count) => {
+            let count = super::parse_int(count)?;
+            if !(0..i64::from(slots::SLOTS)).contains(&slot) || count < 0 {
+                return Err(Error::msg("Invalid slot or number of keys"));
+            }
+            usize::try_from(count).unwrap_or(usize::MAX)
+        }
+        None => max,
+    };
+    let slot = u16::try_from(slot)
+        .ok()
+        .filter(|s| *s < slots::SLOTS)
+        .ok_or_else(|| Error::msg("Invalid slot"))?;
+    match cluster.serving(slot) {
+        Some(engine) => engine.queue_names(|k| slots::key_hash_slot(k) == slot, max),
+        None => Ok(Vec::new()),
     }
 }
 
@@ -207,6 +245,14 @@ impl ClientCommand for ClusterCommand {
                     cluster.meet(host, port, bus);
                     Reply::Simple("OK")
                 }
+                Err(e) => Reply::from(e),
+            },
+            "countkeysinslot" => match keys_in_slot(cluster, &self.args[1..], usize::MAX) {
+                Ok(keys) => Reply::Int(keys.len() as i64),
+                Err(e) => Reply::from(e),
+            },
+            "getkeysinslot" => match keys_in_slot(cluster, &self.args[1..], 0) {
+                Ok(keys) => Reply::Array(keys.into_iter().map(Reply::Bulk).collect()),
                 Err(e) => Reply::from(e),
             },
             "forget" => match cluster.forget(&self.args[1]) {

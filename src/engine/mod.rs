@@ -443,6 +443,20 @@ impl Engine {
         Ok(guard.core.top_queues(n))
     }
 
+    /// Up to `max` names of the queues `keep` takes (`CLUSTER
+    /// GETKEYSINSLOT`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShuttingDown`] once the engine has stopped.
+    pub fn queue_names(&self, keep: impl Fn(&[u8]) -> bool, max: usize) -> Result<Vec<Bytes>> {
+        let guard = self.lock();
+        if guard.stopped {
+            return Err(Error::ShuttingDown);
+        }
+        Ok(guard.core.queue_names(keep, max))
+    }
+
     /// The fsync policy in force.
     pub fn fsync(&self) -> Fsync {
         Fsync::from_u8(self.inner.fsync.load(Ordering::Relaxed))

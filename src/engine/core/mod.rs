@@ -526,6 +526,17 @@ impl Core {
         all
     }
 
+    /// Up to `max` names of the queues `keep` takes, in no set order.
+    pub fn queue_names(&self, keep: impl Fn(&[u8]) -> bool, max: usize) -> Vec<Bytes> {
+        self.queues
+            .iter()
+            .flatten()
+            .filter(|q| keep(&q.name))
+            .take(max)
+            .map(|q| q.name.clone())
+            .collect()
+    }
+
     // ---- queues and members: where each member lives ----
 
     fn queue_mut(&mut self, id: QueueId) -> &mut Queue {
