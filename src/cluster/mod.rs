@@ -40,6 +40,7 @@ use crate::engine::clock::SystemClock;
 use crate::engine::storage::Space;
 use crate::engine::storage::fjall::FjallStorage;
 use crate::engine::storage::replicated::{LeaderLink, Proposal, ReplicatedStorage};
+pub(crate) use crate::engine::storage::write_atomically;
 use crate::engine::store::Store;
 use crate::engine::{Engine, Fsync, Options};
 use crate::{Error, Result};
@@ -1117,27 +1118,6 @@ async fn settle(
         joined: file.joined,
         member,
     })
-}
-
-/// Replaces the file at `path` with `bytes` all at once (a temporary file,
-/// fsynced, renamed over it, and the directory fsynced): a crash leaves
-/// the old file or the new one.
-///
-/// # Errors
-///
-/// Any step failed.
-pub(crate) fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&tmp, bytes)?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }
 
 /// How long a node started with `--cluster-join` waits for the member to

@@ -1,7 +1,8 @@
 //! fjall, an LSM tree, as the state behind delayd's log: one keyspace per
 //! [`Space`], each batch applied as one fjall write batch (atomic across
-//! keyspaces). Durability is the log's ([`super::logged`]); fjall's own
-//! journal is only persisted at checkpoints.
+//! keyspaces). Durability is the log's ([`super::logged`]), which empties
+//! fjall's journal at open rather than have fjall replay it; the cluster's
+//! state machine persists fjall's journal itself.
 
 use std::path::Path;
 
@@ -73,13 +74,8 @@ impl FjallStorage {
     /// recovered.
     pub(crate) fn open(dir: &Path) -> Result<FjallStorage> {
         std::fs::create_dir_all(dir)?;
-        // Journals are replayed on start-up until every keyspace has flushed
-        // past them; the small `meta` keyspace rarely fills a memtable, so
-        // without a cap up to 512 MiB of journal could be replayed after a
-        // crash. The smallest cap fjall allows keeps restarts short.
         // Applying a batch appends to fjall's journal buffer only: the batch
-        // is durable in delayd's log already, and fjall's journal is
-        // persisted at checkpoints.
+        // is durable in delayd's log already (see `discard_journal`).
         let db = Database::builder(dir)
             .cache_size(CACHE_BYTES)
             .max_journaling_size(JOURNAL_BYTES)
@@ -204,13 +200,78 @@ impl FjallStorage {
             .spaces
             .iter()
             .any(|ks| ks.tree.active_memtable().size() >= ROTATE_AT);
-        if full {
-            for ks in &self.spaces {
-                if ks.tree.active_memtable().size() > 0 {
-                    ks.rotate_memtable()?;
-                }
+        if full { self.seal() } else { Ok(()) }
+    }
+
+    /// Rotates the memtable of every keyspace holding writes: everything
+    /// applied so far is then in sealed memtables or tables, and fjall's
+    /// workers write the sealed ones to tables. Call it on the writer's
+    /// thread (see [`FjallStorage::rotate_full_memtables`]).
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub(crate) fn seal(&self) -> Result<()> {
+        for ks in &self.spaces {
+            if ks.tree.active_memtable().size() > 0 {
+                ks.rotate_memtable()?;
             }
         }
+        Ok(())
+    }
+
+    /// Whether every sealed memtable is written to a table. fjall writes a
+    /// table and the version naming it with fsync before it drops the
+    /// memtable, so what was sealed before this answers `true` survives a
+    /// crash without fjall's journal.
+    pub(crate) fn sealed_flushed(&self) -> bool {
+        self.spaces.iter().all(|ks| ks.sealed_memtable_count() == 0)
+    }
+
+    /// Empties fjall's journal in `dir`, before fjall is opened there: for
+    /// a store whose every write not yet in a table is in delayd's log,
+    /// which a restart reads anyway. fjall replays its whole active journal
+    /// at open (up to 64 MB; 2.1 s after a 2-million-member burst,
+    /// BENCHMARKS.md session 9), one meta-keyspace lookup per entry.
+    ///
+    /// The sealed journals are deleted and the active one (the newest) is
+    /// kept, empty: fjall recovers its sequence number from its tables only
+    /// when it opens an existing active journal. This is the state fjall
+    /// itself leaves once every journal is flushed and a new one is started.
+    ///
+    /// # Errors
+    ///
+    /// An I/O error listing, deleting or truncating them.
+    pub(crate) fn discard_journal(dir: &Path) -> Result<()> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut journals = Vec::new();
+        for entry in entries {
+            let path = entry?.path();
+            let id = path
+                .extension()
+                .filter(|e| *e == "jnl")
+                .and_then(|_| path.file_stem())
+                .and_then(|s| s.to_str())
+                .and_then(|s| s.parse::<u64>().ok());
+            if let Some(id) = id {
+                journals.push((id, path));
+            }
+        }
+        journals.sort();
+        let Some((_, active)) = journals.pop() else {
+            return Ok(());
+        };
+        for (_, sealed) in journals {
+            std::fs::remove_file(sealed)?;
+        }
+        let file = std::fs::OpenOptions::new().write(true).open(&active)?;
+        file.set_len(0)?;
+        file.sync_all()?;
+        std::fs::File::open(dir)?.sync_all()?;
         Ok(())
     }
 
@@ -224,32 +285,32 @@ impl FjallStorage {
         Ok(())
     }
 
-    /// Writes the memtables to disk and waits, bounded (clean shutdown).
+    /// Writes the memtables to tables and waits, bounded (clean shutdown,
+    /// checkpoints).
     ///
     /// # Errors
     ///
     /// A storage error, or the flush did not finish in time.
     pub(crate) fn flush(&self) -> Result<()> {
-        // While running, a memtable is flushed when one is full (see
-        // `rotate_full_memtables`); rotating more often only piles up small
-        // flushes, and fjall halts writers (100 ms) behind four sealed
-        // memtables.
+        self.flush_within(FLUSH_WAIT)
+    }
+
+    /// [`FjallStorage::flush`], waiting at most `wait`.
+    ///
+    /// # Errors
+    ///
+    /// A storage error, or the flush did not finish in time.
+    pub(crate) fn flush_within(&self, wait: std::time::Duration) -> Result<()> {
         // Waits a bounded time: a flush that fails (the directory is gone,
         // the disk is full) never empties the sealed memtables, and a
-        // shutdown must not wait for it forever. What is not flushed is in
-        // the journal, replayed at the next start.
-        let deadline = std::time::Instant::now() + FLUSH_WAIT;
-        for ks in &self.spaces {
-            if ks.rotate_memtable()? {
-                while ks.sealed_memtable_count() > 0 {
-                    if std::time::Instant::now() >= deadline {
-                        return Err(Error::storage(
-                            "memtables not flushed in time; the journal keeps them",
-                        ));
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
+        // shutdown must not wait for it forever.
+        self.seal()?;
+        let deadline = std::time::Instant::now() + wait;
+        while !self.sealed_flushed() {
+            if std::time::Instant::now() >= deadline {
+                return Err(Error::storage("memtables not flushed in time"));
             }
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
         Ok(())
     }

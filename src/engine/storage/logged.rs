@@ -14,18 +14,27 @@
 //! takes its part of the overlay before opening fjall's iterator), so a
 //! write is always in at least one of the two places it looks.
 //!
-//! Restart: fjall records, in each batch it applies, the log number of that
-//! batch (`wal-applied` in the meta space, atomically with the batch). At
-//! open the log is read and every batch after that number is applied again,
-//! before anything is served. The log's old segments are deleted once
-//! fjall's own journal has been fsynced past them (a checkpoint every
-//! [`CHECKPOINT_BYTES`] of log).
+//! Restart: the log is what a restart reads, not fjall's journal. The
+//! applier checkpoints every [`CHECKPOINT_BYTES`] of log: it closes the
+//! log's segment, and once fjall holds the segment's batches it seals
+//! fjall's memtables; once fjall's workers have written them to tables
+//! (fsynced), it records the last batch sealed in [`CHECKPOINT_FILE`] and
+//! deletes the log segments up to it. At open, fjall's journal is deleted
+//! (everything not in its tables is in the log) and every batch of the log
+//! after the checkpoint is applied again, before anything is served.
+//! Applying a batch again is harmless: each op sets, deletes or clears
+//! whole keys, so applying the batches after any earlier point, in order,
+//! ends in the same state, whatever part of them the tables already hold.
 //!
-//! A restart reads fjall's journal (fjall replays it at open: up to ~64 MB,
-//! fjall seals it only past that) and every log segment on disk (the batches
-//! after `wal-applied` are applied again). A closed segment is deleted as
-//! soon as fjall holds its last batch, not one checkpoint later, so the log
-//! on disk stays under about [`CHECKPOINT_BYTES`].
+//! fjall replays its whole active journal at open (up to 64 MB: it seals
+//! one only past that, one lookup in its meta keyspace per entry), which
+//! took 2.1 s after a burst of 2 million members (BENCHMARKS.md,
+//! session 9); what the log keeps is at most about [`CHECKPOINT_BYTES`].
+//!
+//! A store written before the checkpoint file existed (fjall's journal
+//! then held writes the log had dropped) is opened as before, with fjall's
+//! journal, and then flushed whole before the first checkpoint is
+//! recorded.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,12 +51,20 @@ use crate::{Error, Result};
 /// The meta key holding the log number of the last batch fjall applied.
 const APPLIED_KEY: &[u8] = b"wal-applied";
 
-/// Log bytes after which the applier checkpoints: closes the log's
-/// segment, then, once fjall holds its last batch, fsyncs fjall's journal
-/// and deletes the segment (bounds the log on disk, all of which is read at
-/// restart; reading 64 MiB of it did not show in the restart's CPU time,
-/// BENCHMARKS.md, session 5).
-const CHECKPOINT_BYTES: u64 = 64 * 1024 * 1024;
+/// Log bytes after which the applier checkpoints (see the module's
+/// comment): bounds the log on disk, whose batches after the checkpoint
+/// are applied again at restart.
+const CHECKPOINT_BYTES: u64 = 8 * 1024 * 1024;
+
+/// The file, in the store's directory, holding the log number through
+/// which fjall's tables hold every batch (decimal text). Its presence also
+/// says that fjall's journal is never needed at open.
+const CHECKPOINT_FILE: &str = "checkpoint";
+
+/// Longest the first open of a store written before [`CHECKPOINT_FILE`]
+/// existed waits for fjall to flush what its journal held; past it, the
+/// store opens with fjall's journal again next time.
+const UPGRADE_FLUSH_WAIT: Duration = Duration::from_secs(120);
 
 /// Batches queued for the applier before a round waits for it (a round
 /// waits only if fjall stalls for longer than these take to come).
@@ -109,6 +126,7 @@ struct Applying {
 
 /// fjall behind delayd's log.
 pub(crate) struct LoggedStorage {
+    dir: std::path::PathBuf,
     fjall: Arc<FjallStorage>,
     wal: Arc<Wal>,
     shared: Arc<Shared>,
@@ -121,19 +139,43 @@ impl LoggedStorage {
     ///
     /// # Errors
     ///
-    /// fjall or the log cannot be opened, or the log is corrupt.
+    /// fjall or the log cannot be opened, the log or the checkpoint file is
+    /// corrupt, or fjall cannot apply the log.
     pub(crate) fn open(dir: &Path) -> Result<LoggedStorage> {
+        std::fs::create_dir_all(dir)?;
+        let checkpoint = read_checkpoint(dir)?;
+        if checkpoint.is_some() {
+            FjallStorage::discard_journal(dir)?;
+        }
         let fjall = Arc::new(FjallStorage::open(dir)?);
-        let applied = applied_seq(&fjall)?;
-        let (wal, records) = Wal::open(&dir.join("wal"), applied)?;
+        // With a checkpoint, fjall's tables may hold one keyspace further
+        // than another (each is flushed on its own), so its `wal-applied`
+        // says nothing about the rest: the log is applied from the
+        // checkpoint on.
+        let after = match checkpoint {
+            Some(c) => c,
+            None => applied_seq(&fjall)?,
+        };
+        let (wal, records) = Wal::open(&dir.join("wal"), after)?;
         let replayed = records.len();
-        let mut last = applied;
+        let mut last = after;
         for r in records {
             apply_numbered(&fjall, r.seq, r.ops)?;
             last = r.seq;
         }
         if replayed > 0 {
             tracing::info!("applied {replayed} batches from the write-ahead log");
+        }
+        if checkpoint.is_none() {
+            // fjall's journal may hold writes the log no longer has: once
+            // they are in tables, the checkpoint file can say so.
+            match fjall.flush_within(UPGRADE_FLUSH_WAIT) {
+                Ok(()) => write_checkpoint(dir, last)?,
+                Err(e) => tracing::warn!(
+                    "flushing the store failed ({}); it opens with fjall's journal again next time",
+                    e.detail()
+                ),
+            }
         }
         let shared = Arc::new(Shared {
             overlay: Mutex::default(),
@@ -147,11 +189,13 @@ impl LoggedStorage {
         let wal = Arc::new(wal);
         let applier = {
             let (fjall, wal, shared) = (fjall.clone(), wal.clone(), shared.clone());
+            let dir = dir.to_path_buf();
             std::thread::Builder::new()
                 .name("delayd-applier".into())
-                .spawn(move || run_applier(&fjall, &wal, &shared))?
+                .spawn(move || run_applier(&fjall, &wal, &shared, &dir))?
         };
         Ok(LoggedStorage {
+            dir: dir.to_path_buf(),
             fjall,
             wal,
             shared,
@@ -200,6 +244,25 @@ fn applied_seq(fjall: &FjallStorage) -> Result<u64> {
     }
 }
 
+/// The log number in the checkpoint file, if there is one.
+fn read_checkpoint(dir: &Path) -> Result<Option<u64>> {
+    match std::fs::read_to_string(dir.join(CHECKPOINT_FILE)) {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| Error::storage(format!("corrupt {CHECKPOINT_FILE} file in the store"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Records, durably, that fjall's tables hold every batch through `seq`.
+fn write_checkpoint(dir: &Path, seq: u64) -> Result<()> {
+    super::write_atomically(&dir.join(CHECKPOINT_FILE), format!("{seq}\n").as_bytes())?;
+    Ok(())
+}
+
 /// Applies batch `seq` to fjall with its number, atomically.
 fn apply_numbered(fjall: &FjallStorage, seq: u64, mut ops: Vec<Op>) -> Result<Vec<Op>> {
     ops.push(Op::Put(
@@ -212,8 +275,8 @@ fn apply_numbered(fjall: &FjallStorage, seq: u64, mut ops: Vec<Op>) -> Result<Ve
     Ok(ops)
 }
 
-fn run_applier(fjall: &FjallStorage, wal: &Wal, shared: &Shared) {
-    let mut upkeep = Upkeep::default();
+fn run_applier(fjall: &FjallStorage, wal: &Wal, shared: &Shared, dir: &Path) {
+    let mut upkeep = Upkeep::new(dir);
     loop {
         let (batches, closing) = {
             let mut q = lock(&shared.queue);
@@ -269,73 +332,95 @@ fn run_applier(fjall: &FjallStorage, wal: &Wal, shared: &Shared) {
     }
 }
 
-/// The applier's checkpoints, done between batches: the less of the log is
-/// on disk at a crash, the less is read before serving.
+/// The applier's checkpoints, done between batches (see the module's
+/// comment): the less of the log is on disk at a crash, the less is
+/// applied again before serving.
 struct Upkeep {
-    /// The log was rotated for a checkpoint and its closed segments end at
-    /// or before this batch: they are deleted once fjall holds it.
-    closed_through: Option<u64>,
+    dir: std::path::PathBuf,
+    step: Step,
     /// Log bytes in the current segment before the next checkpoint is
     /// tried (moved on after a failure, so it is not retried per batch).
     checkpoint_at: u64,
 }
 
-impl Default for Upkeep {
-    fn default() -> Self {
-        Upkeep {
-            closed_through: None,
-            checkpoint_at: CHECKPOINT_BYTES,
-        }
-    }
+/// Where the checkpoint under way is.
+enum Step {
+    Idle,
+    /// The log was rotated; its closed segments end at or before this
+    /// batch. fjall's memtables are sealed once fjall holds it.
+    Closed(u64),
+    /// fjall's memtables were sealed with every batch through this one.
+    /// Once they are in tables, it is the checkpoint.
+    Sealed(u64),
 }
 
 impl Upkeep {
+    fn new(dir: &Path) -> Upkeep {
+        Upkeep {
+            dir: dir.to_path_buf(),
+            step: Step::Idle,
+            checkpoint_at: CHECKPOINT_BYTES,
+        }
+    }
+
     /// `applied`: the last batch in fjall. Failures are logged, not fatal:
     /// the log keeps everything meanwhile.
     fn run(&mut self, fjall: &FjallStorage, wal: &Wal, applied: u64) {
         let bytes = wal.current_bytes();
-        if let Some(end) = self.closed_through {
-            if applied >= end {
-                // fsync fjall's journal (fjall holds every batch of the
-                // closed segments), then delete them.
-                match fjall.persist() {
-                    Ok(()) => {
-                        wal.drop_through(applied);
-                        self.closed_through = None;
-                        self.checkpoint_at = CHECKPOINT_BYTES;
-                    }
-                    Err(e) => {
-                        tracing::warn!("fsyncing fjall's journal failed (the log keeps all): {e}");
-                        self.closed_through = None;
-                        self.checkpoint_at = bytes.saturating_add(CHECKPOINT_BYTES);
-                    }
-                }
-            }
-        } else if bytes >= self.checkpoint_at {
-            match wal.rotate() {
+        match self.step {
+            Step::Idle if bytes >= self.checkpoint_at => match wal.rotate() {
                 // Every batch of the closed segment is numbered at most the
                 // log's last now (records may have come since: then this
                 // waits a little longer than needed).
-                Ok(()) => self.closed_through = Some(wal.last_seq()),
+                Ok(()) => self.step = Step::Closed(wal.last_seq()),
                 Err(e) => {
                     tracing::warn!(
                         "rotating the write-ahead log failed (it goes on in one segment): {e}"
                     );
                     self.checkpoint_at = bytes.saturating_add(CHECKPOINT_BYTES);
                 }
+            },
+            Step::Idle => {}
+            Step::Closed(end) if applied >= end => match fjall.seal() {
+                Ok(()) => self.step = Step::Sealed(applied),
+                Err(e) => self.give_up(bytes, &format!("sealing fjall's memtables failed: {e}")),
+            },
+            Step::Closed(_) => {}
+            Step::Sealed(through) if fjall.sealed_flushed() => {
+                match write_checkpoint(&self.dir, through) {
+                    Ok(()) => {
+                        wal.drop_through(through);
+                        self.step = Step::Idle;
+                        self.checkpoint_at = CHECKPOINT_BYTES;
+                    }
+                    Err(e) => self.give_up(bytes, &format!("writing the checkpoint failed: {e}")),
+                }
             }
+            Step::Sealed(_) => {}
         }
+    }
+
+    fn give_up(&mut self, bytes: u64, why: &str) {
+        tracing::warn!("{why} (the log keeps all)");
+        self.step = Step::Idle;
+        self.checkpoint_at = bytes.saturating_add(CHECKPOINT_BYTES);
     }
 }
 
-/// Makes fjall durable up to batch `applied` and deletes the log segments
-/// it covers. A failure is not fatal: the log keeps everything meanwhile.
-fn checkpoint(fjall: &FjallStorage, wal: &Wal, applied: u64) -> Result<()> {
+/// Makes fjall's tables hold every batch through `applied` and deletes the
+/// log segments it covers (clean shutdown).
+///
+/// # Errors
+///
+/// fjall's flush, the checkpoint file, or rotating the log failed: the log
+/// keeps everything.
+fn checkpoint(dir: &Path, fjall: &FjallStorage, wal: &Wal, applied: u64) -> Result<()> {
+    fjall.flush()?;
+    write_checkpoint(dir, applied)?;
     if let Err(e) = wal.rotate() {
         tracing::warn!("rotating the write-ahead log failed (it goes on in one segment): {e}");
         return Err(e);
     }
-    fjall.persist()?;
     wal.drop_through(applied);
     Ok(())
 }
@@ -392,8 +477,8 @@ impl Storage for LoggedStorage {
     fn flush(&self) -> Result<()> {
         self.wal.write()?;
         self.drain()?;
-        self.fjall.flush()?;
         checkpoint(
+            &self.dir,
             &self.fjall,
             &self.wal,
             self.shared.applied.load(Ordering::Acquire),
@@ -524,9 +609,28 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
+        // What a round acknowledges is written to the log first.
+        s.journal().write().unwrap();
         drop(s);
         let s = LoggedStorage::open(dir.path()).unwrap();
         assert_eq!(all(&s, false).len() as u64, n);
+    }
+
+    #[test]
+    fn writes_after_a_restart_without_fjalls_journal_win_over_older_ones() {
+        // fjall numbers writes on from its tables' highest number only if
+        // it opens an existing journal: emptied rather than deleted, later
+        // versions of a key stay later than those in the tables.
+        let dir = tempfile::tempdir().unwrap();
+        for round in 0..4 {
+            let mut s = LoggedStorage::open(dir.path()).unwrap();
+            let want = (round > 0).then(|| format!("v{}", round - 1).into_bytes());
+            assert_eq!(s.get(Space::Members, b"k").unwrap(), want, "round {round}");
+            s.apply(batch(vec![put("k", &format!("v{round}"))]))
+                .unwrap();
+            s.flush().unwrap();
+            assert!(read_checkpoint(dir.path()).unwrap().is_some());
+        }
     }
 
     #[test]

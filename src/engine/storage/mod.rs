@@ -28,6 +28,27 @@ use std::sync::Arc;
 
 use crate::Result;
 
+/// Replaces the file at `path` with `bytes` all at once (a temporary file,
+/// fsynced, renamed over it, and the directory fsynced): a crash leaves
+/// the old file or the new one.
+///
+/// # Errors
+///
+/// Any step failed.
+pub(crate) fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&tmp, bytes)?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
 /// The key spaces of the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub(crate) enum Space {

@@ -271,7 +271,13 @@ impl Wal {
             if newest {
                 // Cut a torn tail so that new records follow whole ones.
                 let f = OpenOptions::new().write(true).open(&path)?;
-                if f.metadata()?.len() > good_len {
+                let len = f.metadata()?.len();
+                if len > good_len {
+                    tracing::warn!(
+                        "write-ahead log {}: cut a torn tail of {} bytes (a write the crash interrupted, never acknowledged)",
+                        path.display(),
+                        len - good_len
+                    );
                     f.set_len(good_len)?;
                     f.sync_all()?;
                 }
