@@ -65,6 +65,9 @@ pub(crate) struct FjallStorage {
     db: Database,
     /// Indexed by [`Space::index`].
     spaces: [Keyspace; 3],
+    /// How many times [`FjallStorage::seal`] ran: when it moves, every
+    /// write applied before is sealed.
+    seals: std::sync::atomic::AtomicU64,
 }
 
 impl FjallStorage {
@@ -117,7 +120,11 @@ impl FjallStorage {
             db.keyspace("members", opts)?,
             db.keyspace("meta", opts)?,
         ];
-        Ok(FjallStorage { db, spaces })
+        Ok(FjallStorage {
+            db,
+            spaces,
+            seals: std::sync::atomic::AtomicU64::new(0),
+        })
     }
 
     fn space(&self, s: Space) -> &Keyspace {
@@ -230,7 +237,16 @@ impl FjallStorage {
                 ks.rotate_memtable()?;
             }
         }
+        self.seals
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
         Ok(())
+    }
+
+    /// How many times the memtables were sealed (see
+    /// [`FjallStorage::seal`]), whether by [`FjallStorage::apply`] once one
+    /// was full or by a caller.
+    pub(crate) fn seals(&self) -> u64 {
+        self.seals.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Whether every sealed memtable is written to a table. fjall writes a

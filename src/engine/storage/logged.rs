@@ -16,8 +16,9 @@
 //!
 //! Restart: the log is what a restart reads, not fjall's journal. The
 //! applier checkpoints every [`CHECKPOINT_BYTES`] of log: it closes the
-//! log's segment, and once fjall holds the segment's batches it seals
-//! fjall's memtables; once fjall's workers have written them to tables
+//! log's segment, and once fjall's memtables are sealed past the segment's
+//! batches (by fjall's next rotation of full memtables, or by the applier
+//! when it is idle) and fjall's workers have written them to tables
 //! (fsynced), it records the last batch sealed in [`CHECKPOINT_FILE`] and
 //! deletes the log segments up to it. At open, fjall's journal is deleted
 //! (everything not in its tables is in the log) and every batch of the log
@@ -53,8 +54,16 @@ const APPLIED_KEY: &[u8] = b"wal-applied";
 
 /// Log bytes after which the applier checkpoints (see the module's
 /// comment): bounds the log on disk, whose batches after the checkpoint
-/// are applied again at restart.
-const CHECKPOINT_BYTES: u64 = 8 * 1024 * 1024;
+/// are applied again at restart. A checkpoint waits for fjall's next
+/// rotation of full memtables (every ~6 MiB of memtable, about as much
+/// log), so the log at a crash is up to about this plus that.
+const CHECKPOINT_BYTES: u64 = 4 * 1024 * 1024;
+
+/// How long the applier finds nothing to apply before it seals fjall's
+/// memtables itself for a checkpoint under way: under load it waits for
+/// fjall's rotation of full memtables instead, since sealing half-full ones
+/// doubles the small tables fjall's workers must flush and compact.
+const IDLE_SEAL: Duration = Duration::from_millis(200);
 
 /// The file, in the store's directory, holding the log number through
 /// which fjall's tables hold every batch (decimal text). Its presence also
@@ -276,7 +285,7 @@ fn apply_numbered(fjall: &FjallStorage, seq: u64, mut ops: Vec<Op>) -> Result<Ve
 }
 
 fn run_applier(fjall: &FjallStorage, wal: &Wal, shared: &Shared, dir: &Path) {
-    let mut upkeep = Upkeep::new(dir);
+    let mut upkeep = Upkeep::new(dir, fjall);
     loop {
         let (batches, closing) = {
             let mut q = lock(&shared.queue);
@@ -319,6 +328,7 @@ fn run_applier(fjall: &FjallStorage, wal: &Wal, shared: &Shared, dir: &Path) {
                 shared.room.notify_all();
                 let _g = lock(&shared.progress_lock);
                 shared.progress.notify_all();
+                upkeep.applied(fjall, last);
             }
             Err(e) => {
                 shared.fail(format!(
@@ -341,13 +351,19 @@ struct Upkeep {
     /// Log bytes in the current segment before the next checkpoint is
     /// tried (moved on after a failure, so it is not retried per batch).
     checkpoint_at: u64,
+    /// fjall's seal count when the applier last looked, and the last batch
+    /// sealed by then.
+    seals: u64,
+    sealed_through: u64,
+    /// When a batch was last applied.
+    last_applied_at: Instant,
 }
 
 /// Where the checkpoint under way is.
 enum Step {
     Idle,
     /// The log was rotated; its closed segments end at or before this
-    /// batch. fjall's memtables are sealed once fjall holds it.
+    /// batch. It waits until fjall's memtables are sealed past it.
     Closed(u64),
     /// fjall's memtables were sealed with every batch through this one.
     /// Once they are in tables, it is the checkpoint.
@@ -355,11 +371,25 @@ enum Step {
 }
 
 impl Upkeep {
-    fn new(dir: &Path) -> Upkeep {
+    fn new(dir: &Path, fjall: &FjallStorage) -> Upkeep {
         Upkeep {
             dir: dir.to_path_buf(),
             step: Step::Idle,
             checkpoint_at: CHECKPOINT_BYTES,
+            seals: fjall.seals(),
+            sealed_through: 0,
+            last_applied_at: Instant::now(),
+        }
+    }
+
+    /// Notes that fjall holds every batch through `last`.
+    fn applied(&mut self, fjall: &FjallStorage, last: u64) {
+        self.last_applied_at = Instant::now();
+        let seals = fjall.seals();
+        if seals != self.seals {
+            // fjall rotated its memtables while applying `last`.
+            self.seals = seals;
+            self.sealed_through = last;
         }
     }
 
@@ -381,10 +411,21 @@ impl Upkeep {
                 }
             },
             Step::Idle => {}
-            Step::Closed(end) if applied >= end => match fjall.seal() {
-                Ok(()) => self.step = Step::Sealed(applied),
-                Err(e) => self.give_up(bytes, &format!("sealing fjall's memtables failed: {e}")),
-            },
+            Step::Closed(end) if self.sealed_through >= end => {
+                self.step = Step::Sealed(self.sealed_through);
+            }
+            Step::Closed(end) if applied >= end && self.last_applied_at.elapsed() >= IDLE_SEAL => {
+                match fjall.seal() {
+                    Ok(()) => {
+                        self.seals = fjall.seals();
+                        self.sealed_through = applied;
+                        self.step = Step::Sealed(applied);
+                    }
+                    Err(e) => {
+                        self.give_up(bytes, &format!("sealing fjall's memtables failed: {e}"));
+                    }
+                }
+            }
             Step::Closed(_) => {}
             Step::Sealed(through) if fjall.sealed_flushed() => {
                 match write_checkpoint(&self.dir, through) {
