@@ -81,8 +81,12 @@ const QUEUED_BATCHES: usize = 4096;
 
 /// Writes held in the overlay before a round waits for the applier: bounds
 /// the memory a burst (`redis-cli --pipe`, whose rounds are thousands of
-/// commands) can take while fjall is behind.
-const MAX_UNAPPLIED: usize = 128 * 1024;
+/// commands) can take while fjall is behind. The applier waits whenever
+/// fjall's workers' queue is full as it rotates memtables (see
+/// `FjallStorage::rotate_full_memtables`); with 128k, the overlay filled
+/// meanwhile and a 10-million-member load peaked at 184.9 MB of RSS; with
+/// 16k, 107.6 MB at the same load rate (22.7k/s, BENCHMARKS.md session 9).
+const MAX_UNAPPLIED: usize = 16 * 1024;
 
 /// How long the applier sleeps when it finds nothing queued. A round never
 /// wakes it (a wake-up per round would cost a context switch per command
