@@ -232,6 +232,22 @@ def latency(port, cmd):
     return float(cols[1]), float(cols[4]), float(cols[6])
 
 
+def restart_steps(log_path):
+    """The last start's 'store opened ... in X ms' and 'recovered ... in Y
+    ms' from delayd's log, as 'X, Y'."""
+    opened = recovered = "?"
+    try:
+        text = open(log_path, errors="replace").read()
+    except OSError:
+        return "?"
+    for line in text.splitlines():
+        if "store opened" in line:
+            opened = line.rsplit(" in ", 1)[-1].strip()
+        elif "members in" in line and "recovered" in line:
+            recovered = line.rsplit(" in ", 1)[-1].strip()
+    return "%s, %s" % (opened, recovered)
+
+
 def start_delayd(port, data, horizon_ms):
     p = subprocess.Popen(
         [DELAYD, "--port", str(port), "--dir", data, "--appendfsync", "everysec", "--horizon-ms", str(horizon_ms)],
@@ -354,6 +370,7 @@ def main():
         p = start_delayd(port, data, args.horizon_ms)
         d["restart_s"] = wait_serving(port)
         d["rss_after_restart_mb"] = rss_mb(p.pid)
+        d["restart_steps"] = restart_steps(data + ".log")
         d["lateness"] = lateness(port, args, soon_ms)
         p.terminate()
         p.wait()
@@ -402,6 +419,7 @@ def main():
     print("| disk (MB) | %.1f | %s |" % (d["disk_mb"], rv("disk_mb")))
     print("| restart to serving after kill -9 (s) | %.3f | %s |" % (d["restart_s"], rv("restart_s", "%.3f")))
     print("| RSS after restart (MB) | %.1f | - |" % d["rss_after_restart_mb"])
+    print("| of the restart: store opened, state recovered (ms, delayd's log) | %s | - |" % d["restart_steps"])
     for name, key in (("DELAYCARD / ZCARD", "card"), ("DELAYSCORE / ZSCORE", "score")):
         rr = r[key] if r else None
         print("| %s rps, p50 / p99 (ms) | %.0f, %.3f / %.3f | %s |" % (
