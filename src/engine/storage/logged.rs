@@ -20,7 +20,7 @@
 //! batches (by fjall's next rotation of full memtables, or by the applier
 //! when it is idle) and fjall's workers have written them to tables
 //! (fsynced), it records the last batch sealed in [`CHECKPOINT_FILE`] and
-//! deletes the log segments up to it. At open, fjall's journal is deleted
+//! deletes the log segments up to it. At open, fjall's journal is emptied
 //! (everything not in its tables is in the log) and every batch of the log
 //! after the checkpoint is applied again, before anything is served.
 //! Applying a batch again is harmless: each op sets, deletes or clears
