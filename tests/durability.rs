@@ -3,7 +3,6 @@
 #[path = "../compat-tests/harness.rs"]
 mod harness;
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use harness::Server;
@@ -14,39 +13,15 @@ fn kill9_under_always_loses_no_acknowledged_write() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let mut server = Server::start_in(&dir, &["--appendfsync", "always"]);
-    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
     let stop = Instant::now() + Duration::from_millis(700);
-    let mut producers = Vec::new();
-    for p in 0..8 {
-        let acked = acked.clone();
-        let mut con = server.client();
-        producers.push(std::thread::spawn(move || {
-            for i in 0.. {
-                if Instant::now() > stop {
-                    break;
-                }
-                let m = format!("p{p}:{i}");
-                // Half due now, half far in the future: both tiers must survive.
-                let delay = if i % 2 == 0 { 0 } else { 86_400_000 };
-                let r: redis::RedisResult<i64> = redis::cmd("DELAYADD")
-                    .arg("q")
-                    .arg(delay)
-                    .arg(&m)
-                    .query(&mut con);
-                match r {
-                    Ok(1) => acked.lock().unwrap().push(m),
-                    Ok(other) => panic!("DELAYADD of a new member replied {other}"),
-                    Err(_) => break, // the server was killed under us
-                }
-            }
-        }));
-    }
+    // Half due now, half far in the future: both tiers must survive.
+    let producers = produce(&server, 8, stop, |p, i| {
+        let delay = if i % 2 == 0 { 0 } else { 86_400_000 };
+        (format!("p{p}:{i}"), delay)
+    });
     std::thread::sleep(Duration::from_millis(400));
     server.kill9();
-    for p in producers {
-        p.join().unwrap();
-    }
-    let acked = acked.lock().unwrap().clone();
+    let acked = acknowledged(producers);
     assert!(
         acked.len() > 50,
         "too few writes acknowledged: {}",
@@ -101,39 +76,15 @@ fn kill9_across_checkpoints_loses_no_acknowledged_write() {
         if let Ok(c) = std::fs::read_to_string(dir.join("checkpoint")) {
             checkpoints.insert(c);
         }
-        let found: Arc<Mutex<Vec<String>>> = Arc::default();
         let stop = Instant::now() + Duration::from_millis(3_000);
-        let mut producers = Vec::new();
-        for p in 0..4 {
-            let found = found.clone();
-            let mut con = server.client();
-            producers.push(std::thread::spawn(move || {
-                for i in 0.. {
-                    if Instant::now() > stop {
-                        break;
-                    }
-                    let m = format!("c{cycle}p{p}i{i}:{}", "x".repeat(4096));
-                    // Beyond the in-memory horizon and within it.
-                    let delay: u64 = if i % 2 == 0 { 3 * 86_400_000 } else { 600_000 };
-                    let r: redis::RedisResult<i64> = redis::cmd("DELAYADD")
-                        .arg("q")
-                        .arg(delay)
-                        .arg(&m)
-                        .query(&mut con);
-                    match r {
-                        Ok(1) => found.lock().unwrap().push(m),
-                        Ok(other) => panic!("DELAYADD of a new member replied {other}"),
-                        Err(_) => break,
-                    }
-                }
-            }));
-        }
+        // Beyond the in-memory horizon and within it.
+        let producers = produce(&server, 4, stop, move |p, i| {
+            let delay = if i % 2 == 0 { 3 * 86_400_000 } else { 600_000 };
+            (format!("c{cycle}p{p}i{i}:{}", "x".repeat(4096)), delay)
+        });
         std::thread::sleep(Duration::from_millis(300 + rng.next() % 2_500));
         server.kill9();
-        for p in producers {
-            p.join().unwrap();
-        }
-        acked.extend(found.lock().unwrap().drain(..));
+        acked.extend(acknowledged(producers));
     }
     let server = Server::start_in(&dir, &[]);
     let mut con = server.client();
@@ -149,6 +100,50 @@ fn kill9_across_checkpoints_loses_no_acknowledged_write() {
         checkpoints.len() >= 2,
         "the runs crossed too few checkpoints to test them: {checkpoints:?}"
     );
+}
+
+/// Starts `n` producers, each adding to queue `q` the members `member(p,
+/// i)` gives (name, delay in ms) until `stop` or until the server is
+/// killed under them. Each returns the members it saw acknowledged.
+fn produce(
+    server: &Server,
+    n: usize,
+    stop: Instant,
+    member: impl Fn(usize, u64) -> (String, u64) + Send + Copy + 'static,
+) -> Vec<std::thread::JoinHandle<Vec<String>>> {
+    (0..n)
+        .map(|p| {
+            let mut con = server.client();
+            std::thread::spawn(move || {
+                let mut acked = Vec::new();
+                for i in 0.. {
+                    if Instant::now() > stop {
+                        break;
+                    }
+                    let (m, delay) = member(p, i);
+                    let r: redis::RedisResult<i64> = redis::cmd("DELAYADD")
+                        .arg("q")
+                        .arg(delay)
+                        .arg(&m)
+                        .query(&mut con);
+                    match r {
+                        Ok(1) => acked.push(m),
+                        Ok(other) => panic!("DELAYADD of a new member replied {other}"),
+                        Err(_) => break, // the server was killed under us
+                    }
+                }
+                acked
+            })
+        })
+        .collect()
+}
+
+/// Every member the producers saw acknowledged.
+fn acknowledged(producers: Vec<std::thread::JoinHandle<Vec<String>>>) -> Vec<String> {
+    producers
+        .into_iter()
+        .flat_map(|p| p.join().unwrap())
+        .collect()
 }
 
 /// How many of `members` queue `q` does not hold.

@@ -537,6 +537,11 @@ impl Storage for LoggedStorage {
 
 impl Drop for LoggedStorage {
     fn drop(&mut self) {
+        // What was applied is handed to the OS: the next open reads the
+        // log, not fjall's journal (which fjall writes out as it closes).
+        if let Err(e) = self.wal.write() {
+            tracing::warn!("writing the write-ahead log at close failed: {e}");
+        }
         // The applier finishes what is queued, then stops.
         lock(&self.shared.queue).closing = true;
         if let Some(t) = self.applier.take() {
@@ -654,8 +659,6 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
-        // What a round acknowledges is written to the log first.
-        s.journal().write().unwrap();
         drop(s);
         let s = LoggedStorage::open(dir.path()).unwrap();
         assert_eq!(all(&s, false).len() as u64, n);
