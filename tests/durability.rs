@@ -29,25 +29,7 @@ fn kill9_under_always_loses_no_acknowledged_write() {
     );
 
     let server = Server::start_in(&dir, &["--appendfsync", "always"]);
-    let mut con = server.client();
-    let card: i64 = redis::cmd("DELAYCARD").arg("q").query(&mut con).unwrap();
-    assert!(
-        card as usize >= acked.len(),
-        "DELAYCARD {card} < acked {}",
-        acked.len()
-    );
-    let mut pipe = redis::pipe();
-    for m in &acked {
-        pipe.cmd("DELAYSCORE").arg("q").arg(m);
-    }
-    let scores: Vec<Option<i64>> = pipe.query(&mut con).unwrap();
-    let missing: Vec<_> = acked
-        .iter()
-        .zip(&scores)
-        .filter(|(_, s)| s.is_none())
-        .map(|(m, _)| m.clone())
-        .collect();
-    assert!(missing.is_empty(), "lost acknowledged members: {missing:?}");
+    assert_all_there(&mut server.client(), &acked);
 }
 
 /// Acknowledged writes survive kill -9 at any step of the store's
@@ -87,15 +69,7 @@ fn kill9_across_checkpoints_loses_no_acknowledged_write() {
         acked.extend(acknowledged(producers));
     }
     let server = Server::start_in(&dir, &[]);
-    let mut con = server.client();
-    let card: i64 = redis::cmd("DELAYCARD").arg("q").query(&mut con).unwrap();
-    // A write whose reply the kill cut off may be there too.
-    assert!(
-        card as usize >= acked.len(),
-        "DELAYCARD {card} < acked {}",
-        acked.len()
-    );
-    assert_eq!(missing(&mut con, &acked), 0, "acknowledged members lost");
+    assert_all_there(&mut server.client(), &acked);
     assert!(
         checkpoints.len() >= 2,
         "the runs crossed too few checkpoints to test them: {checkpoints:?}"
@@ -144,6 +118,24 @@ fn acknowledged(producers: Vec<std::thread::JoinHandle<Vec<String>>>) -> Vec<Str
         .into_iter()
         .flat_map(|p| p.join().unwrap())
         .collect()
+}
+
+/// Queue `q` holds every one of `acked`, and DELAYCARD counts at least
+/// them (a write whose reply the kill cut off may be there too).
+fn assert_all_there(con: &mut redis::Connection, acked: &[String]) {
+    let card: i64 = redis::cmd("DELAYCARD").arg("q").query(con).unwrap();
+    assert!(
+        card as usize >= acked.len(),
+        "DELAYCARD {card} < acked {}",
+        acked.len()
+    );
+    let lost = missing(con, acked);
+    assert_eq!(
+        lost,
+        0,
+        "{lost} of {} acknowledged members lost",
+        acked.len()
+    );
 }
 
 /// How many of `members` queue `q` does not hold.
