@@ -59,11 +59,10 @@ struct State {
     current_bytes: u64,
     /// Set by a failed write: the log takes no more records.
     failed: Option<String>,
-    /// Segments closed by a rotation whose fsync has not finished yet, and
-    /// whether the directory entry of the current segment may not be
-    /// durable yet: [`Wal::sync`] covers them until [`Wal::rotate`] has.
+    /// Segments closed by a rotation whose fsync, and the directory's
+    /// (which makes the new segment's name durable), have not finished
+    /// yet: [`Wal::sync`] does them until [`Wal::rotate`] has.
     unsynced: Vec<Arc<File>>,
-    dir_unsynced: bool,
 }
 
 /// One record read back at open.
@@ -312,7 +311,6 @@ impl Wal {
                 current_bytes: 0,
                 failed: None,
                 unsynced: Vec::new(),
-                dir_unsynced: false,
             }),
             writing: Mutex::new(()),
         };
@@ -399,14 +397,14 @@ impl Wal {
     /// The write or the fsync failed.
     pub(crate) fn sync(&self) -> Result<()> {
         self.write()?;
-        let (file, closed, dir) = {
+        let (file, closed) = {
             let s = self.state();
-            (s.file.clone(), s.unsynced.clone(), s.dir_unsynced)
+            (s.file.clone(), s.unsynced.clone())
         };
-        for f in closed {
+        for f in &closed {
             f.sync_data().map_err(|e| self.poison("fsyncing", &e))?;
         }
-        if dir {
+        if !closed.is_empty() {
             self.sync_dir()?;
         }
         file.sync_data().map_err(|e| self.poison("fsyncing", &e))
@@ -454,15 +452,11 @@ impl Wal {
                 .push((old_first, segment_path(&self.dir, old_first)));
             s.current_bytes = 0;
             s.unsynced.push(old.clone());
-            s.dir_unsynced = true;
             old
         };
         old.sync_data().map_err(|e| self.poison("fsyncing", &e))?;
         self.sync_dir()?;
-        let mut s = self.state();
-        s.unsynced.retain(|f| !Arc::ptr_eq(f, &old));
-        // Another rotation since has its own directory fsync to come.
-        s.dir_unsynced = !s.unsynced.is_empty();
+        self.state().unsynced.retain(|f| !Arc::ptr_eq(f, &old));
         Ok(())
     }
 
